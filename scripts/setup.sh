@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv and install tidings with everything its tests and benchmarks use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev,peers]'

@@ -1,0 +1,258 @@
+"""The consumer: standalone or as a member of a consumer group (L4, L5).
+
+Positions (the next offset to read) live here; committed offsets live in the
+engine. With a group, partitions arrive and leave through
+:class:`~.membership.Membership`; ``poll`` applies those changes, committing
+a partition before releasing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Literal
+
+from ..config import GroupConfig, validate_name
+from ..errors import ConfigurationError, FencedError
+from ..message import Record, TopicPartition
+from ..ports.engine import Engine
+from .membership import Membership
+
+Start = Literal["beginning", "end"] | int | datetime
+
+
+class Consumer:
+    """Reads records from topics. Use from one thread (or through AsyncConsumer).
+
+    ``start`` applies where no offset is committed: ``"beginning"``,
+    ``"end"``, an offset, or a datetime. With ``group``, offsets are
+    committed every ``auto_commit_interval_s`` (at-least-once), on
+    rebalance and on close; set ``auto_commit=False`` to call
+    :meth:`commit` yourself.
+
+    Raises ``TopicNotFound``, ``PartitionNotFound``, ``CorruptDataError``
+    (from ``poll``; seek past it) and ``FencedError`` (from ``commit``).
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        engine: Engine,
+        topics: list[str],
+        group: str | None = None,
+        *,
+        start: Start = "end",
+        assign: list[TopicPartition] | None = None,
+        auto_commit: bool = True,
+        auto_commit_interval_s: float = 1.0,
+        group_config: GroupConfig | None = None,
+    ) -> None:
+        if not topics and not assign:
+            raise ConfigurationError("give the consumer at least one topic")
+        for t in topics:
+            validate_name("topic", t)
+        if group is not None:
+            validate_name("group", group)
+        if group is not None and assign is not None:
+            raise ConfigurationError("use either group (partitions assigned) or assign, not both")
+        self._engine = engine
+        self._log = engine.log
+        self._start = start
+        self._group = group
+        self._auto_commit = auto_commit and group is not None
+        self._commit_every = auto_commit_interval_s
+        self._positions: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
+        self._rotate = 0
+        topics = sorted(set(topics) | {tp.topic for tp in assign or []})
+        for t in topics:
+            self._log.get_topic(t)  # TopicNotFound early, with a clear message
+        self._waiter = engine.waiter([f"log:{t}" for t in topics])
+        self._membership: Membership | None = None
+        if group is not None:
+            self._membership = Membership(engine, group, tuple(topics), group_config or GroupConfig())
+            self._membership.join()
+        else:
+            chosen = assign or [
+                TopicPartition(t, p) for t in topics for p in range(self._log.get_topic(t).partitions)
+            ]
+            self._take(set(chosen))
+
+    # ---- assignment -------------------------------------------------------
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this consumer reads now."""
+        return set(self._positions)
+
+    def _take(self, tps: set[TopicPartition]) -> None:
+        committed = self._log.committed(self._group) if self._group else {}
+        for tp in sorted(tps - set(self._positions)):
+            if tp in committed:
+                self._positions[tp] = committed[tp]
+                self._committed[tp] = committed[tp]
+            else:
+                self._positions[tp] = self._initial(tp, self._start)
+
+    def _initial(self, tp: TopicPartition, where: Start) -> int:
+        if where == "beginning":
+            return self._info(tp)[0]
+        if where == "end":
+            return self._info(tp)[1]
+        if isinstance(where, datetime):
+            return self._log.offset_for_time(tp.topic, tp.partition, int(where.timestamp() * 1000))
+        if isinstance(where, int):
+            return where
+        raise ConfigurationError(f"start must be beginning, end, an offset or a datetime, not {where!r}")
+
+    def _info(self, tp: TopicPartition) -> tuple[int, int]:
+        for info in self._log.describe_partitions(tp.topic):
+            if info.partition == tp.partition:
+                return info.first_offset, info.next_offset
+        raise ConfigurationError(f"{tp} does not exist")
+
+    def _sync_membership(self) -> None:
+        m = self._membership
+        if m is None:
+            return
+        if m.fenced or m.session_lapsed():
+            self._check_fenced(m)
+        view = m.view
+        if view is None:
+            return
+        lost = set(self._positions) - (view.owned - view.revoke)
+        if lost:
+            self._give_up(m, lost)
+        self._take(set(view.owned - view.revoke))
+
+    def _check_fenced(self, m: Membership) -> None:
+        try:
+            if not m.fenced:
+                m.heartbeat()
+                return
+        except FencedError:
+            pass
+        # Fenced: everything we held may already be someone else's. Drop it
+        # uncommitted (it will be redelivered to the new owner) and rejoin.
+        self._positions.clear()
+        self._committed.clear()
+        m.join()
+
+    def _give_up(self, m: Membership, lost: set[TopicPartition]) -> None:
+        if self._auto_commit:
+            try:
+                self._commit_positions({tp: self._positions[tp] for tp in lost})
+            except FencedError:
+                pass  # not ours any more: the new owner re-reads from the last commit
+        for tp in lost:
+            self._positions.pop(tp, None)
+            self._committed.pop(tp, None)
+        m.release(lost)
+
+    # ---- reading ----------------------------------------------------------
+    def poll(self, timeout: float = 1.0, max_records: int = 10_000) -> list[Record]:
+        """Records from the assigned partitions, waiting up to ``timeout``
+        seconds for the first one; ``[]`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._maybe_auto_commit()
+            self._sync_membership()
+            self._waiter.arm()
+            records = self._fetch(max_records)
+            left = deadline - time.monotonic()
+            if records or left <= 0:
+                return records
+            self._waiter.wait(min(left, self._wait_slice()))
+
+    def _wait_slice(self) -> float:
+        m = self._membership
+        if m is not None and m.view is not None and (m.view.pending or m.view.revoke):
+            return 0.05  # a rebalance is under way: look again soon
+        return 1.0
+
+    def _fetch(self, max_records: int) -> list[Record]:
+        tps = list(self._positions)
+        if not tps:
+            return []
+        self._rotate = (self._rotate + 1) % len(tps)
+        out: list[Record] = []
+        for tp in tps[self._rotate :] + tps[: self._rotate]:
+            got = self._log.read(tp.topic, tp.partition, self._positions[tp], max_records - len(out))
+            if got:
+                self._positions[tp] = got[-1].offset + 1
+                out.extend(got)
+                if len(out) >= max_records:
+                    break
+        return out
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            yield from self.poll()
+
+    # ---- positions --------------------------------------------------------
+    def position(self, tp: TopicPartition) -> int:
+        return self._positions[tp]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` next."""
+        if tp not in self._positions:
+            raise ConfigurationError(f"{tp} is not assigned to this consumer")
+        self._positions[tp] = offset
+
+    def seek_to(self, where: Start, tps: list[TopicPartition] | None = None) -> None:
+        """Seek every (or the given) assigned partition to beginning, end,
+        an offset or a time."""
+        for tp in tps or list(self._positions):
+            self.seek(tp, self._initial(tp, where))
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records between each assigned partition's position and its end."""
+        out = {}
+        for topic in sorted({tp.topic for tp in self._positions}):
+            for info in self._log.describe_partitions(topic):
+                tp = TopicPartition(topic, info.partition)
+                if tp in self._positions:
+                    out[tp] = max(0, info.next_offset - max(self._positions[tp], info.first_offset))
+        return out
+
+    # ---- commits ----------------------------------------------------------
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets`` (default: the current positions) for the group.
+
+        Raises FencedError when this member no longer owns a partition."""
+        if self._group is None:
+            raise ConfigurationError("commit needs a consumer group (Consumer(..., group=...))")
+        self._commit_positions(dict(offsets) if offsets is not None else dict(self._positions))
+
+    def _commit_positions(self, offsets: dict[TopicPartition, int]) -> None:
+        todo = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
+        if not todo or self._group is None:
+            return
+        member = self._membership.member_id if self._membership else None
+        self._log.commit(self._group, member, todo, time.time())
+        self._committed.update(todo)
+        self._last_commit = time.monotonic()
+
+    def _maybe_auto_commit(self) -> None:
+        if self._auto_commit and time.monotonic() - self._last_commit >= self._commit_every:
+            try:
+                self._commit_positions(dict(self._positions))
+            except FencedError:
+                self._last_commit = time.monotonic()  # _sync_membership rejoins
+
+    def close(self) -> None:
+        """Commit (with auto-commit), leave the group, release resources."""
+        try:
+            if self._auto_commit:
+                self._commit_positions(dict(self._positions))
+        except FencedError:
+            pass
+        finally:
+            if self._membership is not None:
+                self._membership.leave()
+            self._waiter.close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

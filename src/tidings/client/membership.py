@@ -1,0 +1,109 @@
+"""A consumer's membership in a group: join, heartbeat thread, leave.
+
+The heartbeat thread only talks to the coordinator state; partitions move
+in the consumer's own thread (``Consumer.poll``), which commits what it
+gives up before the partition is released, so a partition never has two
+live owners.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from ..config import GroupConfig
+from ..errors import FencedError, TidingsError
+from ..groups.coordinator import GroupState, Member, MemberView
+from ..message import TopicPartition
+from ..ports.engine import Engine
+
+log = logging.getLogger("tidings.consumer")
+_FAST = 0.05  # heartbeat period while partitions are on their way to us
+
+
+class Membership:
+    """Keeps one member alive in a group."""
+
+    def __init__(self, engine: Engine, group: str, topics: tuple[str, ...], config: GroupConfig):
+        self.engine, self.group, self.topics, self.config = engine, group, topics, config
+        self.member_id = ""
+        self.view: MemberView | None = None
+        self.fenced = False
+        self.last_ok = 0.0
+        self._released: set[TopicPartition] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def join(self) -> MemberView:
+        """Join with a fresh member id (a fenced member never comes back)."""
+        self.member_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        now = time.time()
+        member = Member(self.member_id, self.topics, self.config.session_timeout_s, now, self.member_id)
+
+        def fn(state: GroupState, counts: dict[str, int]) -> MemberView:
+            state.strategy = state.strategy if state.members else self.config.strategy
+            return state.join(member, counts, now)
+
+        view = self.engine.log.group_transition(self.group, fn)
+        with self._lock:
+            self.view, self.fenced, self.last_ok = view, False, now
+            self._released.clear()
+        self._start()
+        return view
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="tidings-heartbeat", daemon=True)
+            self._thread.start()
+
+    def release(self, tps: set[TopicPartition]) -> None:
+        """Hand partitions back (after committing them) at the next heartbeat."""
+        with self._lock:
+            self._released |= tps
+
+    def heartbeat(self) -> MemberView:
+        """One heartbeat now; raises FencedError if the session had expired."""
+        with self._lock:
+            released = frozenset(self._released)
+        now = time.time()
+        member_id = self.member_id
+        view = self.engine.log.group_transition(
+            self.group, lambda s, c: s.heartbeat(member_id, released, c, now)
+        )
+        with self._lock:
+            self._released -= released
+            self.view, self.last_ok = view, now
+        return view
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            view = self.view
+            period = _FAST if view is None or view.pending or view.revoke else self.config.heartbeat_interval_s
+            if self._stop.wait(period):
+                return
+            try:
+                self.heartbeat()
+            except FencedError:
+                self.fenced = True
+                return
+            except TidingsError as exc:  # engine hiccup: keep trying until the session ends
+                log.warning("heartbeat for group %s failed: %s", self.group, exc)
+
+    def session_lapsed(self) -> bool:
+        """True if no heartbeat succeeded for a whole session timeout (e.g. the
+        process was stopped): the member may have been fenced meanwhile."""
+        return time.time() - self.last_ok > self.config.session_timeout_s
+
+    def leave(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        member_id = self.member_id
+        if member_id and not self.fenced:
+            self.engine.log.group_transition(self.group, lambda s, c: s.leave(member_id, c))

@@ -1,0 +1,267 @@
+"""The producer: batching with linger, one ack per record resolved when durable.
+
+``send`` only buffers: records go to an open *flight* per (topic, partition);
+a sender thread appends whole flights through the engine, one transaction
+per topic, and resolves each flight's future. An :class:`Ack` is a record's
+index into its flight, so a record costs no future or lock of its own.
+``send_batch`` skips the buffer and appends in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from ..codecs import BYTES, Codec
+from ..config import ProducerConfig, TopicConfig
+from ..errors import TidingsError
+from ..message import EMPTY_HEADERS, Headers, RecordMetadata
+from ..partitioner import PARTITIONERS
+from ..ports.engine import Engine
+from ..ports.log import AppendResult, RecordColumns
+
+
+class _Flight:
+    """Records bound for one partition, appended together."""
+
+    __slots__ = ("topic", "partition", "keys", "values", "headers", "nbytes", "future")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+        self.keys: list[bytes | None] = []
+        self.values: list[bytes | None] = []
+        self.headers: list[Headers] = []
+        self.nbytes = 0
+        self.future: Future[AppendResult] = Future()
+
+    def columns(self) -> RecordColumns:
+        keys = self.keys if any(k is not None for k in self.keys) else None
+        headers = self.headers if any(self.headers) else None
+        return RecordColumns(self.values, keys, headers)
+
+
+class Ack:
+    """A record's acknowledgement; ``result()`` blocks until it is durable."""
+
+    __slots__ = ("_flight", "_index")
+
+    def __init__(self, flight: _Flight, index: int) -> None:
+        self._flight, self._index = flight, index
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        """Where the record was stored; raises what the append raised."""
+        r = self._flight.future.result(timeout)
+        f = self._flight
+        return RecordMetadata(f.topic, f.partition, r.base_offset + self._index, r.timestamp)
+
+    def done(self) -> bool:
+        return self._flight.future.done()
+
+    @property
+    def future(self) -> Future[AppendResult]:
+        """The flight's future (shared by every record of the batch)."""
+        return self._flight.future
+
+
+class Producer:
+    """Sends records to topics. Thread-safe; close it (or use ``with``).
+
+    Raises from ``send``/``send_batch``: ``TopicNotFound``,
+    ``PartitionNotFound``, ``RecordTooLarge``, ``SerializationError``;
+    from ``Ack.result``: whatever the append raised (``EngineError`` …).
+    """
+
+    def __init__(self, engine: Engine, config: ProducerConfig, codec: Codec[Any] = BYTES) -> None:
+        self._engine = engine
+        self._config = config
+        self._codec = codec
+        self._partition_of = PARTITIONERS[config.partitioner]
+        self._topics: dict[str, TopicConfig] = {}
+        self._sticky = itertools.count()
+        self._open: dict[tuple[str, int], _Flight] = {}
+        self._ready: list[_Flight] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._sender: threading.Thread | None = None
+
+    # ---- routing ----------------------------------------------------------
+    def _topic(self, name: str) -> TopicConfig:
+        config = self._topics.get(name)
+        if config is None:
+            config = self._topics[name] = self._engine.log.get_topic(name)
+        return config
+
+    def _route(self, topic: str, key: bytes | None, partition: int | None) -> int:
+        if partition is not None:
+            return partition
+        n = self._topic(topic).partitions
+        if key is None:  # sticky: keyless records fill one partition per batch
+            return next(self._sticky) // self._config.max_batch_records % n
+        return self._partition_of(key, n)
+
+    def _key(self, key: bytes | str | None) -> bytes | None:
+        return key.encode() if isinstance(key, str) else key
+
+    # ---- buffered send ----------------------------------------------------
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        key: bytes | str | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> Ack:
+        """Buffer one record; the returned :class:`Ack` resolves when durable.
+        ``value=None`` sends a tombstone."""
+        data = None if value is None else self._codec.encode(value)
+        k = self._key(key)
+        p = self._route(topic, k, partition)
+        with self._cond:
+            self._ensure_open()
+            flight = self._open.get((topic, p))
+            if flight is None:
+                flight = self._open[(topic, p)] = _Flight(topic, p)
+            index = len(flight.values)
+            flight.keys.append(k)
+            flight.values.append(data)
+            flight.headers.append(headers or EMPTY_HEADERS)
+            flight.nbytes += len(data or b"")
+            if len(flight.values) >= self._config.max_batch_records or (
+                flight.nbytes >= self._config.max_batch_bytes
+            ):
+                self._ready.append(self._open.pop((topic, p)))
+            self._cond.notify()
+        return Ack(flight, index)
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise TidingsError("the producer is closed")
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._run, name="tidings-producer", daemon=True)
+            self._sender.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ready and not self._open and not self._closed:
+                    self._cond.wait()
+                if not self._ready and self._config.linger_s and not self._closed:
+                    self._cond.wait(self._config.linger_s)
+                flights = self._ready + list(self._open.values())
+                self._ready, self._open = [], {}
+                if not flights and self._closed:
+                    return
+            self._deliver(flights)
+
+    def _deliver(self, flights: list[_Flight]) -> None:
+        by_topic: dict[str, list[_Flight]] = {}
+        for f in flights:
+            by_topic.setdefault(f.topic, []).append(f)
+        for topic, group in by_topic.items():
+            try:
+                results = self._engine.log.append(topic, {f.partition: f.columns() for f in group})
+            except BaseException as exc:  # every record of the call fails alike
+                for f in group:
+                    f.future.set_exception(exc)
+                continue
+            for f in group:
+                f.future.set_result(results[f.partition])
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything sent so far is durable (or failed)."""
+        with self._cond:
+            pending = self._ready + list(self._open.values())
+            self._cond.notify()
+        for f in pending:
+            f.future.exception(timeout)
+
+    # ---- direct batch send -------------------------------------------------
+    def send_batch(
+        self,
+        topic: str,
+        values: Sequence[Any],
+        keys: Sequence[bytes | str | None] | None = None,
+        headers: Sequence[Headers] | None = None,
+        partition: int | None = None,
+    ) -> list[RecordMetadata]:
+        """Append many records now, in this thread, in one transaction; return
+        each record's metadata in input order once all are durable."""
+        encoded = self._encode_all(values)
+        kb = None if keys is None else [self._key(k) for k in keys]
+        if kb is not None and len(kb) != len(encoded):
+            raise TidingsError(f"{len(kb)} keys for {len(encoded)} values")
+        slots = self._partitions_for(topic, kb, len(encoded), partition)
+        columns, order = _split(slots, encoded, kb, headers)
+        results = self._engine.log.append(topic, columns)
+        return _metadata(topic, slots, order, results)
+
+    def _encode_all(self, values: Sequence[Any]) -> list[bytes | None]:
+        if self._codec is BYTES and all(type(v) is bytes for v in values):
+            return list(values)  # the hot path: nothing to encode
+        encode = self._codec.encode
+        return [None if v is None else encode(v) for v in values]
+
+    def _partitions_for(
+        self, topic: str, keys: list[bytes | None] | None, n: int, partition: int | None
+    ) -> list[int]:
+        if partition is not None:
+            return [partition] * n
+        count = self._topic(topic).partitions
+        if keys is None:
+            return [next(self._sticky) % count] * n
+        fn, sticky = self._partition_of, next(self._sticky) % count
+        return [sticky if k is None else fn(k, count) for k in keys]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the sender thread."""
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._sender is not None:
+            self._sender.join(timeout)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split(
+    slots: list[int],
+    values: list[bytes | None],
+    keys: list[bytes | None] | None,
+    headers: Sequence[Headers] | None,
+) -> tuple[dict[int, RecordColumns], list[int]]:
+    """Group the columns by partition; ``order[i]`` is record i's index
+    within its partition's batch."""
+    if len(set(slots)) == 1:
+        p = slots[0]
+        return {p: RecordColumns(values, keys, headers)}, list(range(len(values)))
+    cols: dict[int, tuple[list[bytes | None], list[bytes | None], list[Headers]]] = {}
+    order = []
+    for i, p in enumerate(slots):
+        v, k, h = cols.setdefault(p, ([], [], []))
+        order.append(len(v))
+        v.append(values[i])
+        k.append(None if keys is None else keys[i])
+        h.append(EMPTY_HEADERS if headers is None else headers[i])
+    out = {
+        p: RecordColumns(v, None if keys is None else k, None if headers is None else h)
+        for p, (v, k, h) in cols.items()
+    }
+    return out, order
+
+
+def _metadata(
+    topic: str, slots: list[int], order: list[int], results: Mapping[int, AppendResult]
+) -> list[RecordMetadata]:
+    return [
+        RecordMetadata(topic, p, results[p].base_offset + i, results[p].timestamp)
+        for p, i in zip(slots, order)
+    ]
+

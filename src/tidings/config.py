@@ -1,0 +1,149 @@
+"""Typed settings, validated at construction; the only place env vars are read.
+
+Durations accept seconds as numbers or strings like ``"500ms"``, ``"30s"``,
+``"5m"``, ``"2h"``, ``"7d"``; sizes accept ``"512"``, ``"64KB"``, ``"1GB"``
+(powers of 1024).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import ConfigurationError
+
+DEFAULT_URL = "sqlite:///./tidings.db"
+Durability = Literal["fsync", "os"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,248}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS_B = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def default_url() -> str:
+    """The engine URL: ``TIDINGS_URL``, else ``sqlite:///./tidings.db``."""
+    return os.environ.get("TIDINGS_URL") or DEFAULT_URL
+
+
+def validate_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is a valid topic/queue/group name, else raise."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"invalid {kind} name {name!r}: use 1-249 characters from "
+            "A-Z a-z 0-9 . _ - , starting with a letter or digit"
+        )
+    return name
+
+
+def parse_duration(value: float | str, option: str) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"500ms"``, ``"7d"``; raises ConfigurationError."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{option}: expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ConfigurationError(
+                f"{option}: {value!r} is not a duration; use e.g. 500ms, 30s, 5m, 2h, 7d"
+            )
+        seconds = float(m.group(1)) * _UNITS_S[m.group(2)]
+    if seconds < 0:
+        raise ConfigurationError(f"{option}: duration must not be negative, got {value!r}")
+    return seconds
+
+
+def parse_size(value: int | str, option: str) -> int:
+    """Bytes from ``1024``, ``"64KB"``, ``"1GB"``; raises ConfigurationError."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{option}: expected a size, got {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        m = _SIZE.match(str(value))
+        if not m:
+            raise ConfigurationError(f"{option}: {value!r} is not a size; use e.g. 512, 64KB, 1GB")
+        unit = (m.group(2) or "").upper()[:1]
+        size = int(float(m.group(1)) * _UNITS_B[unit])
+    if size < 0:
+        raise ConfigurationError(f"{option}: size must not be negative, got {value!r}")
+    return size
+
+
+def _positive(option: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigurationError(f"{option} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """How a topic is stored. ``None`` retention means keep forever."""
+
+    name: str
+    partitions: int = 1
+    retention_s: float | None = None
+    retention_bytes: int | None = None
+    compact: bool = False
+    tombstone_retention_s: float = 86400.0
+    durability: Durability = "fsync"
+    max_record_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        validate_name("topic", self.name)
+        if not isinstance(self.partitions, int) or not 1 <= self.partitions <= 10_000:
+            raise ConfigurationError(f"partitions must be 1..10000, got {self.partitions!r}")
+        if self.retention_s is not None:
+            _positive("retention", self.retention_s)
+        if self.retention_bytes is not None:
+            _positive("retention_bytes", self.retention_bytes)
+        if self.durability not in ("fsync", "os"):
+            raise ConfigurationError(
+                f"durability must be 'fsync' or 'os', got {self.durability!r}"
+            )
+        _positive("max_record_bytes", self.max_record_bytes)
+        if self.tombstone_retention_s < 0:
+            raise ConfigurationError("tombstone_retention must not be negative")
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """Consumer-group membership timing and strategy."""
+
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    strategy: Literal["sticky", "range", "roundrobin"] = "sticky"
+
+    def __post_init__(self) -> None:
+        _positive("session_timeout", self.session_timeout_s)
+        _positive("heartbeat_interval", self.heartbeat_interval_s)
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise ConfigurationError("heartbeat_interval must be shorter than session_timeout")
+        if self.strategy not in ("sticky", "range", "roundrobin"):
+            raise ConfigurationError(
+                f"strategy must be sticky, range or roundrobin, got {self.strategy!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """Batching: a batch is sent when it holds ``max_batch_records`` or
+    ``max_batch_bytes``, or ``linger_s`` after its first record."""
+
+    linger_s: float = 0.0
+    max_batch_records: int = 10_000
+    max_batch_bytes: int = 4 << 20
+    partitioner: Literal["crc32", "murmur2"] = "crc32"
+
+    def __post_init__(self) -> None:
+        if self.linger_s < 0:
+            raise ConfigurationError("linger must not be negative")
+        _positive("max_batch_records", self.max_batch_records)
+        _positive("max_batch_bytes", self.max_batch_bytes)
+        if self.partitioner not in ("crc32", "murmur2"):
+            raise ConfigurationError(
+                f"partitioner must be crc32 or murmur2, got {self.partitioner!r}"
+            )

@@ -1,0 +1,192 @@
+"""One SQLite file shared by threads and processes.
+
+* WAL mode: readers never block the writer or each other.
+* Writes go through :class:`Writer`, a leader/follower group commit: the
+  first thread to arrive takes the write lock and commits every request that
+  queued meanwhile in one transaction (one fsync), each in its own savepoint
+  so one bad request fails alone. This is how 8 concurrent producers share
+  one fsync.
+* ``BEGIN IMMEDIATE`` takes SQLite's write lock up front; while another
+  process holds it we retry with short sleeps, so contention never surfaces
+  as "database is locked" (only as :class:`EngineTimeout` after
+  ``lock_timeout``).
+* Durability per request: a commit is fsynced (``synchronous=FULL``) when
+  any request in it asks for ``fsync``, else ``NORMAL`` (survives a process
+  crash, not a power loss).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Generic, TypeVar
+
+from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, TidingsError
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_FORMAT = "tidings"
+
+
+def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
+    try:
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise EngineUnavailable(
+            f"{path} cannot be opened as a tidings database ({exc}); "
+            "check the path, or point --url at a new file"
+        ) from exc
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA wal_autocheckpoint=4000")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the schema in a new file; refuse files that are not ours."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "tidings_meta" not in tables:
+        raise EngineUnavailable(
+            f"{path} is an SQLite database but not a tidings one "
+            f"(it has tables {sorted(tables)[:5]}); use another file"
+        )
+    if not tables:
+        script = resources.files(__package__).joinpath("schema_sqlite.sql").read_text()
+        conn.executescript(f"BEGIN IMMEDIATE;{script};COMMIT;")
+    row = conn.execute("SELECT value FROM tidings_meta WHERE key='schema_version'").fetchone()
+    if row is None or int(row[0]) > SCHEMA_VERSION:
+        raise EngineUnavailable(
+            f"{path} has tidings schema version {row and row[0]}, this tidings "
+            f"understands up to {SCHEMA_VERSION}: upgrade tidings"
+        )
+
+
+class _Request(Generic[T]):
+    __slots__ = ("fn", "fsync", "channels", "done", "value", "error")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], fsync: bool, channels: tuple[str, ...]):
+        self.fn, self.fsync, self.channels = fn, fsync, channels
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+
+class Writer:
+    """Serialises and groups write transactions from all threads of a process."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        lock_timeout_s: float,
+        on_commit: Callable[[set[str]], None],
+    ) -> None:
+        self._conn = conn
+        self._lock_timeout = lock_timeout_s
+        self._on_commit = on_commit
+        self._leader = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Request[object]] = []
+        self._sync_mode = "FULL"
+
+    def run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        fsync: bool = True,
+        channels: tuple[str, ...] = (),
+    ) -> T:
+        """Run ``fn`` in a write transaction; return once committed."""
+        req = _Request(fn, fsync, channels)
+        with self._queue_lock:
+            self._queue.append(req)  # type: ignore[arg-type]
+        with self._leader:
+            if not req.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_batch(batch)
+        if req.error is not None:
+            raise req.error
+        return req.value  # type: ignore[return-value]
+
+    def _commit_batch(self, batch: list[_Request[object]]) -> None:
+        try:
+            self._set_sync(any(r.fsync for r in batch))
+            self._begin()
+            for req in batch:
+                self._run_one(req)
+            self._conn.execute("COMMIT")
+        except BaseException as exc:  # the whole transaction failed
+            self._rollback()
+            err = _translate(exc)
+            for req in batch:
+                req.error = req.error or err
+        finally:
+            for req in batch:
+                req.done = True
+        channels = {c for r in batch if r.error is None for c in r.channels}
+        if channels:
+            self._on_commit(channels)
+
+    def _run_one(self, req: _Request[object]) -> None:
+        self._conn.execute("SAVEPOINT req")
+        try:
+            req.value = req.fn(self._conn)
+        except Exception as exc:
+            self._conn.execute("ROLLBACK TO req")
+            req.error = _translate(exc)
+        self._conn.execute("RELEASE req")
+
+    def _set_sync(self, fsync: bool) -> None:
+        mode = "FULL" if fsync else "NORMAL"
+        if mode != self._sync_mode:
+            self._conn.execute(f"PRAGMA synchronous={mode}")
+            self._sync_mode = mode
+
+    def _begin(self) -> None:
+        deadline = time.monotonic() + self._lock_timeout
+        delay = 0.0001
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise EngineTimeout(
+                        f"the database stayed locked by another process for "
+                        f"{self._lock_timeout:.0f}s"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.005)
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, TidingsError) or not isinstance(exc, sqlite3.Error):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        err: TidingsError = EngineTimeout(f"the database is locked: {exc}")
+    elif isinstance(exc, sqlite3.OperationalError) and ("disk" in str(exc) or "full" in str(exc)):
+        err = EngineUnavailable(f"the database cannot be written: {exc}")
+    else:
+        err = EngineProtocolError(f"SQLite error: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Public form of the driver-error translation, for read paths."""
+    return _translate(exc)

@@ -1,0 +1,79 @@
+"""``sqlite:///path/to/bus.db`` — the embedded engine."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Collection
+from urllib.parse import parse_qs, urlsplit
+
+from ...config import parse_duration
+from ...errors import ConfigurationError
+from ...features import Features
+from .database import Writer, connect, ensure_schema
+from .log import SQLiteLog
+from .notify import Notifier, SocketWaiter
+
+
+def path_from_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+        raise ConfigurationError(
+            f"not an SQLite URL: {url!r}; use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = parts.path[1:]
+    if not path or path.endswith("/"):
+        raise ConfigurationError(f"the SQLite URL {url!r} names no file")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return path, options
+
+
+class SQLiteEngine:
+    """One SQLite file; safe to share between threads and processes on one host.
+
+    URL options: ``lock_timeout`` (default ``60s``): how long a write waits
+    for another process's transaction before :class:`EngineTimeout`.
+    """
+
+    features = Features()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path, options = path_from_url(url)
+        self.path = path
+        lock_timeout = parse_duration(options.pop("lock_timeout", "60s"), "lock_timeout")
+        if options:
+            raise ConfigurationError(f"unknown SQLite URL option(s): {sorted(options)}")
+        if os.path.isdir(path):
+            raise ConfigurationError(f"{path} is a directory; the SQLite URL must name a file")
+        self._busy = lock_timeout
+        first = connect(path, lock_timeout)
+        ensure_schema(first, path)
+        self._notifier = Notifier(path)
+        self._writer = Writer(first, lock_timeout, self._notifier.notify)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = [first]
+        self._readers_lock = threading.Lock()
+        self.log = SQLiteLog(self._writer, self._reader, path)
+
+    def _reader(self) -> sqlite3.Connection:
+        """A read connection per thread: sqlite3 connections are not for sharing."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self._busy)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def waiter(self, channels: Collection[str]) -> SocketWaiter:
+        return SocketWaiter(self._notifier.directory, channels)
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._notifier.close()

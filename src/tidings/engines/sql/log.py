@@ -1,0 +1,334 @@
+"""The log side of the SQLite engine: topics, batches, groups, offsets."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, replace
+
+from ...config import TopicConfig
+from ...errors import (
+    AlreadyExists,
+    ConfigurationError,
+    CorruptDataError,
+    GroupNotFound,
+    PartitionNotFound,
+    TopicNotFound,
+)
+from ...groups.coordinator import GroupState
+from ...message import Record, TopicPartition
+from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordColumns, T
+from .._common import check_batches, check_partition, now_ms
+from . import recordbatch as rb
+from .database import Writer
+from .maintenance import compact_partition, retain_partition
+
+_READ = (
+    "SELECT base_offset, last_offset, ts, crc, payload FROM batches "
+    "WHERE topic_id=? AND partition=? AND last_offset>=? ORDER BY last_offset"
+)
+
+
+class _Stale(Exception):
+    """The cached topic id no longer exists (deleted by another process)."""
+
+
+class SQLiteLog:
+    """Implements :class:`tidings.ports.LogEngine` on one SQLite file."""
+
+    def __init__(self, writer: Writer, reader: Callable[[], sqlite3.Connection], path: str) -> None:
+        self._w = writer
+        self._reader = reader
+        self._path = path
+        self._cache: dict[str, tuple[int, TopicConfig]] = {}
+        self._cache_lock = threading.Lock()
+
+    # ---- topic lookup -------------------------------------------------
+    def _topic(self, name: str, refresh: bool = False) -> tuple[int, TopicConfig]:
+        if not refresh:
+            hit = self._cache.get(name)
+            if hit is not None:
+                return hit
+        row = self._reader().execute("SELECT id, config FROM topics WHERE name=?", (name,)).fetchone()
+        with self._cache_lock:
+            if row is None:
+                self._cache.pop(name, None)
+                raise TopicNotFound(
+                    f"topic {name!r} does not exist: create it with `tidings topics create {name}`"
+                )
+            self._cache[name] = (row[0], _config(row[1]))
+            return self._cache[name]
+
+    def _checked(self, name: str, partition: int) -> tuple[int, TopicConfig]:
+        tid, config = self._topic(name)
+        try:
+            check_partition(config, partition)
+        except PartitionNotFound:  # partitions may have been added elsewhere
+            tid, config = self._topic(name, refresh=True)
+            check_partition(config, partition)
+        return tid, config
+
+    # ---- topics ---------------------------------------------------------
+    def create_topic(self, config: TopicConfig) -> None:
+        def txn(conn: sqlite3.Connection) -> None:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO topics(name, config) VALUES (?, ?)",
+                    (config.name, json.dumps(asdict(config))),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"topic {config.name!r} already exists") from None
+            conn.executemany(
+                "INSERT INTO partitions(topic_id, partition) VALUES (?, ?)",
+                [(cur.lastrowid, p) for p in range(config.partitions)],
+            )
+
+        self._w.run(txn)
+
+    def delete_topic(self, name: str) -> None:
+        def txn(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT id FROM topics WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise TopicNotFound(f"topic {name!r} does not exist")
+            for table in ("batches", "partitions"):
+                conn.execute(f"DELETE FROM {table} WHERE topic_id=?", (row[0],))
+            conn.execute("DELETE FROM topics WHERE id=?", (row[0],))
+            conn.execute("DELETE FROM offsets WHERE topic=?", (name,))
+
+        self._w.run(txn, channels=("log:" + name,))
+        with self._cache_lock:
+            self._cache.pop(name, None)
+
+    def get_topic(self, name: str) -> TopicConfig:
+        return self._topic(name, refresh=True)[1]
+
+    def list_topics(self) -> list[TopicConfig]:
+        rows = self._reader().execute("SELECT config FROM topics ORDER BY name").fetchall()
+        return [_config(r[0]) for r in rows]
+
+    def add_partitions(self, name: str, total: int) -> None:
+        def txn(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT id, config FROM topics WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise TopicNotFound(f"topic {name!r} does not exist")
+            config = _config(row[1])
+            if total <= config.partitions:
+                raise ConfigurationError(
+                    f"topic {name!r} has {config.partitions} partitions; "
+                    f"the new total must be larger, got {total}"
+                )
+            new = replace(config, partitions=total)
+            conn.execute("UPDATE topics SET config=? WHERE id=?", (json.dumps(asdict(new)), row[0]))
+            conn.executemany(
+                "INSERT INTO partitions(topic_id, partition) VALUES (?, ?)",
+                [(row[0], p) for p in range(config.partitions, total)],
+            )
+
+        self._w.run(txn)
+        self._topic(name, refresh=True)
+
+    def describe_partitions(self, name: str) -> list[PartitionInfo]:
+        tid, _ = self._topic(name, refresh=True)
+        rows = self._reader().execute(
+            "SELECT partition, first_offset, next_offset, bytes FROM partitions "
+            "WHERE topic_id=? ORDER BY partition",
+            (tid,),
+        )
+        return [PartitionInfo(*r) for r in rows]
+
+    # ---- records --------------------------------------------------------
+    def append(self, topic: str, batches: Mapping[int, RecordColumns]) -> dict[int, AppendResult]:
+        for attempt in (0, 1):
+            tid, config = self._topic(topic, refresh=attempt > 0)
+            try:
+                check_batches(config, batches)
+            except PartitionNotFound:
+                if attempt:
+                    raise
+                continue
+            # Encode outside the write lock: only the inserts are serialised.
+            encoded = {
+                p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
+                for p, c in batches.items()
+                if c.values
+            }
+            try:
+                return self._w.run(
+                    lambda conn: _append_txn(conn, tid, encoded),
+                    fsync=config.durability == "fsync",
+                    channels=("log:" + topic,),
+                )
+            except _Stale:
+                continue
+        raise TopicNotFound(f"topic {topic!r} does not exist")
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
+        tid, _ = self._checked(topic, partition)
+        out: list[Record] = []
+        cursor = self._reader().execute(_READ, (tid, partition, offset))
+        try:
+            for base, last, ts, crc, payload in cursor:
+                if rb.checksum(payload) != crc:
+                    if out:
+                        break  # hand out what is good; the next read reports it
+                    raise self._corrupt(topic, partition, base, last)
+                records = rb.to_records(topic, partition, base, ts, rb.decode(payload))
+                out.extend(records[_first_at_or_after(records, offset) :] if not out else records)
+                if len(out) >= max_records:
+                    break
+        finally:
+            cursor.close()
+        return out
+
+    def _corrupt(self, topic: str, partition: int, base: int, last: int) -> CorruptDataError:
+        return CorruptDataError(
+            f"{self._path}: topic {topic!r} partition {partition} offsets {base}..{last} "
+            f"failed their checksum and cannot be read; the rest of the log is intact. "
+            f"Seek to offset {last + 1} to skip them."
+        )
+
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
+        tid, _ = self._checked(topic, partition)
+        conn = self._reader()
+        row = conn.execute(
+            "SELECT base_offset FROM batches WHERE topic_id=? AND partition=? AND ts>=? "
+            "ORDER BY ts, last_offset LIMIT 1",
+            (tid, partition, timestamp_ms),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        nxt = conn.execute(
+            "SELECT next_offset FROM partitions WHERE topic_id=? AND partition=?", (tid, partition)
+        ).fetchone()
+        return int(nxt[0])
+
+    # ---- groups ---------------------------------------------------------
+    def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
+        def txn(conn: sqlite3.Connection) -> T:
+            state = _load_group(conn, group) or GroupState(group)
+            counts = {
+                name: _config(cfg).partitions
+                for name, cfg in conn.execute("SELECT name, config FROM topics")
+            }
+            result = fn(state, counts)
+            _store_group(conn, state)
+            return result
+
+        # Membership is not fsynced: losing it in a power cut only makes
+        # members rejoin; records and offsets are unaffected.
+        return self._w.run(txn, fsync=False)
+
+    def commit(
+        self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
+    ) -> None:
+        def txn(conn: sqlite3.Connection) -> None:
+            state = _load_group(conn, group) or GroupState(group)
+            state.check_commit(member_id, set(offsets), now)
+            if member_id is None:
+                _store_group(conn, state)  # makes the group visible to `groups list`
+            conn.executemany(
+                "INSERT INTO offsets(group_name, topic, partition, \"offset\", committed) "
+                "VALUES (?,?,?,?,?) ON CONFLICT(group_name, topic, partition) "
+                "DO UPDATE SET \"offset\"=excluded.\"offset\", committed=excluded.committed",
+                [(group, tp.topic, tp.partition, off, int(now * 1000)) for tp, off in offsets.items()],
+            )
+
+        # Offsets survive a process crash; after a power cut a group may
+        # re-read a little (at-least-once), never skip.
+        self._w.run(txn, fsync=False)
+
+    def committed(self, group: str) -> dict[TopicPartition, int]:
+        rows = self._reader().execute(
+            'SELECT topic, partition, "offset" FROM offsets WHERE group_name=?', (group,)
+        )
+        return {TopicPartition(t, p): o for t, p, o in rows}
+
+    def list_groups(self) -> list[str]:
+        rows = self._reader().execute(
+            "SELECT name FROM groups UNION SELECT group_name FROM offsets ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
+    def load_group(self, group: str) -> GroupState | None:
+        return _load_group(self._reader(), group)
+
+    def delete_group(self, group: str) -> None:
+        def txn(conn: sqlite3.Connection) -> None:
+            a = conn.execute("DELETE FROM groups WHERE name=?", (group,)).rowcount
+            b = conn.execute("DELETE FROM offsets WHERE group_name=?", (group,)).rowcount
+            if not a and not b:
+                raise GroupNotFound(f"consumer group {group!r} does not exist")
+
+        self._w.run(txn)
+
+    # ---- maintenance ----------------------------------------------------
+    def enforce_retention(self, topic: str, now_ms: int) -> int:
+        tid, _ = self._topic(topic, refresh=True)
+
+        def txn(conn: sqlite3.Connection) -> int:
+            config = _config(conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()[0])
+            return sum(retain_partition(conn, tid, p, config, now_ms) for p in range(config.partitions))
+
+        return self._w.run(txn)
+
+    def compact(self, topic: str, now_ms: int) -> int:
+        tid, config = self._topic(topic, refresh=True)
+        if not config.compact:
+            raise ConfigurationError(f"topic {topic!r} is not compacted (create it with --compact)")
+        horizon = now_ms - int(config.tombstone_retention_s * 1000)
+        # One transaction per partition keeps producers waiting briefly only.
+        return sum(
+            self._w.run(lambda conn, p=p: compact_partition(conn, tid, p, horizon))  # type: ignore[misc]
+            for p in range(config.partitions)
+        )
+
+
+def _append_txn(
+    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]]
+) -> dict[int, AppendResult]:
+    out: dict[int, AppendResult] = {}
+    now = now_ms()
+    for p, (payload, n) in encoded.items():
+        row = conn.execute(
+            "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, last_ts=max(last_ts, ?) "
+            "WHERE topic_id=? AND partition=? RETURNING next_offset, last_ts",
+            (n, len(payload), now, tid, p),
+        ).fetchone()
+        if row is None:
+            raise _Stale()
+        base, ts = row[0] - n, row[1]
+        conn.execute(
+            "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, crc, size, payload)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload),
+        )
+        out[p] = AppendResult(base, n, ts)
+    return out
+
+
+def _first_at_or_after(records: list[Record], offset: int) -> int:
+    if not records or records[0].offset >= offset:
+        return 0
+    first = records[0].offset
+    if records[-1].offset - first == len(records) - 1:  # dense batch
+        return offset - first
+    return bisect.bisect_left([r.offset for r in records], offset)
+
+
+def _config(text: str) -> TopicConfig:
+    return TopicConfig(**json.loads(text))
+
+
+def _load_group(conn: sqlite3.Connection, group: str) -> GroupState | None:
+    row = conn.execute("SELECT state FROM groups WHERE name=?", (group,)).fetchone()
+    return None if row is None else GroupState.from_json(row[0])
+
+
+def _store_group(conn: sqlite3.Connection, state: GroupState) -> None:
+    conn.execute(
+        "INSERT INTO groups(name, state) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET state=excluded.state",
+        (state.group, state.to_json()),
+    )

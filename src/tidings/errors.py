@@ -1,0 +1,134 @@
+"""The whole tidings error tree.
+
+Every exception tidings raises derives from :class:`TidingsError`; driver
+errors are translated at the engine boundary and kept on ``__cause__``.
+A class's docstring is its default message.
+
+::
+
+    TidingsError
+    ├── ConfigurationError          bad option, URL, name or duration
+    ├── UnsupportedFeature          the engine declares it cannot do this
+    ├── EngineError                 (retriable flag)
+    │   ├── EngineUnavailable       cannot reach / open the engine
+    │   ├── EngineTimeout           the engine did not answer in time
+    │   └── EngineProtocolError     the engine answered something unexpected
+    │       └── CorruptDataError    a stored batch failed its checksum
+    ├── NotFoundError
+    │   ├── TopicNotFound
+    │   ├── PartitionNotFound
+    │   ├── QueueNotFound
+    │   └── GroupNotFound
+    ├── ConflictError
+    │   ├── AlreadyExists
+    │   ├── FencedError             a member whose session expired or lost its assignment
+    │   └── RebalanceInProgress
+    ├── DeliveryError
+    │   ├── LeaseLost               ack/nack after the lease expired
+    │   └── AlreadySettled          ack/nack twice
+    ├── RecordTooLarge
+    └── SerializationError          a codec could not encode or decode a value
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """A tidings operation failed."""
+
+    #: Whether repeating the same call later may succeed.
+    retriable: bool = False
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigurationError(TidingsError, ValueError):
+    """An option, URL or name is invalid."""
+
+
+class UnsupportedFeature(TidingsError):
+    """The engine does not support this feature (see its ``Features``)."""
+
+
+class EngineError(TidingsError):
+    """The engine failed."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached or opened."""
+
+    retriable = True
+
+
+class EngineTimeout(EngineError):
+    """The engine did not answer in time (for SQLite: the file stayed locked)."""
+
+    retriable = True
+
+
+class EngineProtocolError(EngineError):
+    """The engine answered something tidings did not expect."""
+
+
+class CorruptDataError(EngineProtocolError):
+    """Stored data failed its checksum; the rest of the log stays readable."""
+
+
+class NotFoundError(TidingsError, LookupError):
+    """The named object does not exist."""
+
+
+class TopicNotFound(NotFoundError):
+    """The topic does not exist: create it with `tidings topics create NAME`."""
+
+
+class PartitionNotFound(NotFoundError):
+    """The partition does not exist in this topic."""
+
+
+class QueueNotFound(NotFoundError):
+    """The queue does not exist: declare it with `tidings queues declare NAME`."""
+
+
+class GroupNotFound(NotFoundError):
+    """The consumer group does not exist."""
+
+
+class ConflictError(TidingsError):
+    """The operation conflicts with the current state."""
+
+
+class AlreadyExists(ConflictError):
+    """An object with this name already exists."""
+
+
+class FencedError(ConflictError):
+    """This group member was fenced (its session expired or it lost the
+    partition); rejoin the group and reprocess from the committed offset."""
+
+
+class RebalanceInProgress(ConflictError):
+    """The group is rebalancing; retry after the next heartbeat."""
+
+    retriable = True
+
+
+class DeliveryError(TidingsError):
+    """A delivery could not be settled."""
+
+
+class LeaseLost(DeliveryError):
+    """The lease on this delivery expired; the message will be redelivered."""
+
+
+class AlreadySettled(DeliveryError):
+    """This delivery was already acked, nacked or rejected."""
+
+
+class RecordTooLarge(TidingsError, ValueError):
+    """The record exceeds the topic's or queue's maximum size."""
+
+
+class SerializationError(TidingsError, ValueError):
+    """A value could not be encoded or decoded by the codec."""

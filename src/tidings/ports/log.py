@@ -1,0 +1,107 @@
+"""The log side of an engine (contracts L1–L6).
+
+All methods are blocking and thread-safe. Errors: ``TopicNotFound``,
+``PartitionNotFound``, ``AlreadyExists``, ``RecordTooLarge``,
+``FencedError``, ``CorruptDataError``, ``EngineError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Protocol, TypeVar
+
+from ..config import TopicConfig
+from ..groups.coordinator import GroupState
+from ..message import Headers, Record, TopicPartition
+
+T = TypeVar("T")
+
+
+class RecordColumns(NamedTuple):
+    """One partition's share of a produce call, column by column so engines
+    can encode a whole batch with a few C-level calls.
+
+    ``keys``/``headers`` are ``None`` when no record has one.
+    """
+
+    values: Sequence[bytes | None]
+    keys: Sequence[bytes | None] | None = None
+    headers: Sequence[Headers] | None = None
+
+
+class PartitionInfo(NamedTuple):
+    """``first_offset`` is the oldest retained offset, ``next_offset`` the
+    offset the next append gets; ``bytes`` the stored size."""
+
+    partition: int
+    first_offset: int
+    next_offset: int
+    bytes: int
+
+
+class AppendResult(NamedTuple):
+    """Where one partition's batch went: offsets ``base_offset ..
+    base_offset + count - 1``, all with log-append time ``timestamp``."""
+
+    base_offset: int
+    count: int
+    timestamp: int
+
+
+GroupTransition = Callable[[GroupState, dict[str, int]], T]
+
+
+class LogEngine(Protocol):
+    """Topics, partitions, appends, reads, groups and maintenance."""
+
+    # ---- topics
+    def create_topic(self, config: TopicConfig) -> None: ...
+    def delete_topic(self, name: str) -> None: ...
+    def get_topic(self, name: str) -> TopicConfig: ...
+    def list_topics(self) -> list[TopicConfig]: ...
+    def add_partitions(self, name: str, total: int) -> None: ...
+    def describe_partitions(self, name: str) -> list[PartitionInfo]: ...
+
+    # ---- records
+    def append(self, topic: str, batches: Mapping[int, RecordColumns]) -> dict[int, AppendResult]:
+        """Append to several partitions of one topic in one atomic, durable
+        transaction (L1); returns once durable under the topic's durability."""
+        ...
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
+        """Records with offset ≥ ``offset`` in order, at most ``max_records``
+        (may return a little more to finish a stored batch); ``[]`` at the end."""
+        ...
+
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
+        """The first offset whose timestamp is ≥ ``timestamp_ms``, else the next offset."""
+        ...
+
+    # ---- groups
+    def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
+        """Load the group's state (new if absent), apply ``fn(state, counts)``
+        where ``counts`` maps every topic to its partition count, store the
+        state, all atomically; return what ``fn`` returned."""
+        ...
+
+    def commit(
+        self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
+    ) -> None:
+        """Store committed offsets after ``GroupState.check_commit`` passed in
+        the same transaction (fencing, L4)."""
+        ...
+
+    def committed(self, group: str) -> dict[TopicPartition, int]: ...
+    def list_groups(self) -> list[str]: ...
+    def load_group(self, group: str) -> GroupState | None: ...
+    def delete_group(self, group: str) -> None: ...
+
+    # ---- maintenance (L6)
+    def enforce_retention(self, topic: str, now_ms: int) -> int:
+        """Delete whole records past the topic's retention; return how many."""
+        ...
+
+    def compact(self, topic: str, now_ms: int) -> int:
+        """Keep the latest record per key (offsets preserved), drop tombstones
+        older than the topic's tombstone retention; return records removed."""
+        ...
