@@ -74,9 +74,7 @@ class PydanticCodec(Generic[T]):
 
     def encode(self, value: T) -> bytes:
         if not isinstance(value, self.model):
-            raise SerializationError(
-                f"expected {self.model.__name__}, got {type(value).__name__}"
-            )
+            raise SerializationError(f"expected {self.model.__name__}, got {type(value).__name__}")
         return value.model_dump_json().encode()  # type: ignore[attr-defined, no-any-return]
 
     def decode(self, data: bytes) -> T:

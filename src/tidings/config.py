@@ -101,9 +101,7 @@ class TopicConfig:
         if self.retention_bytes is not None:
             _positive("retention_bytes", self.retention_bytes)
         if self.durability not in ("fsync", "os"):
-            raise ConfigurationError(
-                f"durability must be 'fsync' or 'os', got {self.durability!r}"
-            )
+            raise ConfigurationError(f"durability must be 'fsync' or 'os', got {self.durability!r}")
         _positive("max_record_bytes", self.max_record_bytes)
         if self.tombstone_retention_s < 0:
             raise ConfigurationError("tombstone_retention must not be negative")

@@ -35,7 +35,7 @@ class Record:
 
     __slots__ = ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
 
-    def __init__(  # noqa: PLR0913 - positional on purpose: built in bulk by map()
+    def __init__(
         self,
         topic: str,
         partition: int,

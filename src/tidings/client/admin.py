@@ -37,9 +37,13 @@ def describe_group(engine: Engine, group: str) -> GroupInfo:
     if state is None and not committed:
         raise GroupNotFound(f"consumer group {group!r} does not exist")
     now = time.time()
-    members = [] if state is None else [m for m, mem in state.members.items() if not mem.expired(now)]
+    members = (
+        [] if state is None else [m for m, mem in state.members.items() if not mem.expired(now)]
+    )
     owners = {} if state is None else {tp: m for tp, m in state.owners.items() if m in members}
-    topics = sorted({tp.topic for tp in committed} | {tp.topic for tp in owners} | _subscribed(state))
+    topics = sorted(
+        {tp.topic for tp in committed} | {tp.topic for tp in owners} | _subscribed(state)
+    )
     rows = []
     existing = {t.name for t in log.list_topics()}
     for topic in topics:
@@ -48,8 +52,12 @@ def describe_group(engine: Engine, group: str) -> GroupInfo:
         for info in log.describe_partitions(topic):
             tp = TopicPartition(topic, info.partition)
             done = committed.get(tp)
-            lag = info.next_offset - max(done if done is not None else info.first_offset, info.first_offset)
-            rows.append(PartitionLag(topic, info.partition, done, info.next_offset, lag, owners.get(tp)))
+            lag = info.next_offset - max(
+                done if done is not None else info.first_offset, info.first_offset
+            )
+            rows.append(
+                PartitionLag(topic, info.partition, done, info.next_offset, lag, owners.get(tp))
+            )
     return GroupInfo(
         group,
         0 if state is None else state.generation,
@@ -80,6 +88,8 @@ def reset_offsets(
         elif isinstance(to, int):
             offsets[tp] = to
         else:
-            raise ConfigurationError(f"--to must be beginning, end, an offset or a time, not {to!r}")
+            raise ConfigurationError(
+                f"--to must be beginning, end, an offset or a time, not {to!r}"
+            )
     log.commit(group, None, offsets, time.time())
     return offsets

@@ -130,9 +130,9 @@ class AsyncConsumer:
 class AsyncClient:
     """The asyncio client::
 
-        async with AsyncClient("sqlite:///bus.db") as client:
-            await client.create_topic("bookings", partitions=3)
-            await client.produce("bookings", b"hello", key="b-1")
+    async with AsyncClient("sqlite:///bus.db") as client:
+        await client.create_topic("bookings", partitions=3)
+        await client.produce("bookings", b"hello", key="b-1")
     """
 
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
@@ -170,11 +170,17 @@ class AsyncClient:
         return AsyncProducer(self._sync.producer(codec, **options))
 
     async def produce(
-        self, topic: str, value: Any, key: bytes | str | None = None, headers: dict[str, str] | None = None
+        self,
+        topic: str,
+        value: Any,
+        key: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RecordMetadata:
         return await _run(self._sync.produce, topic, value, key, headers)
 
-    async def consumer(self, topics: list[str] | str, group: str | None = None, **options: Any) -> AsyncConsumer:
+    async def consumer(
+        self, topics: list[str] | str, group: str | None = None, **options: Any
+    ) -> AsyncConsumer:
         executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-consumer")
         loop = asyncio.get_running_loop()
         consumer = await loop.run_in_executor(

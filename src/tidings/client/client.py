@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..codecs import BYTES, Codec
-from ..config import GroupConfig, ProducerConfig, TopicConfig, default_url, parse_duration, parse_size
+from ..config import (
+    GroupConfig,
+    ProducerConfig,
+    TopicConfig,
+    default_url,
+    parse_duration,
+    parse_size,
+)
 from ..engines import open_engine
 from ..features import Features
 from ..message import RecordMetadata, TopicPartition
@@ -58,7 +65,9 @@ class Client:
             name=name,
             partitions=partitions,
             retention_s=None if retention is None else parse_duration(retention, "retention"),
-            retention_bytes=None if retention_bytes is None else parse_size(retention_bytes, "retention_bytes"),
+            retention_bytes=None
+            if retention_bytes is None
+            else parse_size(retention_bytes, "retention_bytes"),
             compact=compact,
             tombstone_retention_s=parse_duration(tombstone_retention, "tombstone_retention"),
             durability=durability,  # type: ignore[arg-type]  # validated by TopicConfig
@@ -115,7 +124,9 @@ class Client:
             self._producer = self.producer()
         return self._producer.send(topic, value, key, headers, partition).result()
 
-    def consumer(self, topics: list[str] | str, group: str | None = None, **options: Any) -> Consumer:
+    def consumer(
+        self, topics: list[str] | str, group: str | None = None, **options: Any
+    ) -> Consumer:
         """A consumer; see :class:`Consumer` for ``start``, ``assign``,
         ``auto_commit`` and ``group_config``."""
         names = [topics] if isinstance(topics, str) else list(topics)

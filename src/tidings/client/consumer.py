@@ -71,11 +71,15 @@ class Consumer:
         self._waiter = engine.waiter([f"log:{t}" for t in topics])
         self._membership: Membership | None = None
         if group is not None:
-            self._membership = Membership(engine, group, tuple(topics), group_config or GroupConfig())
+            self._membership = Membership(
+                engine, group, tuple(topics), group_config or GroupConfig()
+            )
             self._membership.join()
         else:
             chosen = assign or [
-                TopicPartition(t, p) for t in topics for p in range(self._log.get_topic(t).partitions)
+                TopicPartition(t, p)
+                for t in topics
+                for p in range(self._log.get_topic(t).partitions)
             ]
             self._take(set(chosen))
 
@@ -102,7 +106,9 @@ class Consumer:
             return self._log.offset_for_time(tp.topic, tp.partition, int(where.timestamp() * 1000))
         if isinstance(where, int):
             return where
-        raise ConfigurationError(f"start must be beginning, end, an offset or a datetime, not {where!r}")
+        raise ConfigurationError(
+            f"start must be beginning, end, an offset or a datetime, not {where!r}"
+        )
 
     def _info(self, tp: TopicPartition) -> tuple[int, int]:
         for info in self._log.describe_partitions(tp.topic):
@@ -176,7 +182,9 @@ class Consumer:
         self._rotate = (self._rotate + 1) % len(tps)
         out: list[Record] = []
         for tp in tps[self._rotate :] + tps[: self._rotate]:
-            got = self._log.read(tp.topic, tp.partition, self._positions[tp], max_records - len(out))
+            got = self._log.read(
+                tp.topic, tp.partition, self._positions[tp], max_records - len(out)
+            )
             if got:
                 self._positions[tp] = got[-1].offset + 1
                 out.extend(got)

@@ -43,7 +43,9 @@ class Membership:
         """Join with a fresh member id (a fenced member never comes back)."""
         self.member_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         now = time.time()
-        member = Member(self.member_id, self.topics, self.config.session_timeout_s, now, self.member_id)
+        member = Member(
+            self.member_id, self.topics, self.config.session_timeout_s, now, self.member_id
+        )
 
         def fn(state: GroupState, counts: dict[str, int]) -> MemberView:
             state.strategy = state.strategy if state.members else self.config.strategy
@@ -59,7 +61,9 @@ class Membership:
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="tidings-heartbeat", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="tidings-heartbeat", daemon=True
+            )
             self._thread.start()
 
     def release(self, tps: set[TopicPartition]) -> None:
@@ -84,7 +88,11 @@ class Membership:
     def _loop(self) -> None:
         while not self._stop.is_set():
             view = self.view
-            period = _FAST if view is None or view.pending or view.revoke else self.config.heartbeat_interval_s
+            period = (
+                _FAST
+                if view is None or view.pending or view.revoke
+                else self.config.heartbeat_interval_s
+            )
             if self._stop.wait(period):
                 return
             try:

@@ -264,4 +264,3 @@ def _metadata(
         RecordMetadata(topic, p, results[p].base_offset + i, results[p].timestamp)
         for p, i in zip(slots, order)
     ]
-

@@ -35,7 +35,7 @@ def _check_columns(config: TopicConfig, cols: RecordColumns) -> None:
             raise ConfigurationError(f"{name} has {len(column)} entries for {n} values")
     limit = config.max_record_bytes
     try:
-        biggest = max(map(len, cols.values), default=0)
+        biggest = max(map(len, cols.values), default=0)  # type: ignore[arg-type]
     except TypeError:  # tombstones (None) in the batch
         biggest = max((len(v) for v in cols.values if v is not None), default=0)
     if biggest > limit:

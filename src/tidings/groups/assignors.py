@@ -14,7 +14,9 @@ from ..message import TopicPartition
 
 Subscriptions = Mapping[str, tuple[str, ...]]
 Assignment = dict[str, list[TopicPartition]]
-Assignor = Callable[[Subscriptions, Mapping[str, int], Mapping[str, list[TopicPartition]]], Assignment]
+Assignor = Callable[
+    [Subscriptions, Mapping[str, int], Mapping[str, list[TopicPartition]]], Assignment
+]
 
 
 def _partitions_of(topic: str, counts: Mapping[str, int]) -> list[TopicPartition]:

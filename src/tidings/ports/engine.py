@@ -29,9 +29,14 @@ class Waiter(Protocol):
 class Engine(Protocol):
     """One opened engine (``open_engine(url)``); thread-safe."""
 
-    url: str
-    features: Features
-    log: LogEngine
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def features(self) -> Features: ...
+
+    @property
+    def log(self) -> LogEngine: ...
 
     def waiter(self, channels: Collection[str]) -> Waiter:
         """A waiter woken by appends/publishes on these channels

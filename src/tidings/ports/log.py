@@ -31,20 +31,20 @@ class RecordColumns(NamedTuple):
 
 class PartitionInfo(NamedTuple):
     """``first_offset`` is the oldest retained offset, ``next_offset`` the
-    offset the next append gets; ``bytes`` the stored size."""
+    offset the next append gets; ``size`` the stored bytes."""
 
     partition: int
     first_offset: int
     next_offset: int
-    bytes: int
+    size: int
 
 
 class AppendResult(NamedTuple):
     """Where one partition's batch went: offsets ``base_offset ..
-    base_offset + count - 1``, all with log-append time ``timestamp``."""
+    base_offset + records - 1``, all with log-append time ``timestamp``."""
 
     base_offset: int
-    count: int
+    records: int
     timestamp: int
 
 

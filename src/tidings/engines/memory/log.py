@@ -81,7 +81,8 @@ class MemoryLog:
         with self._lock:
             parts = self._topic(name).partitions
             return [
-                PartitionInfo(i, p.first_offset, p.next_offset, p.bytes) for i, p in enumerate(parts)
+                PartitionInfo(i, p.first_offset, p.next_offset, p.bytes)
+                for i, p in enumerate(parts)
             ]
 
     # ---- records
@@ -177,7 +178,9 @@ class MemoryLog:
             while drop < len(part.records) and part.records[drop].timestamp < cutoff:
                 drop += 1
         if config.retention_bytes is not None:
-            size = part.bytes - sum(len(r.value or b"") + len(r.key or b"") for r in part.records[:drop])
+            size = part.bytes - sum(
+                len(r.value or b"") + len(r.key or b"") for r in part.records[:drop]
+            )
             while drop < len(part.records) and size > config.retention_bytes:
                 r = part.records[drop]
                 size -= len(r.value or b"") + len(r.key or b"")
@@ -191,7 +194,9 @@ class MemoryLog:
         with self._lock:
             t = self._topic(topic)
             if not t.config.compact:
-                raise ConfigurationError(f"topic {topic!r} is not compacted (create it with compact)")
+                raise ConfigurationError(
+                    f"topic {topic!r} is not compacted (create it with compact)"
+                )
             horizon = now_ms - int(t.config.tombstone_retention_s * 1000)
             return sum(self._compact(p, horizon) for p in t.partitions)
 

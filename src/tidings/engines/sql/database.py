@@ -71,7 +71,9 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
 class _Request(Generic[T]):
     __slots__ = ("fn", "fsync", "channels", "done", "value", "error")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], T], fsync: bool, channels: tuple[str, ...]):
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], T], fsync: bool, channels: tuple[str, ...]
+    ):
         self.fn, self.fsync, self.channels = fn, fsync, channels
         self.done = False
         self.value: T | None = None

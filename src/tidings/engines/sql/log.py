@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
+from functools import partial
 
 from ...config import TopicConfig
 from ...errors import (
@@ -52,7 +53,9 @@ class SQLiteLog:
             hit = self._cache.get(name)
             if hit is not None:
                 return hit
-        row = self._reader().execute("SELECT id, config FROM topics WHERE name=?", (name,)).fetchone()
+        row = (
+            self._reader().execute("SELECT id, config FROM topics WHERE name=?", (name,)).fetchone()
+        )
         with self._cache_lock:
             if row is None:
                 self._cache.pop(name, None)
@@ -157,7 +160,7 @@ class SQLiteLog:
             }
             try:
                 return self._w.run(
-                    lambda conn: _append_txn(conn, tid, encoded),
+                    partial(_append_txn, tid=tid, encoded=encoded),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic,),
                 )
@@ -230,10 +233,13 @@ class SQLiteLog:
             if member_id is None:
                 _store_group(conn, state)  # makes the group visible to `groups list`
             conn.executemany(
-                "INSERT INTO offsets(group_name, topic, partition, \"offset\", committed) "
+                'INSERT INTO offsets(group_name, topic, partition, "offset", committed) '
                 "VALUES (?,?,?,?,?) ON CONFLICT(group_name, topic, partition) "
-                "DO UPDATE SET \"offset\"=excluded.\"offset\", committed=excluded.committed",
-                [(group, tp.topic, tp.partition, off, int(now * 1000)) for tp, off in offsets.items()],
+                'DO UPDATE SET "offset"=excluded."offset", committed=excluded.committed',
+                [
+                    (group, tp.topic, tp.partition, off, int(now * 1000))
+                    for tp, off in offsets.items()
+                ],
             )
 
         # Offsets survive a process crash; after a power cut a group may
@@ -269,8 +275,12 @@ class SQLiteLog:
         tid, _ = self._topic(topic, refresh=True)
 
         def txn(conn: sqlite3.Connection) -> int:
-            config = _config(conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()[0])
-            return sum(retain_partition(conn, tid, p, config, now_ms) for p in range(config.partitions))
+            config = _config(
+                conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()[0]
+            )
+            return sum(
+                retain_partition(conn, tid, p, config, now_ms) for p in range(config.partitions)
+            )
 
         return self._w.run(txn)
 
@@ -287,22 +297,23 @@ class SQLiteLog:
 
 
 def _append_txn(
-    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]]
+    conn: sqlite3.Connection, *, tid: int, encoded: Mapping[int, tuple[bytes, int]]
 ) -> dict[int, AppendResult]:
     out: dict[int, AppendResult] = {}
     now = now_ms()
     for p, (payload, n) in encoded.items():
         row = conn.execute(
-            "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, last_ts=max(last_ts, ?) "
-            "WHERE topic_id=? AND partition=? RETURNING next_offset, last_ts",
+            "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, "
+            "last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=? "
+            "RETURNING next_offset, last_ts",
             (n, len(payload), now, tid, p),
         ).fetchone()
         if row is None:
             raise _Stale()
         base, ts = row[0] - n, row[1]
         conn.execute(
-            "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, crc, size, payload)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
+            "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)",
             (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload),
         )
         out[p] = AppendResult(base, n, ts)
@@ -329,6 +340,7 @@ def _load_group(conn: sqlite3.Connection, group: str) -> GroupState | None:
 
 def _store_group(conn: sqlite3.Connection, state: GroupState) -> None:
     conn.execute(
-        "INSERT INTO groups(name, state) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET state=excluded.state",
+        "INSERT INTO groups(name, state) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET state=excluded.state",
         (state.group, state.to_json()),
     )

@@ -24,7 +24,7 @@ def retain_partition(
     cutoff = None if config.retention_s is None else now_ms - int(config.retention_s * 1000)
     doomed: list[int] = []
     removed = freed = 0
-    last = None
+    last = -1
     for row_id, last_offset, ts, size, count in rows:
         too_old = cutoff is not None and ts < cutoff
         too_big = config.retention_bytes is not None and total - freed > config.retention_bytes
@@ -71,7 +71,8 @@ def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizo
 def _latest_offsets(conn: sqlite3.Connection, tid: int, partition: int) -> dict[bytes, int]:
     latest: dict[bytes, int] = {}
     rows = conn.execute(
-        "SELECT base_offset, payload FROM batches WHERE topic_id=? AND partition=? ORDER BY last_offset",
+        "SELECT base_offset, payload FROM batches WHERE topic_id=? AND partition=? "
+        "ORDER BY last_offset",
         (tid, partition),
     )
     for base, payload in rows:
@@ -83,7 +84,7 @@ def _latest_offsets(conn: sqlite3.Connection, tid: int, partition: int) -> dict[
     return latest
 
 
-def _rewrite(  # noqa: PLR0913
+def _rewrite(
     conn: sqlite3.Connection,
     row_id: int,
     base: int,

@@ -11,11 +11,13 @@ that send is simply dropped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import select
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Collection, Iterable
 
 
@@ -25,8 +27,6 @@ def _dir_for(db_path: str) -> str:
     direct = db_path + ".notify"
     if len(direct) < 80:
         return direct
-    import hashlib
-
     digest = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"tidings-{digest}.notify")
 
@@ -44,7 +44,10 @@ class Notifier:
         self._targets: list[str] = []
 
     def _refresh(self) -> list[str]:
-        mtime = os.stat(self.directory).st_mtime_ns
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:  # nobody is waiting (the last one removed it)
+            return []
         if mtime != self._mtime:
             self._mtime = mtime
             self._targets = [e.path for e in os.scandir(self.directory)]
@@ -69,6 +72,8 @@ class Notifier:
 
     def close(self) -> None:
         self._sock.close()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.directory)  # only succeeds when no waiter is left
 
 
 class SocketWaiter:
@@ -81,6 +86,7 @@ class SocketWaiter:
         self.path = os.path.join(directory, f"{os.getpid()}-{SocketWaiter._counter}-{id(self):x}")
         self._channels = frozenset(channels)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        os.makedirs(directory, exist_ok=True)  # another process may have removed it
         self._sock.bind(self.path)
         self._sock.setblocking(False)
         self._pending = False
@@ -119,7 +125,4 @@ class SocketWaiter:
             os.unlink(self.path)
 
 
-def _now() -> float:
-    import time
-
-    return time.monotonic()
+_now = time.monotonic
