@@ -157,18 +157,21 @@ class Producer:
             self._deliver(flights)
 
     def _deliver(self, flights: list[_Flight]) -> None:
-        by_topic: dict[str, list[_Flight]] = {}
+        by_topic: dict[str, dict[int, list[_Flight]]] = {}
         for f in flights:
-            by_topic.setdefault(f.topic, []).append(f)
-        for topic, group in by_topic.items():
+            by_topic.setdefault(f.topic, {}).setdefault(f.partition, []).append(f)
+        for topic, parts in by_topic.items():
             try:
-                results = self._engine.log.append(topic, {f.partition: f.columns() for f in group})
+                results = self._engine.log.append(
+                    topic, {p: _merged(fs) for p, fs in parts.items()}
+                )
             except BaseException as exc:  # every record of the call fails alike
-                for f in group:
-                    f.future.set_exception(exc)
+                for fs in parts.values():
+                    for f in fs:
+                        f.future.set_exception(exc)
                 continue
-            for f in group:
-                f.future.set_result(results[f.partition])
+            for p, fs in parts.items():
+                _resolve(fs, results[p])
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything sent so far is durable (or failed)."""
@@ -229,6 +232,26 @@ class Producer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _merged(flights: list[_Flight]) -> RecordColumns:
+    """Several full flights for one partition become one stored batch."""
+    if len(flights) == 1:
+        return flights[0].columns()
+    merged = _Flight(flights[0].topic, flights[0].partition)
+    for f in flights:
+        merged.keys += f.keys
+        merged.values += f.values
+        merged.headers += f.headers
+    return merged.columns()
+
+
+def _resolve(flights: list[_Flight], result: AppendResult) -> None:
+    base = result.base_offset
+    for f in flights:
+        n = len(f.values)
+        f.future.set_result(AppendResult(base, n, result.timestamp))
+        base += n
 
 
 def _split(
