@@ -7,8 +7,12 @@ engines (same validation, same group coordination, same errors).
 from __future__ import annotations
 
 from collections.abc import Collection
+from urllib.parse import parse_qs, urlsplit
 
+from ...config import parse_duration
+from ...errors import ConfigurationError
 from ...features import Features
+from ..maintenance import Maintainer
 from .log import MemoryLog
 from .waiter import MemoryWaiters
 
@@ -22,9 +26,22 @@ class MemoryEngine:
         self.url = url
         self._waiters = MemoryWaiters()
         self.log = MemoryLog(self._waiters.notify)
+        interval = _option(url, "maintenance_interval", "60s")
+        self._maintainer = Maintainer(self.log, interval, lambda _interval: True)
+        self._maintainer.start()
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)
 
     def close(self) -> None:
+        self._maintainer.stop()
         self._waiters.notify_all()
+
+
+def _option(url: str, name: str, default: str) -> float:
+    """``memory://?maintenance_interval=1s`` → 1.0; unknown options are refused."""
+    options = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    value = parse_duration(options.pop(name, default), name)
+    if options:
+        raise ConfigurationError(f"unknown memory URL option(s): {sorted(options)}")
+    return value

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection
 from urllib.parse import parse_qs, urlsplit
 
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ..maintenance import Maintainer
 from .database import Writer, connect, ensure_schema
 from .log import SQLiteLog
 from .notify import Notifier, SocketWaiter
@@ -34,7 +36,9 @@ class SQLiteEngine:
     """One SQLite file; safe to share between threads and processes on one host.
 
     URL options: ``lock_timeout`` (default ``60s``): how long a write waits
-    for another process's transaction before :class:`EngineTimeout`.
+    for another process's transaction before :class:`EngineTimeout`;
+    ``maintenance_interval`` (default ``60s``, ``0`` = off): how often one
+    process sharing the file applies retention and compaction.
     """
 
     features = Features()
@@ -44,6 +48,9 @@ class SQLiteEngine:
         path, options = path_from_url(url)
         self.path = path
         lock_timeout = parse_duration(options.pop("lock_timeout", "60s"), "lock_timeout")
+        interval = parse_duration(
+            options.pop("maintenance_interval", "60s"), "maintenance_interval"
+        )
         if options:
             raise ConfigurationError(f"unknown SQLite URL option(s): {sorted(options)}")
         if os.path.isdir(path):
@@ -57,6 +64,27 @@ class SQLiteEngine:
         self._readers: list[sqlite3.Connection] = [first]
         self._readers_lock = threading.Lock()
         self.log = SQLiteLog(self._writer, self._reader, path)
+        self._maintainer = Maintainer(self.log, interval, self._claim_maintenance)
+        self._maintainer.start()
+
+    def _claim_maintenance(self, interval_s: float) -> bool:
+        """A lease row: of all processes sharing the file, one per interval wins."""
+        now = time.time()
+
+        def txn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT value FROM tidings_meta WHERE key='maintenance_at'"
+            ).fetchone()
+            if row is not None and float(row[0]) > now - interval_s * 0.9:
+                return False
+            conn.execute(
+                "INSERT INTO tidings_meta VALUES ('maintenance_at', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (repr(now),),
+            )
+            return True
+
+        return self._writer.run(txn, fsync=False)
 
     def _reader(self) -> sqlite3.Connection:
         """A read connection per thread: sqlite3 connections are not for sharing."""
@@ -72,6 +100,7 @@ class SQLiteEngine:
         return SocketWaiter(self._notifier.directory, channels)
 
     def close(self) -> None:
+        self._maintainer.stop()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
