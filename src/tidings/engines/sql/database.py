@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, TidingsError
 
@@ -68,12 +68,28 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         )
 
 
-class _Request(Generic[T]):
-    __slots__ = ("fn", "fsync", "channels", "done", "value", "error")
+class Session(Protocol):
+    """What the :class:`Writer` needs from one database's write connection."""
 
-    def __init__(
-        self, fn: Callable[[sqlite3.Connection], T], fsync: bool, channels: tuple[str, ...]
-    ):
+    conn: Any
+
+    def begin(self, fsync: bool) -> None:
+        """Start a write transaction, durable (fsync) or not."""
+
+    def commit(self, channels: set[str]) -> None:
+        """Commit; engines that notify inside the transaction do it here."""
+
+    def rollback(self) -> None: ...
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """Driver error → tidings error (``__cause__`` kept)."""
+        ...
+
+
+class _Request(Generic[T]):
+    __slots__ = ("channels", "done", "error", "fn", "fsync", "value")
+
+    def __init__(self, fn: Callable[[Any], T], fsync: bool, channels: tuple[str, ...]):
         self.fn, self.fsync, self.channels = fn, fsync, channels
         self.done = False
         self.value: T | None = None
@@ -83,27 +99,20 @@ class _Request(Generic[T]):
 class Writer:
     """Serialises and groups write transactions from all threads of a process."""
 
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        lock_timeout_s: float,
-        on_commit: Callable[[set[str]], None],
-    ) -> None:
-        self._conn = conn
-        self._lock_timeout = lock_timeout_s
+    def __init__(self, session: Session, on_commit: Callable[[set[str]], None]) -> None:
+        self._session = session
         self._on_commit = on_commit
         self._leader = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Request[object]] = []
-        self._sync_mode = "FULL"
 
     def run(
         self,
-        fn: Callable[[sqlite3.Connection], T],
+        fn: Callable[[Any], T],
         fsync: bool = True,
         channels: tuple[str, ...] = (),
     ) -> T:
-        """Run ``fn`` in a write transaction; return once committed."""
+        """Run ``fn(conn)`` in a write transaction; return once committed."""
         req = _Request(fn, fsync, channels)
         with self._queue_lock:
             self._queue.append(req)  # type: ignore[arg-type]
@@ -117,45 +126,55 @@ class Writer:
         return req.value  # type: ignore[return-value]
 
     def _commit_batch(self, batch: list[_Request[object]]) -> None:
+        session = self._session
         try:
-            self._set_sync(any(r.fsync for r in batch))
-            self._begin()
+            session.begin(any(r.fsync for r in batch))
             for req in batch:
                 self._run_one(req)
-            self._conn.execute("COMMIT")
+            channels = {c for r in batch if r.error is None for c in r.channels}
+            session.commit(channels)
         except BaseException as exc:  # the whole transaction failed
-            self._rollback()
-            err = _translate(exc)
+            session.rollback()
+            err = session.translate(exc)
             for req in batch:
                 req.error = req.error or err
+            channels = set()
         finally:
             for req in batch:
                 req.done = True
-        channels = {c for r in batch if r.error is None for c in r.channels}
         if channels:
             self._on_commit(channels)
 
     def _run_one(self, req: _Request[object]) -> None:
-        self._conn.execute("SAVEPOINT req")
+        conn = self._session.conn
+        conn.execute("SAVEPOINT req")
         try:
-            req.value = req.fn(self._conn)
+            req.value = req.fn(conn)
         except Exception as exc:
-            self._conn.execute("ROLLBACK TO req")
-            req.error = _translate(exc)
-        self._conn.execute("RELEASE req")
+            conn.execute("ROLLBACK TO SAVEPOINT req")
+            req.error = self._session.translate(exc)
+        conn.execute("RELEASE SAVEPOINT req")
 
-    def _set_sync(self, fsync: bool) -> None:
+
+class SQLiteSession:
+    """The SQLite side of a :class:`Writer`: ``BEGIN IMMEDIATE`` with retry,
+    ``synchronous`` switched per transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, lock_timeout_s: float) -> None:
+        self.conn = conn
+        self._lock_timeout = lock_timeout_s
+        self._sync_mode = "FULL"
+
+    def begin(self, fsync: bool) -> None:
         mode = "FULL" if fsync else "NORMAL"
         if mode != self._sync_mode:
-            self._conn.execute(f"PRAGMA synchronous={mode}")
+            self.conn.execute(f"PRAGMA synchronous={mode}")
             self._sync_mode = mode
-
-    def _begin(self) -> None:
         deadline = time.monotonic() + self._lock_timeout
         delay = 0.0001
         while True:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -168,27 +187,30 @@ class Writer:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.005)
 
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
+    def commit(self, channels: set[str]) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
             try:
-                self._conn.execute("ROLLBACK")
+                self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
 
+    def translate(self, exc: BaseException) -> BaseException:
+        return translate(exc)
 
-def _translate(exc: BaseException) -> BaseException:
+
+def translate(exc: BaseException) -> BaseException:
+    """sqlite3 error → tidings error; anything else is returned unchanged."""
     if isinstance(exc, TidingsError) or not isinstance(exc, sqlite3.Error):
         return exc
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
         err: TidingsError = EngineTimeout(f"the database is locked: {exc}")
-    elif isinstance(exc, sqlite3.OperationalError) and ("disk" in str(exc) or "full" in str(exc)):
+    elif isinstance(exc, sqlite3.OperationalError) and ("disk" in text or "full" in text):
         err = EngineUnavailable(f"the database cannot be written: {exc}")
     else:
         err = EngineProtocolError(f"SQLite error: {exc}")
     err.__cause__ = exc
     return err
-
-
-def translate(exc: BaseException) -> BaseException:
-    """Public form of the driver-error translation, for read paths."""
-    return _translate(exc)

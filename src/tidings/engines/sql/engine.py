@@ -13,7 +13,7 @@ from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
 from ..maintenance import Maintainer
-from .database import Writer, connect, ensure_schema
+from .database import SQLiteSession, Writer, connect, ensure_schema
 from .log import SQLiteLog
 from .notify import Notifier, SocketWaiter
 
@@ -59,7 +59,7 @@ class SQLiteEngine:
         first = connect(path, lock_timeout)
         ensure_schema(first, path)
         self._notifier = Notifier(path)
-        self._writer = Writer(first, lock_timeout, self._notifier.notify)
+        self._writer = Writer(SQLiteSession(first, lock_timeout), self._notifier.notify)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = [first]
         self._readers_lock = threading.Lock()
