@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Collection
+from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 from ...config import parse_duration
@@ -14,7 +14,8 @@ from ...errors import ConfigurationError
 from ...features import Features
 from ..maintenance import Maintainer
 from .database import SQLiteSession, Writer, connect, ensure_schema
-from .log import SQLiteLog
+from .log import SqlLog
+from .maintenance import claim_maintenance
 from .notify import Notifier, SocketWaiter
 
 
@@ -63,28 +64,9 @@ class SQLiteEngine:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = [first]
         self._readers_lock = threading.Lock()
-        self.log = SQLiteLog(self._writer, self._reader, path)
-        self._maintainer = Maintainer(self.log, interval, self._claim_maintenance)
+        self.log = SqlLog(self._writer, self._reader, path)
+        self._maintainer = Maintainer(self.log, interval, partial(claim_maintenance, self._writer))
         self._maintainer.start()
-
-    def _claim_maintenance(self, interval_s: float) -> bool:
-        """A lease row: of all processes sharing the file, one per interval wins."""
-        now = time.time()
-
-        def txn(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT value FROM tidings_meta WHERE key='maintenance_at'"
-            ).fetchone()
-            if row is not None and float(row[0]) > now - interval_s * 0.9:
-                return False
-            conn.execute(
-                "INSERT INTO tidings_meta VALUES ('maintenance_at', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (repr(now),),
-            )
-            return True
-
-        return self._writer.run(txn, fsync=False)
 
     def _reader(self) -> sqlite3.Connection:
         """A read connection per thread: sqlite3 connections are not for sharing."""

@@ -1,4 +1,10 @@
-"""The log side of the SQLite engine: topics, batches, groups, offsets."""
+"""The log side of the SQL engines: topics, batches, groups, offsets.
+
+One implementation for SQLite and PostgreSQL. Statements are written in the
+common subset (``?`` placeholders, ``ON CONFLICT``, ``RETURNING``); the
+PostgreSQL connection adapter translates placeholders, two-argument
+``max``/``min`` and the ``/*for update*/`` marker (see ``postgres.py``).
+"""
 
 from __future__ import annotations
 
@@ -29,21 +35,30 @@ from .maintenance import compact_partition, retain_partition
 
 _READ = (
     "SELECT base_offset, last_offset, ts, crc, payload FROM batches "
-    "WHERE topic_id=? AND partition=? AND last_offset>=? ORDER BY last_offset"
+    "WHERE topic_id=? AND partition=? AND last_offset>=? ORDER BY last_offset LIMIT ?"
 )
+# Batches fetched per query while reading: small first (a consumer at the
+# head of the log needs one), growing for catch-up reads. A LIMIT is needed
+# because client-side cursors (psycopg) fetch the whole result.
+_CHUNKS = (4, 16, 64, 256)
 
 
 class _Stale(Exception):
     """The cached topic id no longer exists (deleted by another process)."""
 
 
-class SQLiteLog:
-    """Implements :class:`tidings.ports.LogEngine` on one SQLite file."""
+class SqlLog:
+    """Implements :class:`tidings.ports.LogEngine` on one SQL database.
 
-    def __init__(self, writer: Writer, reader: Callable[[], sqlite3.Connection], path: str) -> None:
+    ``location`` names the database in error messages (a file path, or
+    host/dbname)."""
+
+    def __init__(
+        self, writer: Writer, reader: Callable[[], sqlite3.Connection], location: str
+    ) -> None:
         self._w = writer
         self._reader = reader
-        self._path = path
+        self._path = location
         self._cache: dict[str, tuple[int, TopicConfig]] = {}
         self._cache_lock = threading.Lock()
 
@@ -77,16 +92,16 @@ class SQLiteLog:
     # ---- topics ---------------------------------------------------------
     def create_topic(self, config: TopicConfig) -> None:
         def txn(conn: sqlite3.Connection) -> None:
-            try:
-                cur = conn.execute(
-                    "INSERT INTO topics(name, config) VALUES (?, ?)",
-                    (config.name, json.dumps(asdict(config))),
-                )
-            except sqlite3.IntegrityError:
-                raise AlreadyExists(f"topic {config.name!r} already exists") from None
+            row = conn.execute(
+                "INSERT INTO topics(name, config) VALUES (?, ?) "
+                "ON CONFLICT(name) DO NOTHING RETURNING id",
+                (config.name, json.dumps(asdict(config))),
+            ).fetchone()
+            if row is None:
+                raise AlreadyExists(f"topic {config.name!r} already exists")
             conn.executemany(
                 "INSERT INTO partitions(topic_id, partition) VALUES (?, ?)",
-                [(cur.lastrowid, p) for p in range(config.partitions)],
+                [(row[0], p) for p in range(config.partitions)],
             )
 
         self._w.run(txn)
@@ -171,19 +186,21 @@ class SQLiteLog:
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
         tid, _ = self._checked(topic, partition)
         out: list[Record] = []
-        cursor = self._reader().execute(_READ, (tid, partition, offset))
-        try:
-            for base, last, ts, crc, payload in cursor:
+        conn = self._reader()
+        for chunk in _CHUNKS:
+            rows = conn.execute(_READ, (tid, partition, offset, chunk)).fetchall()
+            for base, last, ts, crc, payload in rows:
                 if rb.checksum(payload) != crc:
                     if out:
-                        break  # hand out what is good; the next read reports it
+                        return out  # hand out what is good; the next read reports it
                     raise self._corrupt(topic, partition, base, last)
                 records = rb.to_records(topic, partition, base, ts, rb.decode(payload))
                 out.extend(records[_first_at_or_after(records, offset) :] if not out else records)
                 if len(out) >= max_records:
-                    break
-        finally:
-            cursor.close()
+                    return out
+            if len(rows) < chunk:
+                return out
+            offset = rows[-1][1] + 1
         return out
 
     def _corrupt(self, topic: str, partition: int, base: int, last: int) -> CorruptDataError:
@@ -211,7 +228,7 @@ class SQLiteLog:
     # ---- groups ---------------------------------------------------------
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
         def txn(conn: sqlite3.Connection) -> T:
-            state = _load_group(conn, group) or GroupState(group)
+            state = _lock_group(conn, group)
             counts = {
                 name: _config(cfg).partitions
                 for name, cfg in conn.execute("SELECT name, config FROM topics")
@@ -228,10 +245,8 @@ class SQLiteLog:
         self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
     ) -> None:
         def txn(conn: sqlite3.Connection) -> None:
-            state = _load_group(conn, group) or GroupState(group)
+            state = _lock_group(conn, group)
             state.check_commit(member_id, set(offsets), now)
-            if member_id is None:
-                _store_group(conn, state)  # makes the group visible to `groups list`
             conn.executemany(
                 'INSERT INTO offsets(group_name, topic, partition, "offset", committed) '
                 "VALUES (?,?,?,?,?) ON CONFLICT(group_name, topic, partition) "
@@ -331,6 +346,19 @@ def _first_at_or_after(records: list[Record], offset: int) -> int:
 
 def _config(text: str) -> TopicConfig:
     return TopicConfig(**json.loads(text))
+
+
+def _lock_group(conn: sqlite3.Connection, group: str) -> GroupState:
+    """The group's state, locked for this write transaction (created if new).
+
+    The marker becomes FOR UPDATE on PostgreSQL; on SQLite the database
+    write lock already makes the read-modify-write atomic."""
+    conn.execute(
+        "INSERT INTO groups(name, state) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        (group, GroupState(group).to_json()),
+    )
+    row = conn.execute("SELECT state FROM groups WHERE name=? /*for update*/", (group,)).fetchone()
+    return GroupState.from_json(row[0])
 
 
 def _load_group(conn: sqlite3.Connection, group: str) -> GroupState | None:

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from ...config import TopicConfig
 from . import recordbatch as rb
+from .database import Writer
+
+
+def claim_maintenance(writer: Writer, interval_s: float) -> bool:
+    """A lease row: of all processes sharing the database, one per interval
+    runs the maintenance round."""
+    now = time.time()
+
+    def txn(conn: sqlite3.Connection) -> bool:
+        row = conn.execute(
+            "SELECT value FROM tidings_meta WHERE key='maintenance_at' /*for update*/"
+        ).fetchone()
+        if row is not None and float(row[0]) > now - interval_s * 0.9:
+            return False
+        conn.execute(
+            "INSERT INTO tidings_meta VALUES ('maintenance_at', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (repr(now),),
+        )
+        return True
+
+    return writer.run(txn, fsync=False)
 
 
 def retain_partition(

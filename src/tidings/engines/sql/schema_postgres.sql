@@ -1,0 +1,49 @@
+-- tidings PostgreSQL schema, version 1 (same tables as schema_sqlite.sql).
+CREATE TABLE IF NOT EXISTS tidings_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO tidings_meta VALUES ('format', 'tidings'), ('schema_version', '1')
+    ON CONFLICT (key) DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS topics (
+    id      BIGSERIAL PRIMARY KEY,
+    name    TEXT NOT NULL UNIQUE,
+    config  TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS partitions (
+    topic_id     BIGINT NOT NULL,
+    partition    INTEGER NOT NULL,
+    first_offset BIGINT NOT NULL DEFAULT 0,
+    next_offset  BIGINT NOT NULL DEFAULT 0,
+    bytes        BIGINT NOT NULL DEFAULT 0,
+    last_ts      BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic_id, partition)
+);
+
+-- One row per stored record batch. The partition row is locked (UPDATE)
+-- by every append until its transaction ends, so offsets are handed out in
+-- commit order per partition: no commit-order gaps (L2).
+CREATE TABLE IF NOT EXISTS batches (
+    id          BIGSERIAL PRIMARY KEY,
+    topic_id    BIGINT NOT NULL,
+    partition   INTEGER NOT NULL,
+    base_offset BIGINT NOT NULL,
+    last_offset BIGINT NOT NULL,
+    count       INTEGER NOT NULL,
+    ts          BIGINT NOT NULL,
+    crc         BIGINT NOT NULL,
+    size        INTEGER NOT NULL,
+    payload     BYTEA NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS batches_by_offset ON batches (topic_id, partition, last_offset);
+CREATE INDEX IF NOT EXISTS batches_by_time ON batches (topic_id, partition, ts);
+
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS offsets (
+    group_name TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    "offset"   BIGINT NOT NULL,
+    committed  BIGINT NOT NULL,
+    PRIMARY KEY (group_name, topic, partition)
+);
