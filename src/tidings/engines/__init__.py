@@ -1,8 +1,9 @@
 """Engines and their selection by URL.
 
 ``memory://`` → :class:`MemoryEngine`; ``sqlite:///path`` →
-:class:`SQLiteEngine`. Drivers for other engines are imported only here and
-under ``tidings.engines`` (enforced by ruff's banned-api rule).
+:class:`SQLiteEngine`; ``postgresql://…`` → :class:`PostgresEngine`.
+Drivers are imported only under ``tidings.engines`` (enforced by ruff's
+banned-api rule).
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ def open_engine(url: str) -> Engine:
         from .sql import SQLiteEngine
 
         return SQLiteEngine(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from .sql.postgres import PostgresEngine
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the PostgreSQL engine needs psycopg: pip install 'tidings[postgres]'"
+            ) from exc
+        return PostgresEngine(url)
     raise ConfigurationError(
-        f"unsupported engine URL {url!r}: use memory:// or sqlite:///path/to/file.db"
+        f"unsupported engine URL {url!r}: use memory://, sqlite:///path/to/file.db or postgresql://host/db"
     )
 
 

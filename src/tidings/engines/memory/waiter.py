@@ -12,10 +12,17 @@ class MemoryWaiters:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
+        self._epoch = 0  # bumped by notify_everyone: wakes every waiter
 
     def notify(self, channel: str) -> None:
         with self._cond:
             self._versions[channel] = self._versions.get(channel, 0) + 1
+            self._cond.notify_all()
+
+    def notify_everyone(self) -> None:
+        """Wake every waiter whatever it watches (e.g. after lost notifications)."""
+        with self._cond:
+            self._epoch += 1
             self._cond.notify_all()
 
     def notify_all(self) -> None:
@@ -23,7 +30,7 @@ class MemoryWaiters:
             self._cond.notify_all()
 
     def _version(self, channels: Collection[str]) -> int:
-        return sum(self._versions.get(c, 0) for c in channels)
+        return self._epoch + sum(self._versions.get(c, 0) for c in channels)
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return MemoryWaiters.Waiter(self, tuple(channels))

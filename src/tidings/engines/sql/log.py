@@ -12,9 +12,10 @@ import bisect
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from functools import partial
+from typing import Any
 
 from ...config import TopicConfig
 from ...errors import (
@@ -31,6 +32,7 @@ from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordCol
 from .._common import check_batches, check_partition, now_ms
 from . import recordbatch as rb
 from .database import Writer
+from .database import translate as translate_sqlite
 from .maintenance import compact_partition, retain_partition
 
 _READ = (
@@ -41,6 +43,25 @@ _READ = (
 # head of the log needs one), growing for catch-up reads. A LIMIT is needed
 # because client-side cursors (psycopg) fetch the whole result.
 _CHUNKS = (4, 16, 64, 256)
+
+
+class _Reader:
+    """Runs read statements, translating driver errors (the Writer does
+    that for writes)."""
+
+    __slots__ = ("_conn", "_translate")
+
+    def __init__(self, conn: Any, translate: Callable[[BaseException], BaseException]) -> None:
+        self._conn, self._translate = conn, translate
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, params)
+        except Exception as exc:
+            err = self._translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
 
 
 class _Stale(Exception):
@@ -54,13 +75,21 @@ class SqlLog:
     host/dbname)."""
 
     def __init__(
-        self, writer: Writer, reader: Callable[[], sqlite3.Connection], location: str
+        self,
+        writer: Writer,
+        reader: Callable[[], Any],
+        location: str,
+        translate: Callable[[BaseException], BaseException] = translate_sqlite,
     ) -> None:
         self._w = writer
-        self._reader = reader
+        self._connect_reader = reader
+        self._translate = translate
         self._path = location
         self._cache: dict[str, tuple[int, TopicConfig]] = {}
         self._cache_lock = threading.Lock()
+
+    def _reader(self) -> _Reader:
+        return _Reader(self._connect_reader(), self._translate)
 
     # ---- topic lookup -------------------------------------------------
     def _topic(self, name: str, refresh: bool = False) -> tuple[int, TopicConfig]:
@@ -361,7 +390,7 @@ def _lock_group(conn: sqlite3.Connection, group: str) -> GroupState:
     return GroupState.from_json(row[0])
 
 
-def _load_group(conn: sqlite3.Connection, group: str) -> GroupState | None:
+def _load_group(conn: Any, group: str) -> GroupState | None:
     row = conn.execute("SELECT state FROM groups WHERE name=?", (group,)).fetchone()
     return None if row is None else GroupState.from_json(row[0])
 

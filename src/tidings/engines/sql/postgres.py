@@ -1,0 +1,233 @@
+"""``postgresql://host/db`` — the same SQL stores on a database many hosts share.
+
+* Statements are the SQLite ones, translated once per text by
+  :func:`translate_sql` (placeholders, two-argument ``max``/``min``,
+  ``/*for update*/`` and ``/*skip locked*/`` markers).
+* Writes go through the same group-commit :class:`Writer` as SQLite, on one
+  connection per process; ``fsync=False`` requests commit with
+  ``synchronous_commit=off``.
+* Wake-ups: the writer calls ``pg_notify`` inside the transaction, so a
+  NOTIFY is delivered only if the commit happened, to every host; one
+  listener thread per engine fans them out to local waiters.
+* A broken connection (database restart, failover) fails the call with a
+  retriable :class:`EngineUnavailable` and is replaced on the next call.
+  libpq multi-host URLs with ``target_session_attrs=read-write`` make the
+  new connection follow a promoted standby.
+
+URL option (removed before the URL reaches libpq): ``schema=NAME`` keeps
+tidings' tables in that schema (created if missing).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Collection, Sequence
+from functools import partial
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+
+from ...config import parse_duration, validate_name
+from ...errors import EngineProtocolError, EngineUnavailable, TidingsError
+from ...features import Features
+from ..maintenance import Maintainer
+from ..memory.waiter import MemoryWaiters
+from .database import Writer
+from .log import SqlLog
+from .maintenance import claim_maintenance
+
+log = logging.getLogger("tidings.postgres")
+CHANNEL = "tidings"
+_SCALAR = re.compile(r"\b(max|min)\(([^()]*,[^()]*)\)")
+
+
+@functools.lru_cache(maxsize=1024)
+def translate_sql(sql: str) -> str:
+    """SQLite-dialect statement → PostgreSQL."""
+    out = sql.replace("%", "%%").replace("?", "%s")
+    out = _SCALAR.sub(lambda m: ("greatest" if m[1] == "max" else "least") + f"({m[2]})", out)
+    return out.replace("/*for update*/", "FOR UPDATE").replace(
+        "/*skip locked*/", "FOR UPDATE SKIP LOCKED"
+    )
+
+
+class PgConnection:
+    """A psycopg connection that speaks the SQLite dialect of our stores."""
+
+    def __init__(self, conninfo: str, schema: str | None) -> None:
+        try:
+            self.raw = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise EngineUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        if schema:
+            self.raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            self.raw.execute(f'SET search_path TO "{schema}"')
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self.raw.execute(translate_sql(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(translate_sql(sql), rows)
+
+    @property
+    def broken(self) -> bool:
+        return self.raw.broken or self.raw.closed
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def translate(exc: BaseException) -> BaseException:
+    """psycopg error → tidings error; anything else is returned unchanged."""
+    if isinstance(exc, TidingsError) or not isinstance(exc, psycopg.Error):
+        return exc
+    if isinstance(exc, (psycopg.OperationalError, psycopg.errors.AdminShutdown)):
+        err: TidingsError = EngineUnavailable(f"PostgreSQL is unavailable: {exc}")
+    else:
+        err = EngineProtocolError(f"PostgreSQL error: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+class PgSession:
+    """The PostgreSQL side of a :class:`Writer`; reconnects when broken."""
+
+    def __init__(self, connect: partial[PgConnection]) -> None:
+        self._connect = connect
+        self.conn = connect()
+
+    def begin(self, fsync: bool) -> None:
+        if self.conn.broken:
+            self.conn = self._connect()
+        self.conn.execute("BEGIN")
+        if not fsync:
+            self.conn.execute("SET LOCAL synchronous_commit TO off")
+
+    def commit(self, channels: set[str]) -> None:
+        for channel in sorted(channels):
+            self.conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, channel))
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if not self.conn.broken:
+            try:
+                self.conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+
+    def translate(self, exc: BaseException) -> BaseException:
+        return translate(exc)
+
+
+class Listener:
+    """LISTENs on one connection and wakes this process's waiters."""
+
+    def __init__(self, connect: partial[PgConnection], waiters: MemoryWaiters) -> None:
+        self._connect = connect
+        self._waiters = waiters
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tidings-listen", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except (psycopg.Error, TidingsError) as exc:
+                log.warning("PostgreSQL listener lost its connection, retrying: %s", exc)
+                self._waiters.notify_everyone()  # consumers re-read; nothing missed
+                self._stop.wait(0.5)
+
+    def _listen(self) -> None:
+        conn = self._connect()
+        try:
+            conn.raw.execute(f"LISTEN {CHANNEL}")
+            while not self._stop.is_set():
+                for note in conn.raw.notifies(timeout=0.5):
+                    self._waiters.notify(note.payload)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """Take tidings' own options out of the URL; return (libpq URL, schema)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = [(k, v) for k, v in query if k not in ("schema", "maintenance_interval")]
+    if schema is not None:
+        validate_name("schema", schema)
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), "")), schema
+
+
+def ensure_schema(conn: PgConnection) -> None:
+    """Create the tables once; an advisory lock keeps concurrent starters apart."""
+    script = resources.files(__package__).joinpath("schema_postgres.sql").read_text()
+    conn.raw.execute("SELECT pg_advisory_lock(7428291)")
+    try:
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.raw.execute(statement)
+    finally:
+        conn.raw.execute("SELECT pg_advisory_unlock(7428291)")
+
+
+class PostgresEngine:
+    """PostgreSQL: logs shared by every host that reaches the database."""
+
+    features = Features()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        conninfo, schema = split_url(url)
+        interval = dict(parse_qsl(urlsplit(url).query)).get("maintenance_interval", "60s")
+        self._connect = partial(PgConnection, conninfo, schema)
+        session = PgSession(self._connect)
+        ensure_schema(session.conn)
+        self._writer = Writer(session, lambda _channels: None)
+        self._local = threading.local()
+        self._readers: list[PgConnection] = [session.conn]
+        self._lock = threading.Lock()
+        self._waiters = MemoryWaiters()
+        self._listener = Listener(self._connect, self._waiters)
+        location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
+        self.log = SqlLog(self._writer, self._reader, location, translate)
+        self._maintainer = Maintainer(
+            self.log,
+            parse_duration(interval, "maintenance_interval"),
+            partial(claim_maintenance, self._writer),
+        )
+        self._maintainer.start()
+
+    def _reader(self) -> PgConnection:
+        """A read connection per thread (autocommit: each query sees the latest commits)."""
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.broken:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
+        return self._waiters.waiter(channels)
+
+    def close(self) -> None:
+        self._maintainer.stop()
+        self._listener.stop()
+        with self._lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()

@@ -1,0 +1,35 @@
+"""The log conformance suite on PostgreSQL (127.0.0.1:5432, database ``test``).
+
+Each test gets its own schema (URL option ``schema=``), dropped afterwards.
+Skips when PostgreSQL is absent, fails instead when TIDINGS_REQUIRE_ENGINES
+names ``postgresql``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tidings.testing import LogContract
+from tidings.testing.pytest_plugin import require_engine, service_reachable
+
+PG = "postgresql://127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    require_engine("postgresql", service_reachable("127.0.0.1", 5432))
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{PG}?schema={schema}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.engine("postgresql")
+class TestPostgresLog(LogContract):
+    @pytest.fixture
+    def engine_url(self, pg_schema_url: str) -> str:
+        return pg_schema_url
