@@ -24,6 +24,7 @@ class Features:
     retention: Support = "native"  # L6
     compaction: Support = "native"  # L6
     multi_process: Support = "native"  # several processes share the engine
+    transactional_publish: Support = "native"  # append in the caller's own transaction (O1)
     queues: Support = "unsupported"  # Q1, Q2
     dedup: Support = "unsupported"  # Q3
     fifo_groups: Support = "unsupported"  # Q4

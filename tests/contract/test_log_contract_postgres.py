@@ -25,6 +25,7 @@ def pg_schema_url() -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     yield f"{PG}?schema={schema}"
     with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")  # a failed test may leave a lock behind
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

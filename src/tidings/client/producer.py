@@ -17,11 +17,11 @@ from typing import Any
 
 from ..codecs import BYTES, Codec
 from ..config import ProducerConfig, TopicConfig
-from ..errors import TidingsError
+from ..errors import TidingsError, UnsupportedFeature
 from ..message import EMPTY_HEADERS, Headers, RecordMetadata
 from ..partitioner import PARTITIONERS
 from ..ports.engine import Engine
-from ..ports.log import AppendResult, RecordColumns
+from ..ports.log import AppendResult, RecordColumns, TransactionalLog
 
 
 class _Flight:
@@ -189,17 +189,36 @@ class Producer:
         keys: Sequence[bytes | str | None] | None = None,
         headers: Sequence[Headers] | None = None,
         partition: int | None = None,
+        connection: Any = None,
     ) -> list[RecordMetadata]:
         """Append many records now, in this thread, in one transaction; return
-        each record's metadata in input order once all are durable."""
+        each record's metadata in input order once all are durable.
+
+        With ``connection`` (your own sqlite3 / psycopg connection to the same
+        database, inside your open transaction) the records are written in
+        *your* transaction: they exist iff you commit. Raises
+        UnsupportedFeature on engines that are not SQL databases."""
         encoded = self._encode_all(values)
         kb = None if keys is None else [self._key(k) for k in keys]
         if kb is not None and len(kb) != len(encoded):
             raise TidingsError(f"{len(kb)} keys for {len(encoded)} values")
         slots = self._partitions_for(topic, kb, len(encoded), partition)
         columns, order = _split(slots, encoded, kb, headers)
-        results = self._engine.log.append(topic, columns)
+        results = self._append(topic, columns, connection)
         return _metadata(topic, slots, order, results)
+
+    def _append(
+        self, topic: str, columns: dict[int, RecordColumns], connection: Any
+    ) -> Mapping[int, AppendResult]:
+        log = self._engine.log
+        if connection is None:
+            return log.append(topic, columns)
+        if not isinstance(log, TransactionalLog):
+            raise UnsupportedFeature(
+                f"{self._engine.url.split(':')[0]} cannot append in your transaction; "
+                "use a SQL engine (sqlite, postgresql) or the outbox"
+            )
+        return log.append_in(connection, topic, columns)
 
     def _encode_all(self, values: Sequence[Any]) -> list[bytes | None]:
         if self._codec is BYTES and all(type(v) is bytes for v in values):

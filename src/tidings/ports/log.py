@@ -8,7 +8,7 @@ All methods are blocking and thread-safe. Errors: ``TopicNotFound``,
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from ..config import TopicConfig
 from ..groups.coordinator import GroupState
@@ -105,3 +105,13 @@ class LogEngine(Protocol):
         """Keep the latest record per key (offsets preserved), drop tombstones
         older than the topic's tombstone retention; return records removed."""
         ...
+
+
+@runtime_checkable
+class TransactionalLog(Protocol):
+    """A log that can append inside the caller's own database transaction
+    (SQL engines): the records exist iff the caller's transaction commits."""
+
+    def append_in(
+        self, conn: Any, topic: str, batches: Mapping[int, RecordColumns]
+    ) -> dict[int, AppendResult]: ...

@@ -20,7 +20,11 @@ from .waiter import MemoryWaiters
 class MemoryEngine:
     """``memory://`` — one process, no persistence."""
 
-    features = Features(durable_append="unsupported", multi_process="unsupported")
+    features = Features(
+        durable_append="unsupported",
+        multi_process="unsupported",
+        transactional_publish="unsupported",
+    )
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url

@@ -32,7 +32,7 @@ from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordCol
 from .._common import check_batches, check_partition, now_ms
 from . import recordbatch as rb
 from .database import Writer
-from .database import translate as translate_sqlite
+from .dialect import SQLITE, Dialect
 from .maintenance import compact_partition, retain_partition
 
 _READ = (
@@ -79,11 +79,12 @@ class SqlLog:
         writer: Writer,
         reader: Callable[[], Any],
         location: str,
-        translate: Callable[[BaseException], BaseException] = translate_sqlite,
+        dialect: Dialect = SQLITE,
     ) -> None:
         self._w = writer
         self._connect_reader = reader
-        self._translate = translate
+        self._dialect = dialect
+        self._translate = dialect.translate
         self._path = location
         self._cache: dict[str, tuple[int, TopicConfig]] = {}
         self._cache_lock = threading.Lock()
@@ -211,6 +212,33 @@ class SqlLog:
             except _Stale:
                 continue
         raise TopicNotFound(f"topic {topic!r} does not exist")
+
+    def append_in(
+        self, conn: Any, topic: str, batches: Mapping[int, RecordColumns]
+    ) -> dict[int, AppendResult]:
+        """Append inside the caller's open transaction on their own
+        connection ``conn`` (same database): the records exist iff that
+        transaction commits. The partitions stay locked until it ends, so
+        offsets still follow commit order (L2)."""
+        tid, config = self._topic(topic, refresh=True)
+        check_batches(config, batches)
+        encoded = {
+            p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
+            for p, c in batches.items()
+            if c.values
+        }
+        ours = self._dialect.wrap(conn)
+        try:
+            result = _append_txn(ours, tid=tid, encoded=encoded)
+            self._dialect.notify_in(ours, "log:" + topic)
+        except _Stale:
+            raise TopicNotFound(f"topic {topic!r} does not exist") from None
+        except Exception as exc:
+            err = self._translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
+        return result
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
         tid, _ = self._checked(topic, partition)

@@ -38,7 +38,8 @@ from ...errors import EngineProtocolError, EngineUnavailable, TidingsError
 from ...features import Features
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
-from .database import Writer
+from .database import SCHEMA_VERSION, Writer
+from .dialect import Dialect
 from .log import SqlLog
 from .maintenance import claim_maintenance
 
@@ -60,14 +61,19 @@ def translate_sql(sql: str) -> str:
 class PgConnection:
     """A psycopg connection that speaks the SQLite dialect of our stores."""
 
-    def __init__(self, conninfo: str, schema: str | None) -> None:
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    @classmethod
+    def open(cls, conninfo: str, schema: str | None) -> PgConnection:
         try:
-            self.raw = psycopg.connect(conninfo, autocommit=True)
+            raw = psycopg.connect(conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise EngineUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         if schema:
-            self.raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self.raw.execute(f'SET search_path TO "{schema}"')
+            raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            raw.execute(f'SET search_path TO "{schema}"')
+        return cls(raw)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self.raw.execute(translate_sql(sql), params)
@@ -94,6 +100,13 @@ def translate(exc: BaseException) -> BaseException:
         err = EngineProtocolError(f"PostgreSQL error: {exc}")
     err.__cause__ = exc
     return err
+
+
+def _notify_in(conn: PgConnection, channel: str) -> None:
+    conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, channel))
+
+
+POSTGRES = Dialect("postgresql", translate=translate, wrap=PgConnection, notify_in=_notify_in)
 
 
 class PgSession:
@@ -173,15 +186,32 @@ def split_url(url: str) -> tuple[str, str | None]:
 
 
 def ensure_schema(conn: PgConnection) -> None:
-    """Create the tables once; an advisory lock keeps concurrent starters apart."""
-    script = resources.files(__package__).joinpath("schema_postgres.sql").read_text()
-    conn.raw.execute("SELECT pg_advisory_lock(7428291)")
-    try:
-        for statement in script.split(";"):
-            if statement.strip():
-                conn.raw.execute(statement)
-    finally:
-        conn.raw.execute("SELECT pg_advisory_unlock(7428291)")
+    """Create the tables once; an advisory lock keeps concurrent starters apart.
+
+    An existing schema is only read: DDL (even ``IF NOT EXISTS``) would wait
+    for every open transaction that touched the tables."""
+    if _schema_version(conn) is None:
+        script = resources.files(__package__).joinpath("schema_postgres.sql").read_text()
+        conn.raw.execute("SELECT pg_advisory_lock(7428291)")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.raw.execute(statement)
+        finally:
+            conn.raw.execute("SELECT pg_advisory_unlock(7428291)")
+    version = _schema_version(conn)
+    if version is None or version > SCHEMA_VERSION:
+        raise EngineUnavailable(
+            f"the database has tidings schema version {version}; this tidings "
+            f"understands up to {SCHEMA_VERSION}: upgrade tidings"
+        )
+
+
+def _schema_version(conn: PgConnection) -> int | None:
+    if conn.raw.execute("SELECT to_regclass('tidings_meta')").fetchone() == (None,):
+        return None
+    row = conn.execute("SELECT value FROM tidings_meta WHERE key='schema_version'").fetchone()
+    return None if row is None else int(row[0])
 
 
 class PostgresEngine:
@@ -193,7 +223,7 @@ class PostgresEngine:
         self.url = url
         conninfo, schema = split_url(url)
         interval = dict(parse_qsl(urlsplit(url).query)).get("maintenance_interval", "60s")
-        self._connect = partial(PgConnection, conninfo, schema)
+        self._connect = partial(PgConnection.open, conninfo, schema)
         session = PgSession(self._connect)
         ensure_schema(session.conn)
         self._writer = Writer(session, lambda _channels: None)
@@ -203,7 +233,7 @@ class PostgresEngine:
         self._waiters = MemoryWaiters()
         self._listener = Listener(self._connect, self._waiters)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
-        self.log = SqlLog(self._writer, self._reader, location, translate)
+        self.log = SqlLog(self._writer, self._reader, location, POSTGRES)
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),
