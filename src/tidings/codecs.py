@@ -53,7 +53,9 @@ class JsonCodec:
 
     def encode(self, value: Any) -> bytes:
         try:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+            # allow_nan=False: NaN/Infinity are not JSON and other readers reject them.
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return text.encode()
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"value is not JSON-serializable: {exc}") from exc
 

@@ -129,18 +129,24 @@ class GroupConfig:
 @dataclass(frozen=True)
 class ProducerConfig:
     """Batching: a batch is sent when it holds ``max_batch_records`` or
-    ``max_batch_bytes``, or ``linger_s`` after its first record."""
+    ``max_batch_bytes``, or ``linger_s`` after its first record. Appends that
+    fail with a retriable engine error (database restarting, file locked)
+    are retried with backoff for up to ``retry_timeout_s``; a retry after a
+    commit whose outcome was lost can store a record twice (at-least-once)."""
 
     linger_s: float = 0.0
     max_batch_records: int = 10_000
     max_batch_bytes: int = 4 << 20
     partitioner: Literal["crc32", "murmur2"] = "crc32"
+    retry_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.linger_s < 0:
             raise ConfigurationError("linger must not be negative")
         _positive("max_batch_records", self.max_batch_records)
         _positive("max_batch_bytes", self.max_batch_bytes)
+        if self.retry_timeout_s < 0:
+            raise ConfigurationError("retry_timeout must not be negative")
         if self.partitioner not in ("crc32", "murmur2"):
             raise ConfigurationError(
                 f"partitioner must be crc32 or murmur2, got {self.partitioner!r}"

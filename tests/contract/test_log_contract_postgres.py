@@ -21,7 +21,7 @@ PG = "postgresql://127.0.0.1:5432/test"
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     require_engine("postgresql", service_reachable("127.0.0.1", 5432))
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg  # a test dependency (the dev extra): never skipped
     schema = f"t_{uuid.uuid4().hex[:12]}"
     yield f"{PG}?schema={schema}"
     with psycopg.connect(PG, autocommit=True) as conn:

@@ -8,17 +8,19 @@ a partition before releasing it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Literal
 
 from ..config import GroupConfig, validate_name
-from ..errors import ConfigurationError, FencedError
+from ..errors import ConfigurationError, EngineError, FencedError, PartitionNotFound, TidingsError
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from .membership import Membership
 
+log = logging.getLogger("tidings.consumer")
 Start = Literal["beginning", "end"] | int | datetime
 
 
@@ -70,18 +72,22 @@ class Consumer:
             self._log.get_topic(t)  # TopicNotFound early, with a clear message
         self._waiter = engine.waiter([f"log:{t}" for t in topics])
         self._membership: Membership | None = None
-        if group is not None:
-            self._membership = Membership(
-                engine, group, tuple(topics), group_config or GroupConfig()
-            )
-            self._membership.join()
-        else:
-            chosen = assign or [
-                TopicPartition(t, p)
-                for t in topics
-                for p in range(self._log.get_topic(t).partitions)
-            ]
-            self._take(set(chosen))
+        try:
+            if group is not None:
+                self._membership = Membership(
+                    engine, group, tuple(topics), group_config or GroupConfig()
+                )
+                self._membership.join()
+            else:
+                chosen = assign or [
+                    TopicPartition(t, p)
+                    for t in topics
+                    for p in range(self._log.get_topic(t).partitions)
+                ]
+                self._take(set(chosen))
+        except BaseException:
+            self._waiter.close()  # a failed constructor must not leak the waiter's socket
+            raise
 
     # ---- assignment -------------------------------------------------------
     def assignment(self) -> set[TopicPartition]:
@@ -114,7 +120,7 @@ class Consumer:
         for info in self._log.describe_partitions(tp.topic):
             if info.partition == tp.partition:
                 return info.first_offset, info.next_offset
-        raise ConfigurationError(f"{tp} does not exist")
+        raise PartitionNotFound(f"topic {tp.topic!r} has no partition {tp.partition}")
 
     def _sync_membership(self) -> None:
         m = self._membership
@@ -157,17 +163,33 @@ class Consumer:
     # ---- reading ----------------------------------------------------------
     def poll(self, timeout: float = 1.0, max_records: int = 10_000) -> list[Record]:
         """Records from the assigned partitions, waiting up to ``timeout``
-        seconds for the first one; ``[]`` on timeout."""
+        seconds for the first one; ``[]`` on timeout. Retriable engine errors
+        (a database restart) are retried until the timeout, so a consumer
+        resumes on its own."""
         deadline = time.monotonic() + timeout
+        backoff = 0.05
         while True:
-            self._maybe_auto_commit()
-            self._sync_membership()
-            self._waiter.arm()
-            records = self._fetch(max_records)
+            try:
+                records = self._poll_once(max_records)
+            except EngineError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("poll failed (%s); retrying", exc)
+                records, backoff = [], min(backoff * 2, 1.0)
+                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+                if time.monotonic() >= deadline:
+                    return []
+                continue
             left = deadline - time.monotonic()
             if records or left <= 0:
                 return records
             self._waiter.wait(min(left, self._wait_slice()))
+
+    def _poll_once(self, max_records: int) -> list[Record]:
+        self._maybe_auto_commit()
+        self._sync_membership()
+        self._waiter.arm()
+        return self._fetch(max_records)
 
     def _wait_slice(self) -> float:
         m = self._membership
@@ -182,10 +204,16 @@ class Consumer:
         self._rotate = (self._rotate + 1) % len(tps)
         out: list[Record] = []
         for tp in tps[self._rotate :] + tps[: self._rotate]:
-            got = self._log.read(
-                tp.topic, tp.partition, self._positions[tp], max_records - len(out)
-            )
+            try:
+                got = self._log.read(
+                    tp.topic, tp.partition, self._positions[tp], max_records - len(out)
+                )
+            except EngineError:
+                if out:
+                    return out  # positions already match what we hand out
+                raise
             if got:
+                got = got[: max_records - len(out)]  # reads may finish a stored batch
                 self._positions[tp] = got[-1].offset + 1
                 out.extend(got)
                 if len(out) >= max_records:
@@ -253,11 +281,20 @@ class Consumer:
             if self._auto_commit:
                 self._commit_positions(dict(self._positions))
         except FencedError:
-            pass
+            pass  # not ours any more: the new owner re-reads from the last commit
+        except TidingsError as exc:  # at-least-once: uncommitted work is redelivered
+            log.warning("final commit for group %s failed: %s", self._group, exc)
         finally:
-            if self._membership is not None:
-                self._membership.leave()
+            self._leave()
             self._waiter.close()
+
+    def _leave(self) -> None:
+        if self._membership is None:
+            return
+        try:
+            self._membership.leave()
+        except TidingsError as exc:  # the session simply expires instead
+            log.warning("leaving group %s failed: %s", self._group, exc)
 
     def __enter__(self) -> Consumer:
         return self

@@ -10,18 +10,24 @@ index into its flight, so a record costs no future or lock of its own.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from ..codecs import BYTES, Codec
 from ..config import ProducerConfig, TopicConfig
-from ..errors import TidingsError, UnsupportedFeature
+from ..errors import EngineError, TidingsError, UnsupportedFeature
 from ..message import EMPTY_HEADERS, Headers, RecordMetadata
 from ..partitioner import PARTITIONERS
 from ..ports.engine import Engine
 from ..ports.log import AppendResult, RecordColumns, TransactionalLog
+
+log = logging.getLogger("tidings.producer")
+T = TypeVar("T")
 
 
 class _Flight:
@@ -161,10 +167,9 @@ class Producer:
         for f in flights:
             by_topic.setdefault(f.topic, {}).setdefault(f.partition, []).append(f)
         for topic, parts in by_topic.items():
+            columns = {p: _merged(fs) for p, fs in parts.items()}
             try:
-                results = self._engine.log.append(
-                    topic, {p: _merged(fs) for p, fs in parts.items()}
-                )
+                results = self._retrying(partial(self._engine.log.append, topic, columns))
             except BaseException as exc:  # every record of the call fails alike
                 for fs in parts.values():
                     for f in fs:
@@ -172,6 +177,20 @@ class Producer:
                 continue
             for p, fs in parts.items():
                 _resolve(fs, results[p])
+
+    def _retrying(self, append: Callable[[], T]) -> T:
+        """Retry retriable engine errors with backoff, up to retry_timeout_s."""
+        deadline = time.monotonic() + self._config.retry_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                return append()
+            except EngineError as exc:
+                if not exc.retriable or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("append failed (%s); retrying in %.2fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything sent so far is durable (or failed)."""
@@ -204,7 +223,10 @@ class Producer:
             raise TidingsError(f"{len(kb)} keys for {len(encoded)} values")
         slots = self._partitions_for(topic, kb, len(encoded), partition)
         columns, order = _split(slots, encoded, kb, headers)
-        results = self._append(topic, columns, connection)
+        if connection is None:
+            results = self._retrying(lambda: self._append(topic, columns, None))
+        else:  # in the caller's transaction: only the caller can retry it
+            results = self._append(topic, columns, connection)
         return _metadata(topic, slots, order, results)
 
     def _append(

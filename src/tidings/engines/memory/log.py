@@ -57,6 +57,9 @@ class MemoryLog:
         with self._lock:
             self._topic(name)
             del self._topics[name]
+            for offsets in self._offsets.values():  # as on SQLite: offsets go with the topic
+                for tp in [tp for tp in offsets if tp.topic == name]:
+                    del offsets[tp]
 
     def get_topic(self, name: str) -> TopicConfig:
         with self._lock:

@@ -75,12 +75,14 @@ def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizo
     """
     latest = _latest_offsets(conn, tid, partition)
     rows = conn.execute(
-        "SELECT id, base_offset, ts, payload FROM batches WHERE topic_id=? AND partition=? "
+        "SELECT id, base_offset, ts, crc, payload FROM batches WHERE topic_id=? AND partition=? "
         "ORDER BY last_offset",
         (tid, partition),
     ).fetchall()
     removed = freed = 0
-    for row_id, base, ts, payload in rows:
+    for row_id, base, ts, crc, payload in rows:
+        if rb.checksum(payload) != crc:
+            continue  # damaged: left for reads to report, never rewritten under a fresh CRC
         gone, delta = _rewrite(conn, row_id, base, ts, payload, latest, horizon_ms)
         removed, freed = removed + gone, freed + delta
     if freed:
@@ -94,11 +96,13 @@ def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizo
 def _latest_offsets(conn: sqlite3.Connection, tid: int, partition: int) -> dict[bytes, int]:
     latest: dict[bytes, int] = {}
     rows = conn.execute(
-        "SELECT base_offset, payload FROM batches WHERE topic_id=? AND partition=? "
+        "SELECT base_offset, crc, payload FROM batches WHERE topic_id=? AND partition=? "
         "ORDER BY last_offset",
         (tid, partition),
     )
-    for base, payload in rows:
+    for base, crc, payload in rows:
+        if rb.checksum(payload) != crc:
+            continue
         d = rb.decode(payload)
         if d.keys is not None:
             for delta, key in zip(d.deltas, d.keys):

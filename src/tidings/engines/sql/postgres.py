@@ -118,6 +118,7 @@ class PgSession:
 
     def begin(self, fsync: bool) -> None:
         if self.conn.broken:
+            self.conn.close()
             self.conn = self._connect()
         self.conn.execute("BEGIN")
         if not fsync:
@@ -224,11 +225,11 @@ class PostgresEngine:
         conninfo, schema = split_url(url)
         interval = dict(parse_qsl(urlsplit(url).query)).get("maintenance_interval", "60s")
         self._connect = partial(PgConnection.open, conninfo, schema)
-        session = PgSession(self._connect)
+        session = self._writer_session = PgSession(self._connect)
         ensure_schema(session.conn)
         self._writer = Writer(session, lambda _channels: None)
         self._local = threading.local()
-        self._readers: list[PgConnection] = [session.conn]
+        self._readers: list[PgConnection] = []
         self._lock = threading.Lock()
         self._waiters = MemoryWaiters()
         self._listener = Listener(self._connect, self._waiters)
@@ -244,7 +245,13 @@ class PostgresEngine:
     def _reader(self) -> PgConnection:
         """A read connection per thread (autocommit: each query sees the latest commits)."""
         conn: PgConnection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.broken:
+        if conn is not None and conn.broken:
+            conn.close()
+            with self._lock:
+                if conn in self._readers:
+                    self._readers.remove(conn)
+            conn = None
+        if conn is None:
             conn = self._connect()
             self._local.conn = conn
             with self._lock:
@@ -261,3 +268,4 @@ class PostgresEngine:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        self._writer_session.conn.close()

@@ -1,0 +1,39 @@
+"""``tidings bench queue``: the queue workloads.
+
+``TIDINGS_WORKLOADS`` is the registry of tidings-side queue workloads
+(``queue.publish.batched``, ``queue.consume.ack``, ``queue.publish.single``,
+``queue.publish.concurrent``, ``queue.backlog.flatness``): each is a
+:class:`~.harness.Workload` whose function takes the :class:`~.harness.Bench`
+and yields lines made with ``bench.line(name, 256, records_per_s=...)``
+(or ``ratio=`` against ``bench.baselines["fdatasync_per_s"]``, measured
+first in the same run by ``disk.fdatasync``). The queue engine's module
+appends to it; the peers below run with ``--peers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .disk import disk_fdatasync
+from .harness import Bench, Line, Workload
+from .peers import Peer, all_peers, measure
+
+BODY_BYTES = 256  # DESIGN.md: queue workloads use 256-byte bodies
+PUBLISH, CONSUME = "queue.publish.batched", "queue.consume.ack"
+COMPARED = (PUBLISH, CONSUME)
+
+TIDINGS_WORKLOADS: list[Workload] = []
+
+
+def _peer_workload(peer: Peer) -> Workload:
+    def run(bench: Bench) -> Iterator[Line]:
+        assert peer.queue is not None
+        yield from measure(bench, peer, peer.queue, COMPARED, BODY_BYTES)
+
+    return Workload(f"queue.peer.{peer.name}", run, peer=True)
+
+
+def workloads() -> list[Workload]:
+    """The disk baseline, tidings' queue workloads, then every queue peer."""
+    peers = [_peer_workload(p) for p in all_peers() if p.queue is not None]
+    return [Workload("disk.fdatasync", disk_fdatasync), *TIDINGS_WORKLOADS, *peers]

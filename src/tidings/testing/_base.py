@@ -1,0 +1,96 @@
+"""Fixtures and helpers shared by the conformance suite's parts."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+
+import pytest
+
+from ..client.client import Client
+from ..client.consumer import Consumer
+from ..config import GroupConfig
+from ..message import Record, TopicPartition
+
+#: Short sessions keep group tests fast; the heartbeat is well inside them.
+FAST_GROUP = GroupConfig(session_timeout_s=1.0, heartbeat_interval_s=0.1)
+#: How long a test waits for something that should take a fraction of it.
+PATIENCE_S = 10.0
+
+
+class ContractBase:
+    """Subclass a contract and override :meth:`engine_url` (a fixture)."""
+
+    @pytest.fixture
+    def engine_url(self) -> str:
+        pytest.fail(f"{type(self).__name__} must override the engine_url fixture")
+
+    @pytest.fixture
+    def client(self, engine_url: str) -> Iterator[Client]:
+        client = Client(engine_url)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    @pytest.fixture
+    def topic(self, request: pytest.FixtureRequest) -> str:
+        """A topic name no other test uses."""
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:60]
+        return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+    @staticmethod
+    def need(client: Client, feature: str) -> None:
+        """Skip when the engine declares ``feature`` unsupported."""
+        if not client.features.supports(feature):
+            pytest.skip(f"{client.url} does not support {feature}")
+
+
+def read_all(client: Client, topic: str, partition: int, offset: int = 0) -> list[Record]:
+    """Every record of a partition from ``offset`` on, straight from the engine."""
+    out: list[Record] = []
+    while True:
+        got = client.engine.log.read(topic, partition, offset, 1000)
+        if not got:
+            return out
+        out.extend(got)
+        offset = got[-1].offset + 1
+
+
+def offsets(records: Iterable[Record]) -> list[int]:
+    return [r.offset for r in records]
+
+
+def poll_until(
+    consumers: list[Consumer],
+    done: Callable[[], bool],
+    check: Callable[[], None] = lambda: None,
+    patience: float = PATIENCE_S,
+) -> list[Record]:
+    """Poll every consumer in turn until ``done()``; run ``check()`` after
+    each poll (invariants that must hold at every moment). Fails on timeout."""
+    deadline = time.monotonic() + patience
+    seen: list[Record] = []
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached within {patience}s")
+        for c in consumers:
+            seen.extend(c.poll(timeout=0.05))
+            check()
+    return seen
+
+
+def wait_for_clock_past(ts_ms: int) -> None:
+    """Spin (briefly) until the wall clock is past ``ts_ms``: records
+    appended afterwards get a later log-append timestamp."""
+    deadline = time.monotonic() + 1.0
+    while time.time() * 1000 <= ts_ms + 2:
+        if time.monotonic() > deadline:
+            pytest.fail("the wall clock did not advance")
+        time.sleep(0.001)
+
+
+def tps(topic: str, n: int) -> set[TopicPartition]:
+    return {TopicPartition(topic, p) for p in range(n)}
