@@ -30,28 +30,20 @@ class RecordMetadata(NamedTuple):
     timestamp: int
 
 
-class Record:
-    """A record read from a topic partition."""
+class Record(NamedTuple):
+    """A record read from a topic partition.
 
-    __slots__ = ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
+    A tuple (immutable, compared by value) because consumers build millions
+    of them a second: ``tuple.__new__`` is the cheapest object Python makes.
+    """
 
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: int,
-        headers: Headers,
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.key = key
-        self.value = value
-        self.timestamp = timestamp
-        self.headers = headers
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: Headers
 
     @property
     def is_tombstone(self) -> bool:
@@ -63,13 +55,6 @@ class Record:
             f"Record(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
             f"key={self.key!r}, value={self.value!r:.40}, timestamp={self.timestamp})"
         )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Record):
-            return NotImplemented
-        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable-looking value type
 
 
 class ProducerRecord(NamedTuple):

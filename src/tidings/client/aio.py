@@ -23,7 +23,7 @@ from ..ports.log import PartitionInfo
 from .admin import GroupInfo
 from .client import Client
 from .consumer import Consumer, Start
-from .producer import Ack, Producer
+from .producer import Ack, BatchMetadata, Producer
 
 R = TypeVar("R")
 
@@ -61,7 +61,7 @@ class AsyncProducer:
         keys: Sequence[bytes | str | None] | None = None,
         headers: Sequence[Headers] | None = None,
         partition: int | None = None,
-    ) -> list[RecordMetadata]:
+    ) -> BatchMetadata:
         return await _run(self._p.send_batch, topic, values, keys, headers, partition)
 
     async def flush(self) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..codecs import BYTES, Codec
 from ..config import ProducerConfig, TopicConfig
@@ -209,7 +209,7 @@ class Producer:
         headers: Sequence[Headers] | None = None,
         partition: int | None = None,
         connection: Any = None,
-    ) -> list[RecordMetadata]:
+    ) -> BatchMetadata:
         """Append many records now, in this thread, in one transaction; return
         each record's metadata in input order once all are durable.
 
@@ -227,7 +227,7 @@ class Producer:
             results = self._retrying(lambda: self._append(topic, columns, None))
         else:  # in the caller's transaction: only the caller can retry it
             results = self._append(topic, columns, connection)
-        return _metadata(topic, slots, order, results)
+        return BatchMetadata(topic, slots, order, results)
 
     def _append(
         self, topic: str, columns: dict[int, RecordColumns], connection: Any
@@ -321,10 +321,37 @@ def _split(
     return out, order
 
 
-def _metadata(
-    topic: str, slots: list[int], order: list[int], results: Mapping[int, AppendResult]
-) -> list[RecordMetadata]:
-    return [
-        RecordMetadata(topic, p, results[p].base_offset + i, results[p].timestamp)
-        for p, i in zip(slots, order)
-    ]
+class BatchMetadata(Sequence[RecordMetadata]):
+    """Where each record of a ``send_batch`` call went, in input order.
+
+    Computed on access from each partition's base offset, so acknowledging
+    a million records does not build a million objects up front."""
+
+    __slots__ = ("_order", "_results", "_slots", "_topic")
+
+    def __init__(
+        self, topic: str, slots: list[int], order: list[int], results: Mapping[int, AppendResult]
+    ) -> None:
+        self._topic, self._slots, self._order, self._results = topic, slots, order, results
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @overload
+    def __getitem__(self, i: int) -> RecordMetadata: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[RecordMetadata]: ...
+    def __getitem__(self, i: int | slice) -> RecordMetadata | list[RecordMetadata]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        p = self._slots[i]
+        r = self._results[p]
+        return RecordMetadata(self._topic, p, r.base_offset + self._order[i], r.timestamp)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which are unhashable
+
+    def __repr__(self) -> str:
+        return f"BatchMetadata({list(self)!r})"

@@ -60,7 +60,7 @@ class AppendContract(ContractBase):
                 values = [f"t{t}-{i}".encode() for i in range(_PER_THREAD)]
                 keys = [f"k{i % 7}" for i in range(_PER_THREAD)]
                 if t % 2:
-                    metas = shared.send_batch(topic, values[:30], keys[:30])
+                    metas = list(shared.send_batch(topic, values[:30], keys[:30]))
                     metas += [
                         shared.send(topic, v, k).result(10) for v, k in zip(values[30:], keys[30:])
                     ]

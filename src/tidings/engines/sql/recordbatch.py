@@ -142,15 +142,19 @@ def to_records(topic: str, partition: int, base: int, ts: int, d: Decoded) -> li
     """Materialise a decoded batch as :class:`Record` objects."""
     n = len(d.values)
     offsets = range(base, base + n) if isinstance(d.deltas, range) else [base + x for x in d.deltas]
+    # tuple.__new__ straight from C: Record._make is a Python-level call.
     return list(
         map(
-            Record,
-            repeat(topic, n),
-            repeat(partition, n),
-            offsets,
-            d.keys if d.keys is not None else repeat(None, n),
-            d.values,
-            repeat(ts, n),
-            d.headers if d.headers is not None else repeat(EMPTY_HEADERS, n),
+            tuple.__new__,
+            repeat(Record, n),
+            zip(
+                repeat(topic, n),
+                repeat(partition, n),
+                offsets,
+                d.keys if d.keys is not None else repeat(None, n),
+                d.values,
+                repeat(ts, n),
+                d.headers if d.headers is not None else repeat(EMPTY_HEADERS, n),
+            ),
         )
     )
