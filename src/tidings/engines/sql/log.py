@@ -36,13 +36,13 @@ from .dialect import SQLITE, Dialect
 from .maintenance import compact_partition, retain_partition
 
 _READ = (
-    "SELECT base_offset, last_offset, ts, crc, payload FROM batches "
+    "SELECT base_offset, last_offset, ts, crc, count, payload FROM batches "
     "WHERE topic_id=? AND partition=? AND last_offset>=? ORDER BY last_offset LIMIT ?"
 )
-# Batches fetched per query while reading: small first (a consumer at the
-# head of the log needs one), growing for catch-up reads. A LIMIT is needed
-# because client-side cursors (psycopg) fetch the whole result.
-_CHUNKS = (4, 16, 64, 256)
+# A read fetches one batch first (a consumer at the head of the log needs
+# one), then as many as the batches seen so far suggest are needed. A LIMIT
+# is needed because client-side cursors (psycopg) fetch the whole result.
+_MAX_BATCHES_PER_QUERY = 256
 
 
 class _Reader:
@@ -244,21 +244,38 @@ class SqlLog:
         tid, _ = self._checked(topic, partition)
         out: list[Record] = []
         conn = self._reader()
-        for chunk in _CHUNKS:
-            rows = conn.execute(_READ, (tid, partition, offset, chunk)).fetchall()
-            for base, last, ts, crc, payload in rows:
-                if rb.checksum(payload) != crc:
-                    if out:
-                        return out  # hand out what is good; the next read reports it
-                    raise self._corrupt(topic, partition, base, last)
-                records = rb.to_records(topic, partition, base, ts, rb.decode(payload))
-                out.extend(records[_first_at_or_after(records, offset) :] if not out else records)
-                if len(out) >= max_records:
-                    return out
-            if len(rows) < chunk:
+        limit = 1
+        while True:
+            rows = conn.execute(_READ, (tid, partition, offset, limit)).fetchall()
+            if self._decode_rows(topic, partition, offset, rows, out, max_records):
+                return out
+            if len(rows) < limit:
                 return out
             offset = rows[-1][1] + 1
-        return out
+            per_batch = max(1, sum(r[4] for r in rows) // len(rows))
+            limit = min(_MAX_BATCHES_PER_QUERY, (max_records - len(out)) // per_batch + 1)
+
+    def _decode_rows(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        rows: list[tuple[int, int, int, int, int, bytes]],
+        out: list[Record],
+        max_records: int,
+    ) -> bool:
+        """Append the rows' records at or after ``offset`` to ``out``; True
+        when the read is complete (enough records, or a damaged batch)."""
+        for base, last, ts, crc, _count, payload in rows:
+            if rb.checksum(payload) != crc:
+                if out:
+                    return True  # hand out what is good; the next read reports it
+                raise self._corrupt(topic, partition, base, last)
+            records = rb.to_records(topic, partition, base, ts, rb.decode(payload))
+            out.extend(records[_first_at_or_after(records, offset) :] if not out else records)
+            if len(out) >= max_records:
+                return True
+        return False
 
     def _corrupt(self, topic: str, partition: int, base: int, last: int) -> CorruptDataError:
         return CorruptDataError(
