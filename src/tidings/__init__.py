@@ -15,7 +15,7 @@ SQLite engine or an in-memory one (more engines to come)::
 
 from .client import Ack, AsyncClient, AsyncConsumer, AsyncProducer, Client, Consumer, Producer
 from .codecs import BYTES, JSON, BytesCodec, Codec, JsonCodec, PydanticCodec
-from .config import GroupConfig, ProducerConfig, TopicConfig
+from .config import GroupConfig, ProducerConfig, QueueConfig, TopicConfig
 from .engines import open_engine
 from .errors import (
     AlreadyExists,
@@ -33,6 +33,7 @@ from .errors import (
     LeaseLost,
     NotFoundError,
     PartitionNotFound,
+    QueueFull,
     QueueNotFound,
     RebalanceInProgress,
     RecordTooLarge,
@@ -42,7 +43,7 @@ from .errors import (
     UnsupportedFeature,
 )
 from .features import Features
-from .message import Record, RecordMetadata, TopicPartition
+from .message import Delivery, QueueStats, Record, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "ConflictError",
     "Consumer",
     "CorruptDataError",
+    "Delivery",
     "DeliveryError",
     "EngineError",
     "EngineProtocolError",
@@ -78,7 +80,10 @@ __all__ = [
     "Producer",
     "ProducerConfig",
     "PydanticCodec",
+    "QueueConfig",
+    "QueueFull",
     "QueueNotFound",
+    "QueueStats",
     "RebalanceInProgress",
     "Record",
     "RecordMetadata",

@@ -151,3 +151,54 @@ class ProducerConfig:
             raise ConfigurationError(
                 f"partitioner must be crc32 or murmur2, got {self.partitioner!r}"
             )
+
+
+Overflow = Literal["reject", "dead-letter"]
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """How a queue behaves. Durations in seconds; ``None`` = no limit.
+
+    ``lease_s``: how long a delivery stays invisible to others (visibility
+    timeout). ``max_deliveries``: after that many deliveries the message goes
+    to ``dead_letter`` (or is dropped without one). ``dedup_window_s``: how
+    long an idempotency key is remembered. ``ttl_s``: a message not
+    delivered within it expires (dead-lettered with reason ``expired``).
+    ``max_length`` with ``overflow``: refuse new messages, or dead-letter
+    the oldest. ``fifo``: per group key, one message in flight at a time.
+    """
+
+    name: str
+    lease_s: float = 30.0
+    max_deliveries: int | None = None
+    dead_letter: str | None = None
+    dedup_window_s: float = 300.0
+    ttl_s: float | None = None
+    max_length: int | None = None
+    overflow: Overflow = "reject"
+    fifo: bool = False
+    max_body_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        validate_name("queue", self.name)
+        _positive("lease", self.lease_s)
+        if self.max_deliveries is not None and self.max_deliveries < 1:
+            raise ConfigurationError(f"max_deliveries must be >= 1, got {self.max_deliveries!r}")
+        if self.dead_letter is not None:
+            validate_name("dead-letter queue", self.dead_letter)
+            if self.dead_letter == self.name:
+                raise ConfigurationError(
+                    f"queue {self.name!r} cannot be its own dead-letter queue (it would loop)"
+                )
+        if self.dedup_window_s < 0:
+            raise ConfigurationError("dedup_window must not be negative")
+        if self.ttl_s is not None:
+            _positive("ttl", self.ttl_s)
+        if self.max_length is not None:
+            _positive("max_length", self.max_length)
+        if self.overflow not in ("reject", "dead-letter"):
+            raise ConfigurationError(
+                f"overflow must be reject or dead-letter, not {self.overflow!r}"
+            )
+        _positive("max_body_bytes", self.max_body_bytes)

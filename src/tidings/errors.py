@@ -22,7 +22,8 @@ A class's docstring is its default message.
     ├── ConflictError
     │   ├── AlreadyExists
     │   ├── FencedError             a member whose session expired or lost its assignment
-    │   └── RebalanceInProgress
+    │   ├── RebalanceInProgress
+    │   └── QueueFull               max_length reached with overflow=reject
     ├── DeliveryError
     │   ├── LeaseLost               ack/nack after the lease expired
     │   └── AlreadySettled          ack/nack twice
@@ -132,3 +133,7 @@ class RecordTooLarge(TidingsError, ValueError):
 
 class SerializationError(TidingsError, ValueError):
     """A value could not be encoded or decoded by the codec."""
+
+
+class QueueFull(ConflictError):
+    """The queue is at its max_length and its overflow policy is reject."""

@@ -25,11 +25,11 @@ class Features:
     compaction: Support = "native"  # L6
     multi_process: Support = "native"  # several processes share the engine
     transactional_publish: Support = "native"  # append in the caller's own transaction (O1)
-    queues: Support = "unsupported"  # Q1, Q2
-    dedup: Support = "unsupported"  # Q3
-    fifo_groups: Support = "unsupported"  # Q4
-    delays: Support = "unsupported"  # Q5
-    exchanges: Support = "unsupported"  # Q6
+    queues: Support = "native"  # Q1, Q2
+    dedup: Support = "native"  # Q3
+    fifo_groups: Support = "native"  # Q4
+    delays: Support = "native"  # Q5
+    exchanges: Support = "native"  # Q6
 
     def supports(self, name: str) -> bool:
         """True unless the feature is declared unsupported."""

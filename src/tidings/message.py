@@ -63,3 +63,33 @@ class ProducerRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: Headers = EMPTY_HEADERS
+
+
+class Delivery(NamedTuple):
+    """A message leased to one consumer until ``lease_until`` (epoch ms).
+
+    Settle it with ``ack``, ``nack`` or ``reject``; ``receipt`` proves the
+    lease, so a consumer whose lease expired cannot settle the redelivery
+    another consumer holds now."""
+
+    queue: str
+    id: int
+    body: bytes
+    headers: Headers
+    delivery_count: int
+    redelivered: bool
+    receipt: str
+    lease_until: int
+    group: str | None = None
+
+
+class QueueStats(NamedTuple):
+    """Counts for ``queues describe``: ``ready`` (claimable now, including
+    expired leases), ``leased``, ``delayed`` (not yet due), and
+    ``dead_lettered`` (moved to the dead-letter queue and not redriven)."""
+
+    name: str
+    ready: int
+    leased: int
+    delayed: int
+    dead_lettered: int

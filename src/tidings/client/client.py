@@ -21,9 +21,10 @@ from ..ports.log import PartitionInfo
 from .admin import GroupInfo, describe_group, reset_offsets
 from .consumer import Consumer, Start
 from .producer import Producer
+from .queues import QueueMethods
 
 
-class Client:
+class Client(QueueMethods):
     """A connection to one engine, chosen by URL::
 
         with Client("sqlite:///bus.db") as client:

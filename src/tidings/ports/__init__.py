@@ -2,5 +2,15 @@
 
 from .engine import Engine, Waiter
 from .log import LogEngine, PartitionInfo, RecordColumns
+from .queue import OutgoingMessage, QueueEngine, Settlement
 
-__all__ = ["Engine", "LogEngine", "PartitionInfo", "RecordColumns", "Waiter"]
+__all__ = [
+    "Engine",
+    "LogEngine",
+    "OutgoingMessage",
+    "PartitionInfo",
+    "QueueEngine",
+    "RecordColumns",
+    "Settlement",
+    "Waiter",
+]

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ..features import Features
 from .log import LogEngine
+from .queue import QueueEngine
 
 
 class Waiter(Protocol):
@@ -37,6 +38,9 @@ class Engine(Protocol):
 
     @property
     def log(self) -> LogEngine: ...
+
+    @property
+    def queues(self) -> QueueEngine: ...
 
     def waiter(self, channels: Collection[str]) -> Waiter:
         """A waiter woken by appends/publishes on these channels

@@ -14,6 +14,7 @@ from ...errors import ConfigurationError
 from ...features import Features
 from ..maintenance import Maintainer
 from .log import MemoryLog
+from .queue import memory_queues
 from .waiter import MemoryWaiters
 
 
@@ -30,6 +31,7 @@ class MemoryEngine:
         self.url = url
         self._waiters = MemoryWaiters()
         self.log = MemoryLog(self._waiters.notify)
+        self.queues = memory_queues(self._waiters.notify)
         interval = _option(url, "maintenance_interval", "60s")
         self._maintainer = Maintainer(self.log, interval, lambda _interval: True)
         self._maintainer.start()

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import partial
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
 from ..maintenance import Maintainer
-from .database import SQLiteSession, Writer, connect, ensure_schema
+from .database import SQLiteSession, Writer, connect, ensure_schema, translate
 from .log import SqlLog
 from .maintenance import claim_maintenance
 from .notify import Notifier, SocketWaiter
+from .queue import SqlQueues
+
+T = TypeVar("T")
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -65,6 +69,7 @@ class SQLiteEngine:
         self._readers: list[sqlite3.Connection] = [first]
         self._readers_lock = threading.Lock()
         self.log = SqlLog(self._writer, self._reader, path)
+        self.queues = SqlQueues(self._writer, self._read)
         self._maintainer = Maintainer(self.log, interval, partial(claim_maintenance, self._writer))
         self._maintainer.start()
 
@@ -77,6 +82,12 @@ class SQLiteEngine:
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._reader())
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
 
     def waiter(self, channels: Collection[str]) -> SocketWaiter:
         return SocketWaiter(self._notifier.directory, channels)

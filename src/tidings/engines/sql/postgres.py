@@ -24,10 +24,10 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -42,8 +42,10 @@ from .database import SCHEMA_VERSION, Writer
 from .dialect import Dialect
 from .log import SqlLog
 from .maintenance import claim_maintenance
+from .queue import SqlQueues
 
 log = logging.getLogger("tidings.postgres")
+T = TypeVar("T")
 CHANNEL = "tidings"
 _SCALAR = re.compile(r"\b(max|min)\(([^()]*,[^()]*)\)")
 
@@ -235,6 +237,7 @@ class PostgresEngine:
         self._listener = Listener(self._connect, self._waiters)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
         self.log = SqlLog(self._writer, self._reader, location, POSTGRES)
+        self.queues = SqlQueues(self._writer, self._read)
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),
@@ -257,6 +260,12 @@ class PostgresEngine:
             with self._lock:
                 self._readers.append(conn)
         return conn
+
+    def _read(self, fn: Callable[[PgConnection], T]) -> T:
+        try:
+            return fn(self._reader())
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)

@@ -47,3 +47,46 @@ CREATE TABLE IF NOT EXISTS offsets (
     committed  BIGINT NOT NULL,
     PRIMARY KEY (group_name, topic, partition)
 );
+
+CREATE TABLE IF NOT EXISTS queues (
+    id            BIGSERIAL PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    config        TEXT NOT NULL,
+    next_id       BIGINT NOT NULL DEFAULT 1,
+    size          BIGINT NOT NULL DEFAULT 0,
+    dead_lettered BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id       BIGINT NOT NULL,
+    id             BIGINT NOT NULL,
+    visible_at     BIGINT NOT NULL,
+    leased         INTEGER NOT NULL DEFAULT 0,
+    receipt        TEXT,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    group_key      TEXT,
+    expires_at     BIGINT,
+    enqueued_at    BIGINT NOT NULL,
+    headers        TEXT NOT NULL,
+    body           BYTEA NOT NULL,
+    PRIMARY KEY (queue_id, id)
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue_id, visible_at, id);
+CREATE INDEX IF NOT EXISTS messages_group ON messages (queue_id, group_key, id);
+
+CREATE TABLE IF NOT EXISTS dedup (
+    queue_id   BIGINT NOT NULL,
+    idem_key   TEXT NOT NULL,
+    message_id BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (queue_id, idem_key)
+);
+
+CREATE TABLE IF NOT EXISTS exchanges (name TEXT PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bindings (
+    exchange TEXT NOT NULL,
+    queue    TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    weight   INTEGER NOT NULL,
+    PRIMARY KEY (exchange, queue, key)
+);

@@ -45,3 +45,52 @@ CREATE TABLE IF NOT EXISTS offsets (
     committed  INTEGER NOT NULL,
     PRIMARY KEY (group_name, topic, partition)
 ) WITHOUT ROWID
+;
+
+-- Queues (Q1-Q6). Message ids are per queue, handed out from queues.next_id
+-- so a batch publish reserves its ids with one UPDATE.
+CREATE TABLE IF NOT EXISTS queues (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT NOT NULL UNIQUE,
+    config        TEXT NOT NULL,
+    next_id       INTEGER NOT NULL DEFAULT 1,
+    size          INTEGER NOT NULL DEFAULT 0,
+    dead_lettered INTEGER NOT NULL DEFAULT 0
+);
+
+-- visible_at (ms) is when a message can be claimed: its delay, or the end
+-- of its current lease. Claims read the (queue_id, visible_at) index range,
+-- so their cost does not grow with the backlog.
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id       INTEGER NOT NULL,
+    id             INTEGER NOT NULL,
+    visible_at     INTEGER NOT NULL,
+    leased         INTEGER NOT NULL DEFAULT 0,
+    receipt        TEXT,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    group_key      TEXT,
+    expires_at     INTEGER,
+    enqueued_at    INTEGER NOT NULL,
+    headers        TEXT NOT NULL,
+    body           BLOB NOT NULL,
+    PRIMARY KEY (queue_id, id)
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue_id, visible_at, id);
+CREATE INDEX IF NOT EXISTS messages_group ON messages (queue_id, group_key, id);
+
+CREATE TABLE IF NOT EXISTS dedup (
+    queue_id   INTEGER NOT NULL,
+    idem_key   TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, idem_key)
+);
+
+CREATE TABLE IF NOT EXISTS exchanges (name TEXT PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bindings (
+    exchange TEXT NOT NULL,
+    queue    TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    weight   INTEGER NOT NULL,
+    PRIMARY KEY (exchange, queue, key)
+)

@@ -1,0 +1,235 @@
+"""Queue operations of :class:`~tidings.Client` (Q1–Q6), as a mixin.
+
+Bodies go through the client's codec-free path: ``bytes`` or ``str``
+(UTF-8); encode other values with a codec first (``JSON.encode(obj)``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..codecs import BYTES
+from ..config import QueueConfig, parse_duration
+from ..errors import ConfigurationError, TidingsError
+from ..message import Delivery, Headers, QueueStats
+from ..ports.engine import Engine
+from ..ports.queue import OutgoingMessage, Settlement
+
+
+class QueueMethods:
+    """Declare, publish, get, ack/nack/reject, exchanges, dead letters."""
+
+    engine: Engine
+
+    # ---- declaration ------------------------------------------------------
+    def declare_queue(  # noqa: PLR0913
+        self,
+        name: str,
+        *,
+        lease: float | str = "30s",
+        max_deliveries: int | None = None,
+        dead_letter: str | None = None,
+        dedup_window: float | str = "5m",
+        ttl: float | str | None = None,
+        max_length: int | None = None,
+        overflow: str = "reject",
+        fifo: bool = False,
+    ) -> QueueConfig:
+        """Create a queue (or confirm an identical one exists). A dead-letter
+        queue that does not exist yet is created with default settings.
+        Raises ConfigurationError (bad option, a dead-letter loop) or
+        AlreadyExists (same name, other settings)."""
+        config = QueueConfig(
+            name=name,
+            lease_s=parse_duration(lease, "lease"),
+            max_deliveries=max_deliveries,
+            dead_letter=dead_letter,
+            dedup_window_s=parse_duration(dedup_window, "dedup_window"),
+            ttl_s=None if ttl is None else parse_duration(ttl, "ttl"),
+            max_length=max_length,
+            overflow=overflow,  # type: ignore[arg-type]  # validated by QueueConfig
+            fifo=fifo,
+        )
+        return self.engine.queues.declare(config)
+
+    def queues(self) -> list[QueueConfig]:
+        return self.engine.queues.list_queues()
+
+    def queue(self, name: str) -> QueueConfig:
+        """A queue's settings; raises QueueNotFound."""
+        return self.engine.queues.get_queue(name)
+
+    def queue_stats(self, name: str) -> QueueStats:
+        """Ready, leased, delayed and dead-lettered counts."""
+        return self.engine.queues.stats(name)
+
+    def purge_queue(self, name: str) -> int:
+        return self.engine.queues.purge(name)
+
+    def delete_queue(self, name: str) -> None:
+        self.engine.queues.delete(name)
+
+    # ---- publishing -------------------------------------------------------
+    def publish(
+        self,
+        queue: str,
+        body: bytes | str,
+        *,
+        headers: Headers | None = None,
+        idempotency_key: str | None = None,
+        delay: float | str = 0,
+        not_before: datetime | None = None,
+        group: str | None = None,
+    ) -> int:
+        """Store one message durably; its id. With an ``idempotency_key`` seen
+        within the dedup window, nothing is stored and the original id
+        comes back (Q3)."""
+        message = outgoing(body, headers, idempotency_key, delay, not_before, group)
+        return self.engine.queues.publish(queue, [message])[0]
+
+    def publish_batch(
+        self,
+        queue: str,
+        bodies: Sequence[bytes | str],
+        *,
+        headers: Headers | None = None,
+        group: str | None = None,
+    ) -> list[int]:
+        """Store many messages in one transaction (all or none); their ids."""
+        messages = [outgoing(b, headers, None, 0, None, group) for b in bodies]
+        return self.engine.queues.publish(queue, messages)
+
+    def declare_exchange(self, name: str, kind: str = "fanout") -> None:
+        """``fanout``, ``direct``, ``topic`` (``*``/``#`` patterns) or
+        ``consistent-hash`` (binding weight = share of the keys)."""
+        self.engine.queues.declare_exchange(name, kind)
+
+    def bind(self, exchange: str, queue: str, key: str = "", weight: int = 1) -> None:
+        self.engine.queues.bind(exchange, queue, key, weight)
+
+    def publish_to(
+        self,
+        exchange: str,
+        body: bytes | str,
+        routing_key: str = "",
+        headers: Headers | None = None,
+    ) -> dict[str, int]:
+        """Copy one message to every queue the exchange routes it to, in one
+        transaction (Q6); ``{queue: message id}``."""
+        message = outgoing(body, headers, None, 0, None, None)
+        routed = self.engine.queues.publish_exchange(exchange, routing_key, [message])
+        return {q: ids[0] for q, ids in routed.items()}
+
+    # ---- consuming --------------------------------------------------------
+    def get(self, queue: str, max_messages: int = 1, wait: float | str = 0) -> list[Delivery]:
+        """Lease up to ``max_messages``, waiting up to ``wait`` for the first."""
+        deadline = time.monotonic() + parse_duration(wait, "wait")
+        got = self.engine.queues.claim(queue, max_messages)
+        if got or time.monotonic() >= deadline:
+            return got
+        waiter = self.engine.waiter(["queue:" + queue])
+        try:
+            while True:
+                waiter.arm()
+                got = self.engine.queues.claim(queue, max_messages)
+                left = deadline - time.monotonic()
+                if got or left <= 0:
+                    return got
+                # Re-check at least every second: leases expire without a wake-up.
+                waiter.wait(min(left, 1.0))
+        finally:
+            waiter.close()
+
+    def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
+        """Settle for good. Raises LeaseLost / AlreadySettled (the first
+        failure; the others are still settled)."""
+        self._settle(deliveries, "ack")
+
+    def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
+        """Put back, visible again after ``delay`` (dead-lettered if it used
+        up max_deliveries)."""
+        self._settle(deliveries, "nack", parse_duration(delay, "delay"))
+
+    def reject(self, deliveries: Delivery | Sequence[Delivery], reason: str = "rejected") -> None:
+        """Send to the dead-letter queue with ``reason`` as the last error."""
+        self._settle(deliveries, "reject", reason=reason)
+
+    def _settle(
+        self,
+        deliveries: Delivery | Sequence[Delivery],
+        action: str,
+        delay_s: float = 0.0,
+        reason: str = "",
+    ) -> None:
+        items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)
+        by_queue: dict[str, list[Settlement]] = {}
+        for d in items:
+            by_queue.setdefault(d.queue, []).append(
+                Settlement(d.id, d.receipt, action, delay_s, reason)
+            )
+        errors = [
+            e
+            for queue, batch in by_queue.items()
+            for e in self.engine.queues.settle(queue, batch)
+            if e is not None
+        ]
+        if errors:
+            raise errors[0]
+
+    def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:
+        """Keep the message ``lease`` longer; the delivery with its new lease end."""
+        until = self.engine.queues.extend(
+            delivery.queue, delivery.id, delivery.receipt, parse_duration(lease, "lease")
+        )
+        return delivery._replace(lease_until=until)
+
+    def subscribe(self, queue: str, prefetch: int = 10) -> Iterator[Delivery]:
+        """Push-style: yields deliveries as they come, holding at most
+        ``prefetch`` leased at a time; messages not yet yielded when the
+        iterator is closed are put back at once (nack)."""
+        if prefetch < 1:
+            raise ConfigurationError(f"prefetch must be >= 1, got {prefetch}")
+        buffer: list[Delivery] = []
+        try:
+            while True:
+                if not buffer:
+                    buffer = self.get(queue, prefetch, wait=1.0)
+                while buffer:
+                    yield buffer.pop(0)
+        finally:
+            if buffer:
+                try:
+                    self.nack(buffer)
+                except TidingsError:
+                    pass  # their leases simply expire and they come back then
+
+    # ---- dead letters -----------------------------------------------------
+    def dead_letters(self, queue: str, limit: int = 1000) -> list[Delivery]:
+        """Messages dead-lettered from ``queue``, with their Q2 headers."""
+        return self.engine.queues.dead_letters(queue, limit)
+
+    def redrive(self, queue: str, ids: Sequence[int] | None = None) -> int:
+        """Move dead letters (all, or these dead-letter ids) back to ``queue``."""
+        return self.engine.queues.redrive(queue, ids)
+
+
+def outgoing(
+    body: bytes | str,
+    headers: Headers | None,
+    idempotency_key: str | None,
+    delay: float | str,
+    not_before: datetime | None,
+    group: str | None,
+) -> OutgoingMessage:
+    data: Any = BYTES.encode(body)
+    return OutgoingMessage(
+        data,
+        headers or {},
+        idempotency_key,
+        parse_duration(delay, "delay"),
+        None if not_before is None else int(not_before.timestamp() * 1000),
+        group,
+    )

@@ -1,0 +1,78 @@
+"""Exchanges and bindings (Q6): one publish copied to every bound queue in
+one transaction. Routing itself is the engine-neutral ``tidings.routing``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ...config import validate_name
+from ...errors import AlreadyExists, NotFoundError
+from ...ports.queue import OutgoingMessage
+from ...routing import Binding, check_kind, route
+from .database import Writer
+from .publish import publish_in
+from .queue_rows import now_ms, require
+
+
+class ExchangeStore:
+    """The exchange half of :class:`~tidings.engines.sql.queue.SqlQueues`."""
+
+    _w: Writer
+
+    def declare_exchange(self, name: str, kind: str) -> None:
+        validate_name("exchange", name)
+        check_kind(kind)
+
+        def txn(conn: Any) -> None:
+            row = conn.execute("SELECT kind FROM exchanges WHERE name=?", (name,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO exchanges(name, kind) VALUES (?, ?)", (name, kind))
+            elif row[0] != kind:
+                raise AlreadyExists(f"exchange {name!r} exists with kind {row[0]!r}")
+
+        self._w.run(txn)
+
+    def bind(self, exchange: str, queue: str, key: str, weight: int) -> None:
+        def txn(conn: Any) -> None:
+            _kind(conn, exchange)
+            require(conn, queue)
+            conn.execute(
+                "INSERT INTO bindings(exchange, queue, key, weight) VALUES (?,?,?,?) "
+                "ON CONFLICT(exchange, queue, key) DO UPDATE SET weight=excluded.weight",
+                (exchange, queue, key, weight),
+            )
+
+        self._w.run(txn)
+
+    def publish_exchange(
+        self, exchange: str, routing_key: str, messages: Sequence[OutgoingMessage]
+    ) -> dict[str, list[int]]:
+        def txn(conn: Any) -> dict[str, list[int]]:
+            kind = _kind(conn, exchange)
+            rows = conn.execute(
+                "SELECT queue, key, weight FROM bindings WHERE exchange=?", (exchange,)
+            ).fetchall()
+            targets = route(kind, [Binding(*r) for r in rows], routing_key)
+            now = now_ms()
+            return {q: publish_in(conn, q, messages, now) for q in targets}
+
+        # The channels are known only after routing: wake every queue bound here.
+        queues = self._bound_queues(exchange)
+        return self._w.run(txn, channels=tuple("queue:" + q for q in queues))
+
+    def _bound_queues(self, exchange: str) -> list[str]:
+        def txn(conn: Any) -> list[str]:
+            rows = conn.execute("SELECT DISTINCT queue FROM bindings WHERE exchange=?", (exchange,))
+            return [r[0] for r in rows.fetchall()]
+
+        return self._w.run(txn, fsync=False)
+
+
+def _kind(conn: Any, exchange: str) -> str:
+    row = conn.execute("SELECT kind FROM exchanges WHERE name=?", (exchange,)).fetchone()
+    if row is None:
+        raise NotFoundError(
+            f"exchange {exchange!r} does not exist: declare it with client.declare_exchange"
+        )
+    return str(row[0])

@@ -1,0 +1,97 @@
+"""Publishing inside an open transaction: ids, dedup (Q3), delays, TTL,
+max length (used by plain publishes and by exchanges, Q6)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ...config import QueueConfig
+from ...errors import QueueFull, RecordTooLarge
+from ...ports.queue import OutgoingMessage
+from .deadletter import dead_letter
+from .queue_rows import COLUMNS, require
+
+
+def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: int) -> list[int]:
+    """Store messages in the open transaction; return ids in input order."""
+    qid, config = require(conn, queue)
+    for m in messages:
+        if len(m.body) > config.max_body_bytes:
+            raise RecordTooLarge(
+                f"a body of {len(m.body)} bytes exceeds queue {queue!r}'s "
+                f"max_body_bytes={config.max_body_bytes}"
+            )
+    ids: list[int | None] = [_deduplicated(conn, qid, m, now) for m in messages]
+    fresh = [i for i, known in enumerate(ids) if known is None]
+    if fresh:
+        _make_room(conn, qid, config, len(fresh), now)
+        first = _reserve_ids(conn, qid, len(fresh))
+        rows = [_row(qid, first + n, messages[i], config, now) for n, i in enumerate(fresh)]
+        conn.executemany(
+            "INSERT INTO messages(queue_id, id, visible_at, group_key, expires_at, enqueued_at, "
+            "headers, body) VALUES (?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        for n, i in enumerate(fresh):
+            ids[i] = first + n
+            _remember(conn, qid, messages[i], first + n, config, now)
+    return [int(i) for i in ids if i is not None]
+
+
+def _deduplicated(conn: Any, qid: int, m: OutgoingMessage, now: int) -> int | None:
+    if m.idempotency_key is None:
+        return None
+    row = conn.execute(
+        "SELECT message_id FROM dedup WHERE queue_id=? AND idem_key=? AND expires_at>?",
+        (qid, m.idempotency_key, now),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _remember(
+    conn: Any, qid: int, m: OutgoingMessage, mid: int, config: QueueConfig, now: int
+) -> None:
+    if m.idempotency_key is None:
+        return
+    conn.execute(
+        "INSERT INTO dedup(queue_id, idem_key, message_id, expires_at) VALUES (?,?,?,?) "
+        "ON CONFLICT(queue_id, idem_key) DO UPDATE SET message_id=excluded.message_id, "
+        "expires_at=excluded.expires_at",
+        (qid, m.idempotency_key, mid, now + int(config.dedup_window_s * 1000)),
+    )
+
+
+def _reserve_ids(conn: Any, qid: int, n: int) -> int:
+    row = conn.execute(
+        "UPDATE queues SET next_id=next_id+?, size=size+? WHERE id=? RETURNING next_id",
+        (n, n, qid),
+    ).fetchone()
+    return int(row[0]) - n
+
+
+def _make_room(conn: Any, qid: int, config: QueueConfig, n: int, now: int) -> None:
+    if config.max_length is None:
+        return
+    size = int(conn.execute("SELECT size FROM queues WHERE id=?", (qid,)).fetchone()[0])
+    excess = size + n - config.max_length
+    if excess <= 0:
+        return
+    if config.overflow == "reject" or n > config.max_length:
+        raise QueueFull(
+            f"queue {config.name!r} holds {size} of max_length={config.max_length}; "
+            f"{n} more refused (overflow=reject)"
+        )
+    oldest = conn.execute(
+        f"SELECT {COLUMNS} FROM messages WHERE queue_id=? ORDER BY id LIMIT ?", (qid, excess)
+    ).fetchall()
+    for row in oldest:
+        dead_letter(conn, qid, config, row, "maxlen", "queue over max_length", now)
+
+
+def _row(qid: int, mid: int, m: OutgoingMessage, config: QueueConfig, now: int) -> tuple[Any, ...]:
+    visible = max(now + int(m.delay_s * 1000), m.not_before_ms or 0)
+    expires = None if config.ttl_s is None else now + int(config.ttl_s * 1000)
+    headers = json.dumps(dict(m.headers)) if m.headers else "{}"
+    return (qid, mid, visible, m.group, expires, now, headers, m.body)

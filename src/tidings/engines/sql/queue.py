@@ -1,0 +1,253 @@
+"""The queue side of the SQL engines (Q1–Q6), one implementation for SQLite
+and PostgreSQL (statements in the shared dialect, see ``log.py``).
+
+A message row is claimable when ``visible_at <= now``: a delay, and a lease,
+are both just a later ``visible_at``. A claim leases rows in one UPDATE per
+batch and gives each claim a fresh receipt, so a consumer whose lease ran
+out cannot settle the redelivery someone else now holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from ...config import QueueConfig
+from ...errors import AlreadyExists, AlreadySettled, LeaseLost
+from ...message import Delivery, QueueStats
+from ...ports.queue import OutgoingMessage, Settlement
+from .database import Writer
+from .deadletter import dead_letter, redrive_rows
+from .exchanges import ExchangeStore
+from .publish import publish_in
+from .queue_rows import COLUMNS as _COLUMNS
+from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
+
+_CLAIM = (
+    f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? AND visible_at<=? "
+    "ORDER BY visible_at, id LIMIT ? /*skip locked*/"
+)
+# FIFO (Q4): only the oldest unsettled message of each group is claimable.
+_CLAIM_FIFO = (
+    f"SELECT {_COLUMNS} FROM messages m WHERE queue_id=? AND visible_at<=? AND NOT EXISTS "
+    "(SELECT 1 FROM messages e WHERE e.queue_id=m.queue_id AND e.group_key=m.group_key "
+    "AND e.id<m.id) ORDER BY visible_at, id LIMIT ? /*skip locked*/"
+)
+
+
+class SqlQueues(ExchangeStore):
+    """Implements :class:`tidings.ports.queue.QueueEngine`."""
+
+    def __init__(self, writer: Writer, read: Callable[[Callable[[Any], Any]], Any]) -> None:
+        self._w = writer
+        self._read = read  # runs fn(conn) on a read connection
+
+    # ---- declaration ------------------------------------------------------
+    def declare(self, config: QueueConfig) -> QueueConfig:
+        def txn(conn: Any) -> QueueConfig:
+            existing = find(conn, config.name)
+            if existing is not None:
+                if existing[1] != config:
+                    raise AlreadyExists(
+                        f"queue {config.name!r} exists with other settings: {existing[1]}"
+                    )
+                return config
+            check_no_loop(conn, config)
+            conn.execute(
+                "INSERT INTO queues(name, config) VALUES (?, ?)",
+                (config.name, json.dumps(asdict(config))),
+            )
+            if config.dead_letter is not None and find(conn, config.dead_letter) is None:
+                dlq = QueueConfig(config.dead_letter)  # declared on first use, plain
+                conn.execute(
+                    "INSERT INTO queues(name, config) VALUES (?, ?)",
+                    (dlq.name, json.dumps(asdict(dlq))),
+                )
+            return config
+
+        return self._w.run(txn)
+
+    def get_queue(self, name: str) -> QueueConfig:
+        return self._read(lambda conn: require(conn, name)[1])  # type: ignore[no-any-return]
+
+    def list_queues(self) -> list[QueueConfig]:
+        rows = self._read(
+            lambda conn: conn.execute("SELECT config FROM queues ORDER BY name").fetchall()
+        )
+        return [config_of(r[0]) for r in rows]
+
+    def delete(self, name: str) -> None:
+        def txn(conn: Any) -> None:
+            qid, _ = require(conn, name)
+            for table in ("messages", "dedup"):
+                conn.execute(f"DELETE FROM {table} WHERE queue_id=?", (qid,))
+            conn.execute("DELETE FROM queues WHERE id=?", (qid,))
+            conn.execute("DELETE FROM bindings WHERE queue=?", (name,))
+
+        self._w.run(txn, channels=("queue:" + name,))
+
+    def purge(self, name: str) -> int:
+        def txn(conn: Any) -> int:
+            qid, _ = require(conn, name)
+            n = conn.execute("DELETE FROM messages WHERE queue_id=?", (qid,)).rowcount
+            conn.execute("UPDATE queues SET size=0 WHERE id=?", (qid,))
+            return int(n)
+
+        return self._w.run(txn)
+
+    def stats(self, name: str) -> QueueStats:
+        now = now_ms()
+
+        def read(conn: Any) -> QueueStats:
+            qid, _ = require(conn, name)
+            row = conn.execute(
+                "SELECT SUM(CASE WHEN visible_at<=? THEN 1 ELSE 0 END), "
+                "SUM(CASE WHEN visible_at>? AND leased=1 THEN 1 ELSE 0 END), "
+                "SUM(CASE WHEN visible_at>? AND leased=0 THEN 1 ELSE 0 END) "
+                "FROM messages WHERE queue_id=?",
+                (now, now, now, qid),
+            ).fetchone()
+            dead = conn.execute("SELECT dead_lettered FROM queues WHERE id=?", (qid,)).fetchone()
+            ready, leased, delayed = (int(x or 0) for x in row)
+            return QueueStats(name, ready, leased, delayed, int(dead[0]))
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    # ---- publishing -------------------------------------------------------
+    def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
+        return self._w.run(
+            lambda conn: publish_in(conn, queue, messages, now_ms()),
+            channels=("queue:" + queue,),
+        )
+
+    # ---- consuming --------------------------------------------------------
+    def claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        return self._w.run(lambda conn: _claim(conn, queue, max_messages, now_ms()), fsync=False)
+
+    def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
+        return self._w.run(
+            lambda conn: _settle_all(conn, queue, settlements, now_ms()),
+            channels=("queue:" + queue,),
+        )
+
+    def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
+        def txn(conn: Any) -> int:
+            qid, _ = require(conn, queue)
+            now = now_ms()
+            until = now + int(lease_s * 1000)
+            n = conn.execute(
+                "UPDATE messages SET visible_at=? WHERE queue_id=? AND id=? AND receipt=? "
+                "AND visible_at>?",
+                (until, qid, id, receipt, now),
+            ).rowcount
+            if n != 1:
+                raise _why_not(conn, qid, id, receipt, now)
+            return until
+
+        return self._w.run(txn, fsync=False)
+
+    # ---- dead letters -----------------------------------------------------
+    def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
+        def read(conn: Any) -> list[Delivery]:
+            _, config = require(conn, queue)
+            if config.dead_letter is None:
+                return []
+            dlq_id, _ = require(conn, config.dead_letter)
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? ORDER BY id",
+                (dlq_id,),
+            ).fetchall()
+            out = [delivery(config.dead_letter, r, "", 0) for r in rows]
+            return [d for d in out if d.headers.get("x-original-queue") == queue][:limit]
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    def redrive(self, queue: str, ids: Sequence[int] | None) -> int:
+        return self._w.run(
+            lambda conn: redrive_rows(conn, queue, ids, now_ms()),
+            channels=("queue:" + queue,),
+        )
+
+
+def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]:
+    qid, config = require(conn, queue)
+    out: list[Delivery] = []
+    receipt = os.urandom(8).hex()
+    until = now + int(config.lease_s * 1000)
+    sql = _CLAIM_FIFO if config.fifo else _CLAIM
+    while len(out) < max_messages:
+        rows = conn.execute(sql, (qid, now, max_messages - len(out))).fetchall()
+        leased = [r for r in rows if not _retire(conn, qid, config, r, now)]
+        conn.executemany(
+            "UPDATE messages SET visible_at=?, leased=1, receipt=?, "
+            "delivery_count=delivery_count+1 WHERE queue_id=? AND id=?",
+            [(until, receipt, qid, r[0]) for r in leased],
+        )
+        out.extend(delivery(queue, r, receipt, until) for r in leased)
+        if len(rows) == len(leased):  # nothing retired: no more to find now
+            break
+    return out
+
+
+def _retire(conn: Any, qid: int, config: QueueConfig, row: Sequence[Any], now: int) -> bool:
+    """Dead-letter instead of delivering: expired (Q5) or out of deliveries (Q2)."""
+    count, expires = row[1], row[2]
+    if expires is not None and expires <= now:
+        dead_letter(conn, qid, config, row, "expired", "ttl elapsed before delivery", now)
+        return True
+    if config.max_deliveries is not None and count >= config.max_deliveries:
+        dead_letter(conn, qid, config, row, "max_deliveries", "lease expired", now)
+        return True
+    return False
+
+
+def _settle_all(
+    conn: Any, queue: str, settlements: Sequence[Settlement], now: int
+) -> list[BaseException | None]:
+    qid, config = require(conn, queue)
+    out: list[BaseException | None] = []
+    for s in settlements:
+        try:
+            _settle(conn, qid, config, s, now)
+            out.append(None)
+        except (LeaseLost, AlreadySettled) as exc:
+            out.append(exc)
+    return out
+
+
+def _settle(conn: Any, qid: int, config: QueueConfig, s: Settlement, now: int) -> None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS}, receipt, visible_at FROM messages WHERE queue_id=? AND id=?",
+        (qid, s.id),
+    ).fetchone()
+    if row is None:
+        raise AlreadySettled(f"message {s.id} of queue {config.name!r} was already settled")
+    if row[6] != s.receipt or row[7] <= now:
+        raise LeaseLost(
+            f"the lease on message {s.id} of queue {config.name!r} expired; it will be "
+            "(or was) redelivered — settle that delivery instead"
+        )
+    if s.action == "ack":
+        conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (qid, s.id))
+        conn.execute("UPDATE queues SET size=size-1 WHERE id=?", (qid,))
+    elif s.action == "reject":
+        dead_letter(conn, qid, config, row[:6], "rejected", s.reason, now)
+    elif config.max_deliveries is not None and row[1] >= config.max_deliveries:
+        dead_letter(conn, qid, config, row[:6], "max_deliveries", s.reason, now)
+    else:
+        conn.execute(
+            "UPDATE messages SET visible_at=?, leased=0, receipt=NULL WHERE queue_id=? AND id=?",
+            (now + int(s.delay_s * 1000), qid, s.id),
+        )
+
+
+def _why_not(conn: Any, qid: int, mid: int, receipt: str, now: int) -> Exception:
+    row = conn.execute(
+        "SELECT receipt, visible_at FROM messages WHERE queue_id=? AND id=?", (qid, mid)
+    ).fetchone()
+    if row is None:
+        return AlreadySettled(f"message {mid} was already settled")
+    return LeaseLost(f"the lease on message {mid} expired; it will be redelivered")

@@ -1,0 +1,68 @@
+"""Row-level helpers shared by the SQL queue modules."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ...config import QueueConfig
+from ...errors import ConfigurationError, QueueNotFound
+from ...message import Delivery
+
+COLUMNS = "id, delivery_count, expires_at, group_key, headers, body"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def config_of(text: str) -> QueueConfig:
+    return QueueConfig(**json.loads(text))
+
+
+def find(conn: Any, name: str) -> tuple[int, QueueConfig] | None:
+    row = conn.execute("SELECT id, config FROM queues WHERE name=?", (name,)).fetchone()
+    return None if row is None else (int(row[0]), config_of(row[1]))
+
+
+def require(conn: Any, name: str) -> tuple[int, QueueConfig]:
+    found = find(conn, name)
+    if found is None:
+        raise QueueNotFound(
+            f"queue {name!r} does not exist: declare it with `tidings queues declare {name}`"
+        )
+    return found
+
+
+def check_no_loop(conn: Any, config: QueueConfig) -> None:
+    """Follow the dead-letter chain; reaching this queue again would loop."""
+    seen = {config.name}
+    nxt = config.dead_letter
+    while nxt is not None:
+        if nxt in seen:
+            raise ConfigurationError(
+                f"dead-letter chain {' -> '.join([*seen, nxt])} loops back; "
+                f"choose a dead-letter queue that does not lead to {config.name!r}"
+            )
+        seen.add(nxt)
+        found = find(conn, nxt)
+        nxt = None if found is None else found[1].dead_letter
+
+
+def delivery(queue: str, row: Sequence[Any], receipt: str, until: int) -> Delivery:
+    """A claimed row (``COLUMNS`` order) as a Delivery; ``delivery_count``
+    counts this delivery."""
+    mid, count, _expires, group, headers, body = row[:6]
+    return Delivery(
+        queue,
+        int(mid),
+        bytes(body),
+        json.loads(headers),
+        count + 1,
+        count > 0,
+        receipt,
+        until,
+        group,
+    )

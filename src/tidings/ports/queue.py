@@ -1,0 +1,90 @@
+"""The queue side of an engine (contracts Q1–Q6).
+
+Blocking and thread-safe. Errors: ``QueueNotFound``, ``AlreadyExists``,
+``ConfigurationError``, ``RecordTooLarge`` (body over ``max_body_bytes``),
+``QueueFull``, ``LeaseLost``, ``AlreadySettled``, ``EngineError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from ..config import QueueConfig
+from ..message import Delivery, Headers, QueueStats
+
+
+class OutgoingMessage(NamedTuple):
+    """One message to publish. ``delay_s`` or ``not_before_ms`` make it
+    invisible until due; ``idempotency_key`` deduplicates within the
+    queue's window (Q3); ``group`` orders it within a FIFO group (Q4)."""
+
+    body: bytes
+    headers: Headers
+    idempotency_key: str | None = None
+    delay_s: float = 0.0
+    not_before_ms: int | None = None
+    group: str | None = None
+
+
+class Settlement(NamedTuple):
+    """How a delivery ends: ``ack``, ``nack`` (back after ``delay_s``) or
+    ``reject`` (to the dead-letter queue with ``reason``)."""
+
+    id: int
+    receipt: str
+    action: str
+    delay_s: float = 0.0
+    reason: str = ""
+
+
+class QueueEngine(Protocol):
+    """Queues, exchanges and dead-letter queues."""
+
+    def declare(self, config: QueueConfig) -> QueueConfig:
+        """Create the queue, or return the existing one if its settings are
+        the same (AlreadyExists if they differ)."""
+        ...
+
+    def get_queue(self, name: str) -> QueueConfig: ...
+    def list_queues(self) -> list[QueueConfig]: ...
+    def delete(self, name: str) -> None: ...
+    def purge(self, name: str) -> int: ...
+    def stats(self, name: str) -> QueueStats: ...
+
+    def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
+        """Store all or nothing, durably; the message ids in input order (a
+        duplicate idempotency key returns the original id, storing nothing)."""
+        ...
+
+    def claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        """Lease up to ``max_messages`` visible messages (Q1, Q4, Q5)."""
+        ...
+
+    def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
+        """Ack / nack / reject each; per item ``None`` or the error
+        (LeaseLost, AlreadySettled) — one stale receipt fails alone."""
+        ...
+
+    def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
+        """Push the lease out to now + ``lease_s``; the new lease end (ms)."""
+        ...
+
+    # ---- exchanges (Q6)
+    def declare_exchange(self, name: str, kind: str) -> None: ...
+    def bind(self, exchange: str, queue: str, key: str, weight: int) -> None: ...
+    def publish_exchange(
+        self, exchange: str, routing_key: str, messages: Sequence[OutgoingMessage]
+    ) -> dict[str, list[int]]:
+        """Copy each message to every bound queue in one transaction."""
+        ...
+
+    # ---- dead letters (Q2)
+    def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
+        """Messages in ``queue``'s dead-letter queue that came from it (not leased)."""
+        ...
+
+    def redrive(self, queue: str, ids: Sequence[int] | None) -> int:
+        """Move dead letters (all, or these ids) back to ``queue`` with
+        counters reset; returns how many moved."""
+        ...
