@@ -48,6 +48,7 @@ class SqlQueues(ExchangeStore):
     # ---- declaration ------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
         def txn(conn: Any) -> QueueConfig:
+            check_no_loop(conn, config)
             existing = find(conn, config.name)
             if existing is not None:
                 if existing[1] != config:
@@ -55,7 +56,6 @@ class SqlQueues(ExchangeStore):
                         f"queue {config.name!r} exists with other settings: {existing[1]}"
                     )
                 return config
-            check_no_loop(conn, config)
             conn.execute(
                 "INSERT INTO queues(name, config) VALUES (?, ?)",
                 (config.name, json.dumps(asdict(config))),

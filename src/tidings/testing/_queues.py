@@ -1,0 +1,283 @@
+"""Queue contracts Q1–Q6: leases, dead letters, dedup, FIFO, delays, exchanges."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from ..client.client import Client
+from ..errors import (
+    AlreadyExists,
+    AlreadySettled,
+    ConfigurationError,
+    LeaseLost,
+    QueueFull,
+    QueueNotFound,
+    RecordTooLarge,
+)
+from ._base import ContractBase
+
+
+def _until(condition: object, patience: float = 5.0) -> None:
+    deadline = time.monotonic() + patience
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached within {patience}s")
+        time.sleep(0.02)
+
+
+class QueueContract(ContractBase):
+    """Subclass it and provide ``engine_url``."""
+
+    # ---- Q1 ---------------------------------------------------------------
+    def test_each_message_is_leased_to_one_consumer(self, client: Client, topic: str) -> None:
+        """Q1: a leased message is invisible to other consumers until settled."""
+        client.declare_queue(topic)
+        client.publish_batch(topic, [b"a", b"b"])
+        first = client.get(topic, 1)
+        second = client.get(topic, 5)
+        assert [d.body for d in first] == [b"a"] and [d.body for d in second] == [b"b"]
+        assert client.get(topic, 5) == []
+        stats = client.queue_stats(topic)
+        assert (stats.ready, stats.leased) == (0, 2)
+
+    def test_expired_lease_redelivers_with_count(self, client: Client, topic: str) -> None:
+        """Q1: after the lease, the message comes back with redelivered=True and
+        delivery_count 2; the stale receipt can no longer settle it."""
+        client.declare_queue(topic, lease="0.3s")
+        client.publish(topic, b"job")
+        (first,) = client.get(topic)
+        assert (first.delivery_count, first.redelivered) == (1, False)
+        (again,) = client.get(topic, wait=3)
+        assert again.id == first.id and (again.delivery_count, again.redelivered) == (2, True)
+        with pytest.raises(LeaseLost):
+            client.ack(first)
+        client.ack(again)
+        with pytest.raises(AlreadySettled):
+            client.ack(again)
+        assert client.queue_stats(topic).ready == 0
+
+    def test_nack_with_delay_and_extend_lease(self, client: Client, topic: str) -> None:
+        """Q1: nack(delay) hides the message until due; extend_lease keeps it."""
+        client.declare_queue(topic, lease="0.5s")
+        client.publish(topic, b"x")
+        (d,) = client.get(topic)
+        client.nack(d, delay="0.3s")
+        assert client.get(topic) == [] and client.queue_stats(topic).delayed == 1
+        (d,) = client.get(topic, wait=3)
+        d = client.extend_lease(d, "5s")
+        time.sleep(0.6)
+        assert client.get(topic) == []  # still leased thanks to the extension
+        client.ack(d)
+
+    def test_competing_consumers_ack_each_message_once(self, client: Client, topic: str) -> None:
+        """Q1: four competing consumer threads; every message acked exactly once."""
+        client.declare_queue(topic)
+        client.publish_batch(topic, [b"%d" % i for i in range(400)])
+        acked: Counter[bytes] = Counter()
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                got = client.get(topic, 7)
+                if not got:
+                    return
+                client.ack(got)
+                with lock:
+                    acked.update(d.body for d in got)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(acked) == 400 and set(acked.values()) == {1}
+
+    def test_get_waits_and_wakes_on_publish(self, client: Client, topic: str) -> None:
+        """Q1: a waiting get returns soon after a publish, not at its timeout."""
+        client.declare_queue(topic)
+        threading.Timer(0.2, lambda: client.publish(topic, b"late")).start()
+        start = time.monotonic()
+        got = client.get(topic, wait=5)
+        assert [d.body for d in got] == [b"late"] and time.monotonic() - start < 2.5
+
+    # ---- Q2 ---------------------------------------------------------------
+    def test_max_deliveries_moves_to_dead_letter_with_headers(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q2: after max_deliveries the message goes to the DLQ with original
+        queue, reason, last error, delivery count and time."""
+        dlq = topic + ".dlq"
+        client.declare_queue(topic, max_deliveries=2, dead_letter=dlq)
+        client.publish(topic, b"poison", headers={"trace": "t1"})
+        for _ in range(2):
+            (d,) = client.get(topic)
+            client.nack(d)
+        assert client.get(topic) == []
+        (dead,) = client.dead_letters(topic)
+        h = dead.headers
+        assert dead.body == b"poison" and h["trace"] == "t1"
+        assert (h["x-original-queue"], h["x-dead-letter-reason"]) == (topic, "max_deliveries")
+        assert h["x-delivery-count"] == "2" and datetime.fromisoformat(h["x-dead-lettered-at"])
+        assert client.queue_stats(topic).dead_lettered == 1
+
+    def test_reject_dead_letters_and_redrive_resets(self, client: Client, topic: str) -> None:
+        """Q2: reject → DLQ with the reason; redrive brings it back with counters reset."""
+        dlq = topic + ".dlq"
+        client.declare_queue(topic, dead_letter=dlq)
+        client.publish(topic, b"bad")
+        client.reject(client.get(topic), reason="ValueError: nope")
+        (dead,) = client.dead_letters(topic)
+        assert dead.headers["x-last-error"] == "ValueError: nope"
+        assert client.redrive(topic) == 1
+        (back,) = client.get(topic)
+        assert (back.body, back.delivery_count, back.redelivered) == (b"bad", 1, False)
+        assert "x-dead-letter-reason" not in back.headers and client.dead_letters(topic) == []
+
+    def test_dead_letter_loop_is_refused(self, client: Client, topic: str) -> None:
+        """Q2: a dead-letter chain that leads back to the queue is a ConfigurationError."""
+        a, b = topic + "-a", topic + "-b"
+        with pytest.raises(ConfigurationError):
+            client.declare_queue(a, dead_letter=a)
+        client.declare_queue(b, dead_letter=a)
+        with pytest.raises(ConfigurationError, match="loops"):
+            client.declare_queue(a, dead_letter=b)
+
+    # ---- Q3 ---------------------------------------------------------------
+    def test_duplicate_idempotency_key_returns_original_id(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q3: the same key within the window stores nothing and returns the first id."""
+        client.declare_queue(topic)
+        first = client.publish(topic, b"pay 10", idempotency_key="order-1")
+        again = client.publish(topic, b"pay 10", idempotency_key="order-1")
+        other = client.publish(topic, b"pay 20", idempotency_key="order-2")
+        assert first == again != other
+        assert [d.body for d in client.get(topic, 10)] == [b"pay 10", b"pay 20"]
+
+    def test_dedup_window_ends(self, client: Client, topic: str) -> None:
+        """Q3: after the window, the key is forgotten."""
+        client.declare_queue(topic, dedup_window="0.2s")
+        first = client.publish(topic, b"x", idempotency_key="k")
+        time.sleep(0.3)
+        assert client.publish(topic, b"x", idempotency_key="k") != first
+
+    # ---- Q4 ---------------------------------------------------------------
+    def test_fifo_group_blocks_while_earlier_message_unacked(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q4: within a group, nothing is delivered while an earlier message is
+        unacked; other groups flow."""
+        client.declare_queue(topic, fifo=True)
+        for body, group in [(b"a1", "a"), (b"a2", "a"), (b"b1", "b"), (b"b2", "b")]:
+            client.publish(topic, body, group=group)
+        batch = client.get(topic, 10)
+        assert sorted(d.body for d in batch) == [b"a1", b"b1"]
+        assert client.get(topic, 10) == []
+        client.ack([d for d in batch if d.group == "a"])
+        (nxt,) = client.get(topic, 10)
+        assert nxt.body == b"a2"
+
+    # ---- Q5 ---------------------------------------------------------------
+    def test_delayed_message_invisible_until_due(self, client: Client, topic: str) -> None:
+        """Q5: a delayed message is stored at once but claimable only when due."""
+        client.declare_queue(topic)
+        client.publish(topic, b"later", delay="0.4s")
+        assert client.get(topic) == [] and client.queue_stats(topic).delayed == 1
+        (d,) = client.get(topic, wait=3)
+        assert d.body == b"later"
+        due = datetime.fromtimestamp(time.time() + 0.3, tz=UTC)
+        client.publish(topic, b"at", not_before=due)
+        assert client.get(topic) == []
+        assert [x.body for x in client.get(topic, wait=3)] == [b"at"]
+
+    def test_ttl_expired_message_is_dead_lettered(self, client: Client, topic: str) -> None:
+        """Q5: a message not delivered within its TTL goes to the DLQ, reason expired."""
+        dlq = topic + ".dlq"
+        client.declare_queue(topic, ttl="0.2s", dead_letter=dlq)
+        client.publish(topic, b"stale")
+        time.sleep(0.3)
+        assert client.get(topic) == []
+        (dead,) = client.dead_letters(topic)
+        assert dead.headers["x-dead-letter-reason"] == "expired"
+
+    # ---- Q6 ---------------------------------------------------------------
+    def test_exchanges_copy_to_every_bound_queue(self, client: Client, topic: str) -> None:
+        """Q6: fanout, direct and topic exchanges route one publish to each
+        matching queue."""
+        qs = [f"{topic}-{n}" for n in ("eu", "all", "audit")]
+        for q in qs:
+            client.declare_queue(q)
+        client.declare_exchange(topic + "-t", "topic")
+        client.bind(topic + "-t", qs[0], "booking.eu.*")
+        client.bind(topic + "-t", qs[1], "booking.#")
+        assert set(client.publish_to(topic + "-t", b"m", "booking.eu.created")) == {qs[0], qs[1]}
+        assert set(client.publish_to(topic + "-t", b"m", "booking.us")) == {qs[1]}
+        client.declare_exchange(topic + "-f", "fanout")
+        for q in qs:
+            client.bind(topic + "-f", q)
+        assert set(client.publish_to(topic + "-f", b"all")) == set(qs)
+        client.declare_exchange(topic + "-d", "direct")
+        client.bind(topic + "-d", qs[2], "refund")
+        assert set(client.publish_to(topic + "-d", b"r", "refund")) == {qs[2]}
+        assert client.publish_to(topic + "-d", b"r", "other") == {}
+        assert client.queue_stats(qs[1]).ready == 3
+
+    def test_exchange_publish_is_atomic(self, client: Client, topic: str) -> None:
+        """Q6: if one bound queue refuses the message, no queue gets it."""
+        ok, full = topic + "-ok", topic + "-full"
+        client.declare_queue(ok)
+        client.declare_queue(full, max_length=1)
+        client.publish(full, b"filler")
+        client.declare_exchange(topic, "fanout")
+        client.bind(topic, ok)
+        client.bind(topic, full)
+        with pytest.raises(QueueFull):
+            client.publish_to(topic, b"m")
+        assert client.queue_stats(ok).ready == 0
+
+    def test_consistent_hash_spreads_and_is_stable(self, client: Client, topic: str) -> None:
+        """Q6: a consistent-hash exchange sends each key to one queue, always the same."""
+        qs = [f"{topic}-{i}" for i in range(3)]
+        client.declare_exchange(topic, "consistent-hash")
+        for q in qs:
+            client.declare_queue(q)
+            client.bind(topic, q, weight=1)
+        first = {k: list(client.publish_to(topic, b"m", f"user-{k}")) for k in range(60)}
+        again = {k: list(client.publish_to(topic, b"m", f"user-{k}")) for k in range(60)}
+        assert first == again and all(len(v) == 1 for v in first.values())
+        assert len({v[0] for v in first.values()}) == 3
+
+    # ---- bad input ----------------------------------------------------------
+    def test_bad_input_is_typed_and_stores_nothing(self, client: Client, topic: str) -> None:
+        """Unknown queue, oversize body, conflicting redeclare: typed errors."""
+        with pytest.raises(QueueNotFound):
+            client.publish(topic, b"x")
+        client.declare_queue(topic)
+        client.declare_queue(topic)  # same settings: fine
+        with pytest.raises(AlreadyExists):
+            client.declare_queue(topic, lease="5s")
+        with pytest.raises(RecordTooLarge):
+            client.publish_batch(topic, [b"ok", b"x" * (2 << 20)])
+        assert client.queue_stats(topic).ready == 0
+        with pytest.raises(ConfigurationError):
+            client.declare_queue(topic + "-2", lease="soon")
+
+    def test_max_length_overflow_policies(self, client: Client, topic: str) -> None:
+        """max_length: reject refuses new messages; dead-letter drops the oldest to the DLQ."""
+        client.declare_queue(topic, max_length=2)
+        client.publish_batch(topic, [b"1", b"2"])
+        with pytest.raises(QueueFull):
+            client.publish(topic, b"3")
+        oldest = topic + "-old"
+        client.declare_queue(
+            oldest, max_length=2, overflow="dead-letter", dead_letter=oldest + ".dlq"
+        )
+        client.publish_batch(oldest, [b"1", b"2", b"3"][:2])
+        client.publish(oldest, b"3")
+        assert [d.body for d in client.get(oldest, 5)] == [b"2", b"3"]
+        assert client.dead_letters(oldest)[0].headers["x-dead-letter-reason"] == "maxlen"
