@@ -96,10 +96,11 @@ class QueueMethods:
         bodies: Sequence[bytes | str],
         *,
         headers: Headers | None = None,
+        delay: float | str = 0,
         group: str | None = None,
     ) -> list[int]:
         """Store many messages in one transaction (all or none); their ids."""
-        messages = [outgoing(b, headers, None, 0, None, group) for b in bodies]
+        messages = [outgoing(b, headers, None, delay, None, group) for b in bodies]
         return self.engine.queues.publish(queue, messages)
 
     def declare_exchange(self, name: str, kind: str = "fanout") -> None:

@@ -161,7 +161,11 @@ class SqlQueues(ExchangeStore):
                 (dlq_id,),
             ).fetchall()
             out = [delivery(config.dead_letter, r, "", 0) for r in rows]
-            return [d for d in out if d.headers.get("x-original-queue") == queue][:limit]
+            return [
+                d._replace(delivery_count=int(d.headers.get("x-delivery-count", 0)))
+                for d in out
+                if d.headers.get("x-original-queue") == queue
+            ][:limit]
 
         return self._read(read)  # type: ignore[no-any-return]
 
