@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from .disk import disk_fdatasync
 from .harness import Bench, Line, Workload
 from .peers import Peer, all_peers, measure
+from .queue_tidings import WORKLOADS as QUEUE_WORKLOADS
 
 BODY_BYTES = 256  # DESIGN.md: queue workloads use 256-byte bodies
 PUBLISH, CONSUME = "queue.publish.batched", "queue.consume.ack"
 COMPARED = (PUBLISH, CONSUME)
 
-TIDINGS_WORKLOADS: list[Workload] = []
+TIDINGS_WORKLOADS: list[Workload] = list(QUEUE_WORKLOADS)
 
 
 def _peer_workload(peer: Peer) -> Workload:

@@ -97,13 +97,14 @@ class _Request(Generic[T]):
 
 
 class Writer:
-    """Serialises and groups write transactions from all threads of a process."""
+    """Serialises and groups write transactions from all threads of a process
+    (leader/follower group commit)."""
 
     def __init__(self, session: Session, on_commit: Callable[[set[str]], None]) -> None:
         self._session = session
         self._on_commit = on_commit
-        self._leader = threading.Lock()
-        self._queue_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._leading = False
         self._queue: list[_Request[object]] = []
 
     def run(
@@ -112,18 +113,27 @@ class Writer:
         fsync: bool = True,
         channels: tuple[str, ...] = (),
     ) -> T:
-        """Run ``fn(conn)`` in a write transaction; return once committed."""
+        """Run ``fn(conn)`` in a write transaction; return once committed.
+
+        Requests queue while a leader commits; when it is done, the next
+        thread whose request is still pending leads and commits everything
+        that queued meanwhile in one transaction."""
         req = _Request(fn, fsync, channels)
-        with self._queue_lock:
+        with self._cond:
             self._queue.append(req)  # type: ignore[arg-type]
-        with self._leader:
-            if not req.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit_batch(batch)
-        if req.error is not None:
-            raise req.error
-        return req.value  # type: ignore[return-value]
+            while not req.done and self._leading:
+                self._cond.wait()
+            if req.done:
+                return _outcome(req)
+            self._leading = True
+            batch, self._queue = self._queue, []
+        try:
+            self._commit_batch(batch)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+        return _outcome(req)
 
     def _commit_batch(self, batch: list[_Request[object]]) -> None:
         session = self._session
@@ -154,6 +164,12 @@ class Writer:
             conn.execute("ROLLBACK TO SAVEPOINT req")
             req.error = self._session.translate(exc)
         conn.execute("RELEASE SAVEPOINT req")
+
+
+def _outcome(req: _Request[T]) -> T:
+    if req.error is not None:
+        raise req.error
+    return req.value  # type: ignore[return-value]
 
 
 class SQLiteSession:
