@@ -33,6 +33,7 @@ def pg_url() -> Iterator[str]:
     if not os.path.isdir("/etc/postgresql") or os.geteuid() != 0:
         pytest.skip("restarting PostgreSQL needs a local cluster and root")
     import psycopg  # a test dependency (the dev extra): never skipped
+
     schema = f"restart_{uuid.uuid4().hex[:10]}"
     yield f"{PG}?schema={schema}"
     with psycopg.connect(PG, autocommit=True) as conn:
@@ -62,9 +63,12 @@ def test_restart_under_load_loses_nothing_acknowledged(pg_url: str) -> None:
 
     def consume() -> None:
         config = GroupConfig(session_timeout_s=30, heartbeat_interval_s=0.5)
-        with Client(pg_url) as own, own.consumer(
-            "restart-load", group="g", start="beginning", group_config=config
-        ) as consumer:
+        with (
+            Client(pg_url) as own,
+            own.consumer(
+                "restart-load", group="g", start="beginning", group_config=config
+            ) as consumer,
+        ):
             while not stop.is_set():
                 seen.update(r.value for r in consumer.poll(timeout=0.2) if r.value)
 
@@ -84,10 +88,6 @@ def test_restart_under_load_loses_nothing_acknowledged(pg_url: str) -> None:
     stop.set()
     consumer_thread.join(timeout=30)
     assert set(acked) <= seen, f"{len(set(acked) - seen)} acked records never consumed"
-    stored = {
-        r.value
-        for p in (0, 1)
-        for r in client.engine.log.read("restart-load", p, 0, 10_000)
-    }
+    stored = {r.value for p in (0, 1) for r in client.engine.log.read("restart-load", p, 0, 10_000)}
     assert set(acked) <= stored
     client.close()

@@ -1,0 +1,95 @@
+"""Worker programs the fault tests run as real processes (and kill).
+
+python workers.py produce URL TOPIC SEED        # prints "partition offset key seq" per ack
+python workers.py member URL TOPIC GROUP OUT    # consumes, logs "p o" to OUT, commits
+python workers.py wait URL TOPIC                # prints latency of each record it gets
+python workers.py consume-queue URL QUEUE OUT   # gets, logs "id" to OUT, acks
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+
+from tidings import Client, FencedError, GroupConfig
+
+SESSION = GroupConfig(session_timeout_s=2.0, heartbeat_interval_s=0.2)
+
+
+def produce(url: str, topic: str, seed: str, limit: str = "0") -> None:
+    """Random batches of keyed records forever (or ``limit`` records); each
+    acknowledged record is printed once durable."""
+    rng = random.Random(seed)
+    seq: dict[str, int] = {}
+    total = 0
+    with Client(url) as client:
+        producer = client.producer()
+        while not int(limit) or total < int(limit):
+            keys = [f"{seed}-k{rng.randrange(8)}" for _ in range(rng.randint(1, 40))]
+            values = []
+            for k in keys:
+                seq[k] = seq.get(k, -1) + 1
+                values.append(f"{k}:{seq[k]}".encode())
+            metas = producer.send_batch(topic, values, keys)
+            out = "".join(
+                f"{m.partition} {m.offset} {v.decode()}\n"
+                for m, v in zip(metas, values, strict=True)
+            )
+            sys.stdout.write(out)
+            sys.stdout.flush()
+            total += len(values)
+
+
+def member(url: str, topic: str, group: str, out_path: str, pause: str = "0") -> None:
+    """A group member: log each record, then commit; print assignment changes."""
+    with Client(url) as client, open(out_path, "a", buffering=1) as out:
+        consumer = client.consumer(
+            topic, group, start="beginning", auto_commit=False, group_config=SESSION
+        )
+        last: set[object] = set()
+        while True:
+            records = consumer.poll(timeout=0.2, max_records=10)
+            owned = consumer.assignment()
+            if owned != last:
+                parts = ",".join(str(tp.partition) for tp in sorted(owned))
+                print(f"assigned {time.time():.3f} {parts}", flush=True)
+                last = owned
+            for r in records:
+                out.write(f"{r.partition} {r.offset}\n")
+            if records:
+                time.sleep(float(pause))  # "processing"
+                try:
+                    consumer.commit()
+                except FencedError:
+                    print(f"fenced {time.time():.3f}", flush=True)
+
+
+def wait(url: str, topic: str) -> None:
+    """Print how long after its send time each record arrived (ms)."""
+    with Client(url) as client, client.consumer(topic, start="end") as consumer:
+        consumer.poll(timeout=0)
+        print("ready", flush=True)
+        while True:
+            for r in consumer.poll(timeout=5.0):
+                sent = float(r.value or b"0")
+                print(f"{(time.time() - sent) * 1000:.3f}", flush=True)
+
+
+def consume_queue(url: str, queue: str, out_path: str, hold: str = "0") -> None:
+    """Get, log the ids, (optionally hold the lease), ack."""
+    with Client(url) as client, open(out_path, "a", buffering=1) as out:
+        while True:
+            got = client.get(queue, 5, wait=0.5)
+            for d in got:
+                out.write(f"{d.id} {d.delivery_count}\n")
+            time.sleep(float(hold))
+            if got:
+                client.ack(got)
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"produce": produce, "member": member, "wait": wait, "consume-queue": consume_queue}[command](
+        *args
+    )
