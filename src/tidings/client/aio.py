@@ -21,6 +21,7 @@ from ..message import Headers, Record, RecordMetadata, TopicPartition
 from ..ports.engine import Engine
 from ..ports.log import PartitionInfo
 from .admin import GroupInfo
+from .aio_queues import AsyncQueueMethods
 from .client import Client
 from .consumer import Consumer, Start
 from .producer import Ack, BatchMetadata, Producer
@@ -127,7 +128,7 @@ class AsyncConsumer:
         await self.aclose()
 
 
-class AsyncClient:
+class AsyncClient(AsyncQueueMethods):
     """The asyncio client::
 
     async with AsyncClient("sqlite:///bus.db") as client:
