@@ -28,6 +28,7 @@ from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, Tid
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
+GATHER_S = 0.0005
 _FORMAT = "tidings"
 
 
@@ -86,11 +87,20 @@ class Session(Protocol):
         ...
 
 
-class _Request(Generic[T]):
-    __slots__ = ("channels", "done", "error", "fn", "fsync", "value")
+Combine = Callable[[Any, list[Any]], list[Any]]
 
-    def __init__(self, fn: Callable[[Any], T], fsync: bool, channels: tuple[str, ...]):
-        self.fn, self.fsync, self.channels = fn, fsync, channels
+
+class _Request(Generic[T]):
+    __slots__ = ("channels", "done", "error", "fn", "fsync", "merge", "value")
+
+    def __init__(
+        self,
+        fn: Callable[[Any], T],
+        fsync: bool,
+        channels: tuple[str, ...],
+        merge: tuple[object, Any, Combine] | None = None,
+    ):
+        self.fn, self.fsync, self.channels, self.merge = fn, fsync, channels, merge
         self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
@@ -105,6 +115,7 @@ class Writer:
         self._on_commit = on_commit
         self._cond = threading.Condition()
         self._leading = False
+        self._last_batch = 1
         self._queue: list[_Request[object]] = []
 
     def run(
@@ -112,20 +123,26 @@ class Writer:
         fn: Callable[[Any], T],
         fsync: bool = True,
         channels: tuple[str, ...] = (),
+        merge: tuple[object, Any, Combine] | None = None,
     ) -> T:
         """Run ``fn(conn)`` in a write transaction; return once committed.
 
         Requests queue while a leader commits; when it is done, the next
         thread whose request is still pending leads and commits everything
-        that queued meanwhile in one transaction."""
-        req = _Request(fn, fsync, channels)
+        that queued meanwhile in one transaction. Requests with the same
+        ``merge`` key ``(key, payload, combine)`` are executed together as
+        ``combine(conn, payloads)`` (e.g. eight single publishes become one
+        eight-message insert); should that fail, each runs alone."""
+        req = _Request(fn, fsync, channels, merge)
         with self._cond:
             self._queue.append(req)  # type: ignore[arg-type]
+            self._cond.notify_all()  # a gathering leader may be waiting for us
             while not req.done and self._leading:
                 self._cond.wait()
             if req.done:
                 return _outcome(req)
             self._leading = True
+            self._gather()
             batch, self._queue = self._queue, []
         try:
             self._commit_batch(batch)
@@ -135,12 +152,30 @@ class Writer:
                 self._cond.notify_all()
         return _outcome(req)
 
+    def _gather(self) -> None:
+        """While several threads are committing, wait a moment (at most
+        ``GATHER_S``) until as many requests queued as last time: they
+        arrive microseconds apart, and one fsync for all beats one each."""
+        deadline = time.monotonic() + GATHER_S
+        while len(self._queue) < self._last_batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+        self._last_batch = len(self._queue)
+
     def _commit_batch(self, batch: list[_Request[object]]) -> None:
         session = self._session
         try:
             session.begin(any(r.fsync for r in batch))
+            merged: dict[object, list[_Request[object]]] = {}
             for req in batch:
-                self._run_one(req)
+                if req.merge is None:
+                    self._run_one(req)
+                else:
+                    merged.setdefault(req.merge[0], []).append(req)
+            for group in merged.values():
+                self._run_merged(group)
             channels = {c for r in batch if r.error is None for c in r.channels}
             session.commit(channels)
         except BaseException as exc:  # the whole transaction failed
@@ -154,6 +189,25 @@ class Writer:
                 req.done = True
         if channels:
             self._on_commit(channels)
+
+    def _run_merged(self, group: list[_Request[object]]) -> None:
+        if len(group) == 1:
+            self._run_one(group[0])
+            return
+        conn = self._session.conn
+        combine = group[0].merge[2]  # type: ignore[index]
+        conn.execute("SAVEPOINT merged")
+        try:
+            values = combine(conn, [r.merge[1] for r in group])  # type: ignore[index]
+        except Exception:
+            conn.execute("ROLLBACK TO SAVEPOINT merged")
+            conn.execute("RELEASE SAVEPOINT merged")
+            for req in group:  # one of them is bad: find out which, alone
+                self._run_one(req)
+            return
+        conn.execute("RELEASE SAVEPOINT merged")
+        for req, value in zip(group, values, strict=True):
+            req.value = value
 
     def _run_one(self, req: _Request[object]) -> None:
         conn = self._session.conn

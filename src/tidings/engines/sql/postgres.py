@@ -80,9 +80,11 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self.raw.execute(translate_sql(sql), params)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.raw.cursor() as cur:
-            cur.executemany(translate_sql(sql), rows)
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        """Like sqlite3's: the returned cursor's ``rowcount`` is the total."""
+        cur = self.raw.cursor()
+        cur.executemany(translate_sql(sql), rows)
+        return cur
 
     @property
     def broken(self) -> bool:

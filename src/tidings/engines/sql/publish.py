@@ -24,7 +24,7 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
                 f"max_body_bytes={config.max_body_bytes}"
             )
     ids: list[int | None] = [_deduplicated(conn, qid, m, now) for m in messages]
-    fresh = [i for i, known in enumerate(ids) if known is None]
+    fresh, first_with_key = _fresh(messages, ids)
     if fresh:
         _make_room(conn, qid, config, len(fresh), now)
         first = _reserve_ids(conn, qid, len(fresh))
@@ -37,7 +37,27 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
         for n, i in enumerate(fresh):
             ids[i] = first + n
             _remember(conn, qid, messages[i], first + n, config, now)
+    for i, m in enumerate(messages):  # repeats of a key within this call
+        if ids[i] is None and m.idempotency_key is not None:
+            ids[i] = ids[first_with_key[m.idempotency_key]]
     return [int(i) for i in ids if i is not None]
+
+
+def _fresh(
+    messages: Sequence[OutgoingMessage], ids: list[int | None]
+) -> tuple[list[int], dict[str, int]]:
+    """Indexes of the messages to store: not seen before, and only the first
+    of several carrying the same idempotency key in this call."""
+    fresh: list[int] = []
+    first_with_key: dict[str, int] = {}
+    for i, known in enumerate(ids):
+        key = messages[i].idempotency_key
+        if known is not None or (key is not None and key in first_with_key):
+            continue
+        if key is not None:
+            first_with_key[key] = i
+        fresh.append(i)
+    return fresh, first_with_key
 
 
 def _deduplicated(conn: Any, qid: int, m: OutgoingMessage, now: int) -> int | None:

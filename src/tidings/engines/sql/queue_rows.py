@@ -55,14 +55,5 @@ def delivery(queue: str, row: Sequence[Any], receipt: str, until: int) -> Delive
     """A claimed row (``COLUMNS`` order) as a Delivery; ``delivery_count``
     counts this delivery."""
     mid, count, _expires, group, headers, body = row[:6]
-    return Delivery(
-        queue,
-        int(mid),
-        bytes(body),
-        json.loads(headers),
-        count + 1,
-        count > 0,
-        receipt,
-        until,
-        group,
-    )
+    parsed = {} if headers == "{}" else json.loads(headers)  # most messages have none
+    return Delivery(queue, mid, bytes(body), parsed, count + 1, count > 0, receipt, until, group)

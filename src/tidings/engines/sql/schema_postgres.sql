@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (queue_id, id)
 );
 CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue_id, visible_at, id);
-CREATE INDEX IF NOT EXISTS messages_group ON messages (queue_id, group_key, id);
+CREATE INDEX IF NOT EXISTS messages_group ON messages (queue_id, group_key, id)
+    WHERE group_key IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS dedup (
     queue_id   BIGINT NOT NULL,
