@@ -75,6 +75,11 @@ class PgConnection:
         if schema:
             raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             raw.execute(f'SET search_path TO "{schema}"')
+        # Every tidings query is a point lookup or an ordered index range
+        # (claims: ORDER BY visible_at LIMIT n). On young tables without
+        # statistics the planner picks bitmap scan + sort over the whole
+        # backlog instead (measured: 11 ms vs 0.1 ms per claim at 20k rows).
+        raw.execute("SET enable_bitmapscan TO off")
         return cls(raw)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
@@ -85,6 +90,15 @@ class PgConnection:
         cur = self.raw.cursor()
         cur.executemany(translate_sql(sql), rows)
         return cur
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk insert with COPY: one round trip, no per-row statement."""
+        with (
+            self.raw.cursor() as cur,
+            cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     @property
     def broken(self) -> bool:

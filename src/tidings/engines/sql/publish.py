@@ -29,11 +29,7 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
         _make_room(conn, qid, config, len(fresh), now)
         first = _reserve_ids(conn, qid, len(fresh))
         rows = [_row(qid, first + n, messages[i], config, now) for n, i in enumerate(fresh)]
-        conn.executemany(
-            "INSERT INTO messages(queue_id, id, visible_at, group_key, expires_at, enqueued_at, "
-            "headers, body) VALUES (?,?,?,?,?,?,?,?)",
-            rows,
-        )
+        _insert_rows(conn, rows)
         for n, i in enumerate(fresh):
             ids[i] = first + n
             _remember(conn, qid, messages[i], first + n, config, now)
@@ -58,6 +54,33 @@ def _fresh(
             first_with_key[key] = i
         fresh.append(i)
     return fresh, first_with_key
+
+
+_COLUMNS = (
+    "queue_id",
+    "id",
+    "visible_at",
+    "group_key",
+    "expires_at",
+    "enqueued_at",
+    "headers",
+    "body",
+)
+_INSERT = f"INSERT INTO messages({', '.join(_COLUMNS)}) VALUES "
+_ROWS_PER_INSERT = 400  # 8 parameters each: well under SQLite's bound-parameter limit
+
+
+def _insert_rows(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Many rows at once: PostgreSQL connections bring ``copy_rows`` (COPY);
+    elsewhere multi-row INSERTs, one statement per 400 messages."""
+    copy_rows = getattr(conn, "copy_rows", None)
+    if copy_rows is not None:
+        copy_rows("messages", _COLUMNS, rows)
+        return
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
+        conn.execute(_INSERT + values, [v for row in chunk for v in row])
 
 
 def _deduplicated(conn: Any, qid: int, m: OutgoingMessage, now: int) -> int | None:

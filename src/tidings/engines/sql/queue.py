@@ -201,11 +201,12 @@ def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]
     while len(out) < max_messages:
         rows = conn.execute(sql, (qid, now, max_messages - len(out))).fetchall()
         leased = [r for r in rows if not _retire(conn, qid, config, r, now)]
-        conn.executemany(
-            "UPDATE messages SET visible_at=?, leased=1, receipt=?, "
-            "delivery_count=delivery_count+1 WHERE queue_id=? AND id=?",
-            [(until, receipt, qid, r[0]) for r in leased],
-        )
+        for chunk in _chunks([r[0] for r in leased]):
+            conn.execute(
+                "UPDATE messages SET visible_at=?, leased=1, receipt=?, "
+                f"delivery_count=delivery_count+1 WHERE queue_id=? AND id IN ({_marks(chunk)})",
+                (until, receipt, qid, *chunk),
+            )
         out.extend(delivery(queue, r, receipt, until) for r in leased)
         if len(rows) == len(leased):  # nothing retired: no more to find now
             break
@@ -247,10 +248,17 @@ def _ack_fast(conn: Any, qid: int, settlements: Sequence[Settlement], now: int) 
     if not settlements or any(s.action != "ack" for s in settlements):
         return False
     conn.execute("SAVEPOINT ack_fast")
-    deleted = conn.executemany(
-        "DELETE FROM messages WHERE queue_id=? AND id=? AND receipt=? AND visible_at>?",
-        [(qid, s.id, s.receipt, now) for s in settlements],
-    ).rowcount
+    by_receipt: dict[str, list[int]] = {}
+    for s in settlements:  # a claim's deliveries share one receipt
+        by_receipt.setdefault(s.receipt, []).append(s.id)
+    deleted = 0
+    for receipt, ids in by_receipt.items():
+        for chunk in _chunks(ids):
+            deleted += conn.execute(
+                "DELETE FROM messages WHERE queue_id=? AND receipt=? AND visible_at>? "
+                f"AND id IN ({_marks(chunk)})",
+                (qid, receipt, now, *chunk),
+            ).rowcount
     if deleted != len(settlements):
         conn.execute("ROLLBACK TO SAVEPOINT ack_fast")
         conn.execute("RELEASE SAVEPOINT ack_fast")
@@ -258,6 +266,15 @@ def _ack_fast(conn: Any, qid: int, settlements: Sequence[Settlement], now: int) 
     conn.execute("UPDATE queues SET size=size-? WHERE id=?", (deleted, qid))
     conn.execute("RELEASE SAVEPOINT ack_fast")
     return True
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    """IN lists of bounded length (SQLite limits bound parameters)."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _marks(ids: list[int]) -> str:
+    return ",".join("?" * len(ids))
 
 
 def _settle(conn: Any, qid: int, config: QueueConfig, s: Settlement, now: int) -> None:
