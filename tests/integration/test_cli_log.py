@@ -190,3 +190,11 @@ def test_print_acks_arrive_while_stdin_stays_open(
     proc.stdin.close()
     assert proc.wait(timeout=10) == 0
     proc.stdout.close()
+
+
+def test_migrate_creates_the_schema_and_reports_its_version(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tidings migrate`` on a new file creates the schema and prints version 1."""
+    code, out, _ = run(url, "--json", "migrate", capsys=capsys)
+    assert code == 0 and json.loads(out)["schema_version"] == 1

@@ -92,6 +92,13 @@ class SqlLog:
     def _reader(self) -> _Reader:
         return _Reader(self._connect_reader(), self._translate)
 
+    def schema_version(self) -> int:
+        """The tidings schema version stored in the database."""
+        row = self._reader().execute(
+            "SELECT value FROM tidings_meta WHERE key='schema_version'"
+        ).fetchone()
+        return int(row[0])
+
     # ---- topic lookup -------------------------------------------------
     def _topic(self, name: str, refresh: bool = False) -> tuple[int, TopicConfig]:
         if not refresh:
