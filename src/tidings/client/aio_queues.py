@@ -47,8 +47,10 @@ class AsyncQueueMethods:
     ) -> list[int]:
         return await self._q(self._sync.publish_batch, queue, bodies, **options)
 
-    async def get(self, queue: str, max_messages: int = 1, wait: float | str = 0) -> list[Delivery]:
-        return await self._q(self._sync.get, queue, max_messages, wait)
+    async def get(
+        self, queue: str, max_messages: int = 1, wait: float | str = 0, auto_ack: bool = False
+    ) -> list[Delivery]:
+        return await self._q(self._sync.get, queue, max_messages, wait, auto_ack)
 
     async def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
         await self._q(self._sync.ack, deliveries)

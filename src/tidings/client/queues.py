@@ -125,8 +125,19 @@ class QueueMethods:
         return {q: ids[0] for q, ids in routed.items()}
 
     # ---- consuming --------------------------------------------------------
-    def get(self, queue: str, max_messages: int = 1, wait: float | str = 0) -> list[Delivery]:
-        """Lease up to ``max_messages``, waiting up to ``wait`` for the first."""
+    def get(
+        self, queue: str, max_messages: int = 1, wait: float | str = 0, auto_ack: bool = False
+    ) -> list[Delivery]:
+        """Lease up to ``max_messages``, waiting up to ``wait`` for the first.
+
+        ``auto_ack=True`` settles them at once (at-most-once: a consumer that
+        dies while handling them loses them)."""
+        got = self._claim_waiting(queue, max_messages, wait)
+        if auto_ack and got:
+            self.ack(got)
+        return got
+
+    def _claim_waiting(self, queue: str, max_messages: int, wait: float | str) -> list[Delivery]:
         deadline = time.monotonic() + parse_duration(wait, "wait")
         got = self.engine.queues.claim(queue, max_messages)
         if got or time.monotonic() >= deadline:

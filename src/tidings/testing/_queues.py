@@ -97,6 +97,14 @@ class QueueContract(ContractBase):
             t.join(timeout=30)
         assert len(acked) == 400 and set(acked.values()) == {1}
 
+    def test_auto_ack_settles_on_delivery(self, client: Client, topic: str) -> None:
+        """Auto-ack mode: delivered messages are settled at once, never redelivered."""
+        client.declare_queue(topic, lease="0.1s")
+        client.publish_batch(topic, [b"a", b"b"])
+        assert [d.body for d in client.get(topic, 5, auto_ack=True)] == [b"a", b"b"]
+        time.sleep(0.2)
+        assert client.get(topic, 5) == [] and client.queue_stats(topic).ready == 0
+
     def test_get_waits_and_wakes_on_publish(self, client: Client, topic: str) -> None:
         """Q1: a waiting get returns soon after a publish, not at its timeout."""
         client.declare_queue(topic)
