@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tidings import Client, CorruptDataError, EngineUnavailable, Record, TopicPartition
+from tidings import Client, CorruptDataError, EngineUnavailable, TopicPartition
 from tidings.testing import FAST_GROUP, LogContract, poll_until, read_all
+from tidings.testing._base import wakeup_latency
 
 
 @pytest.mark.engine("memory")
@@ -164,22 +163,7 @@ class TestSQLiteFile:
         is woken by a produce through another client on the same file."""
         with Client(url) as a, Client(url) as b:
             a.create_topic(topic)
-            got: list[Record] = []
-            polling = threading.Event()
-            with a.consumer(topic, start="end") as c:
-
-                def wait() -> None:
-                    polling.set()
-                    got.extend(c.poll(timeout=30))
-
-                waiter = threading.Thread(target=wait)
-                waiter.start()
-                assert polling.wait(10)
-                time.sleep(0.2)  # let poll reach its wait: no event marks that moment
-                start = time.monotonic()
-                b.produce(topic, b"ping")
-                waiter.join(30)
-                latency = time.monotonic() - start
+            got, latency = wakeup_latency(a, b, topic)
         assert [r.value for r in got] == [b"ping"]
         assert latency < 0.5, f"woken after {latency:.2f}s (the poll's own slice is 1 s)"
 

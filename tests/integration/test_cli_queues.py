@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tidings.cli.main import main
+Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
@@ -18,37 +16,19 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'q.db'}"
 
 
-def run(
-    url: str, *argv: str, stdin: str = "", capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    capsys.readouterr()
-    r, w = os.pipe()
-    os.write(w, stdin.encode())
-    os.close(w)
-    saved = sys.stdin
-    sys.stdin = io.TextIOWrapper(os.fdopen(r, "rb"))
-    try:
-        code = main(["--url", url, *argv])
-    finally:
-        sys.stdin.close()
-        sys.stdin = saved
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def lines(out: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_publish_get_ack_and_describe(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_publish_get_ack_and_describe(url: str, cli: Cli) -> None:
     """publish prints ids; get --ack settles; describe --json has the four counts."""
-    assert run(url, "queues", "declare", "work", capsys=capsys)[0] == 0
-    _, out, _ = run(url, "publish", "work", stdin="a\nb\nc\n", capsys=capsys)
+    assert cli(url, "queues", "declare", "work")[0] == 0
+    _, out, _ = cli(url, "publish", "work", stdin="a\nb\nc\n")
     assert out.split() == ["1", "2", "3"]
-    _, out, _ = run(url, "get", "work", "--max", "2", "--ack", capsys=capsys)
+    _, out, _ = cli(url, "get", "work", "--max", "2", "--ack")
     got = lines(out)
     assert [g["body"] for g in got] == ["a", "b"] and got[0]["delivery_count"] == 1
-    _, out, _ = run(url, "--json", "queues", "describe", "work", capsys=capsys)
+    _, out, _ = cli(url, "--json", "queues", "describe", "work")
     stats = json.loads(out)
     assert {k: stats[k] for k in ("ready", "leased", "delayed", "dead_lettered")} == {
         "ready": 1,
@@ -58,48 +38,46 @@ def test_publish_get_ack_and_describe(url: str, capsys: pytest.CaptureFixture[st
     }
 
 
-def test_get_without_action_keeps_the_lease(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_without_action_keeps_the_lease(url: str, cli: Cli) -> None:
     """get with no action flag leaves the deliveries leased."""
-    run(url, "queues", "declare", "held", "--lease", "1m", capsys=capsys)
-    run(url, "publish", "held", stdin="x\n", capsys=capsys)
-    run(url, "get", "held", capsys=capsys)
-    _, out, _ = run(url, "--json", "queues", "describe", "held", capsys=capsys)
+    cli(url, "queues", "declare", "held", "--lease", "1m")
+    cli(url, "publish", "held", stdin="x\n")
+    cli(url, "get", "held")
+    _, out, _ = cli(url, "--json", "queues", "describe", "held")
     assert json.loads(out)["leased"] == 1
-    assert run(url, "get", "held", capsys=capsys)[1] == ""
+    assert cli(url, "get", "held")[1] == ""
 
 
-def test_idempotency_key_prints_the_original_id(
-    url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_idempotency_key_prints_the_original_id(url: str, cli: Cli) -> None:
     """Q3 from the CLI: the same key twice prints the same id once stored."""
-    run(url, "queues", "declare", "pay", capsys=capsys)
-    first = run(url, "publish", "pay", "--idempotency-key", "o-1", stdin="10\n", capsys=capsys)[1]
-    again = run(url, "publish", "pay", "--idempotency-key", "o-1", stdin="10\n", capsys=capsys)[1]
+    cli(url, "queues", "declare", "pay")
+    first = cli(url, "publish", "pay", "--idempotency-key", "o-1", stdin="10\n")[1]
+    again = cli(url, "publish", "pay", "--idempotency-key", "o-1", stdin="10\n")[1]
     assert first == again == "1\n"
 
 
-def test_reject_dlq_list_and_redrive(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reject_dlq_list_and_redrive(url: str, cli: Cli) -> None:
     """get --reject → dlq list shows the reason → dlq redrive brings it back."""
-    run(url, "queues", "declare", "jobs", "--dead-letter", "jobs.dlq", capsys=capsys)
-    run(url, "publish", "jobs", stdin="boom\n", capsys=capsys)
-    run(url, "get", "jobs", "--reject", capsys=capsys)
-    _, out, _ = run(url, "dlq", "list", "jobs", capsys=capsys)
+    cli(url, "queues", "declare", "jobs", "--dead-letter", "jobs.dlq")
+    cli(url, "publish", "jobs", stdin="boom\n")
+    cli(url, "get", "jobs", "--reject")
+    _, out, _ = cli(url, "dlq", "list", "jobs")
     (dead,) = lines(out)
     assert dead["reason"] == "rejected" and dead["body"] == "boom"
-    assert run(url, "dlq", "redrive", "jobs", capsys=capsys)[1].startswith("redrove 1")
-    _, out, _ = run(url, "get", "jobs", "--ack", capsys=capsys)
+    assert cli(url, "dlq", "redrive", "jobs")[1].startswith("redrove 1")
+    _, out, _ = cli(url, "get", "jobs", "--ack")
     assert lines(out)[0]["body"] == "boom"
 
 
-def test_nack_with_delay_and_bad_input(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nack_with_delay_and_bad_input(url: str, cli: Cli) -> None:
     """--nack --delay hides the message; unknown queue exits 1; a bad duration exits 2."""
-    run(url, "queues", "declare", "n", capsys=capsys)
-    run(url, "publish", "n", stdin="m\n", capsys=capsys)
-    run(url, "get", "n", "--nack", "--delay", "1h", capsys=capsys)
-    _, out, _ = run(url, "--json", "queues", "describe", "n", capsys=capsys)
+    cli(url, "queues", "declare", "n")
+    cli(url, "publish", "n", stdin="m\n")
+    cli(url, "get", "n", "--nack", "--delay", "1h")
+    _, out, _ = cli(url, "--json", "queues", "describe", "n")
     assert json.loads(out)["delayed"] == 1
-    assert run(url, "get", "missing", capsys=capsys)[0] == 1
-    code, _, err = run(url, "queues", "declare", "x", "--lease", "forever", capsys=capsys)
+    assert cli(url, "get", "missing")[0] == 1
+    code, _, err = cli(url, "queues", "declare", "x", "--lease", "forever")
     assert code == 2 and "lease" in err
-    code, _, err = run(url, "queues", "declare", "loop", "--dead-letter", "loop", capsys=capsys)
+    code, _, err = cli(url, "queues", "declare", "loop", "--dead-letter", "loop")
     assert code == 2 and "dead-letter" in err

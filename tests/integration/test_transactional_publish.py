@@ -37,6 +37,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
         return
     require_engine("postgresql", service_reachable("127.0.0.1", 5432))
     import psycopg  # a test dependency (the dev extra): never skipped
+
     schema = f"tx_{uuid.uuid4().hex[:10]}"
 
     def connect() -> Any:

@@ -29,6 +29,13 @@ class Context:
         sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
         sys.stdout.flush()
 
+    def say(self, obj: dict[str, Any], text: str) -> None:
+        """``obj`` as a JSON line with --json, else ``text`` for people."""
+        if self.json:
+            self.emit(obj)
+        else:
+            print(text)
+
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """A plain aligned table for people."""
         cells = [[str(h) for h in headers]] + [

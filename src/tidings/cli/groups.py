@@ -69,8 +69,5 @@ def _reset(args: argparse.Namespace, ctx: Context) -> int:
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
     ctx.client.delete_group(args.group)
-    if ctx.json:
-        ctx.emit({"deleted": args.group})
-    else:
-        print(f"deleted group {args.group}")
+    ctx.say({"deleted": args.group}, f"deleted group {args.group}")
     return 0

@@ -98,7 +98,7 @@ def _declare(args: argparse.Namespace, ctx: Context) -> int:
         overflow=args.overflow,
         fifo=args.fifo,
     )
-    _say(ctx, asdict(config), f"queue {config.name} declared")
+    ctx.say(asdict(config), f"queue {config.name} declared")
     return 0
 
 
@@ -128,13 +128,13 @@ def _describe(args: argparse.Namespace, ctx: Context) -> int:
 
 def _purge(args: argparse.Namespace, ctx: Context) -> int:
     n = ctx.client.purge_queue(args.name)
-    _say(ctx, {"queue": args.name, "purged": n}, f"purged {n} message(s) from {args.name}")
+    ctx.say({"queue": args.name, "purged": n}, f"purged {n} message(s) from {args.name}")
     return 0
 
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
     ctx.client.delete_queue(args.name)
-    _say(ctx, {"deleted": args.name}, f"deleted queue {args.name}")
+    ctx.say({"deleted": args.name}, f"deleted queue {args.name}")
     return 0
 
 
@@ -155,7 +155,7 @@ def _do_publish(args: argparse.Namespace, ctx: Context) -> int:
             bodies.pop()
         ids = ctx.client.publish_batch(args.queue, bodies, delay=args.delay, group=args.group)
     for mid in ids:
-        _say(ctx, {"id": mid}, str(mid))
+        ctx.say({"id": mid}, str(mid))
     return 0
 
 
@@ -182,7 +182,7 @@ def _dlq_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def _dlq_redrive(args: argparse.Namespace, ctx: Context) -> int:
     n = ctx.client.redrive(args.queue, args.id)
-    _say(ctx, {"queue": args.queue, "redriven": n}, f"redrove {n} message(s) to {args.queue}")
+    ctx.say({"queue": args.queue, "redriven": n}, f"redrove {n} message(s) to {args.queue}")
     return 0
 
 
@@ -191,7 +191,7 @@ def _dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
     if dlq is None:
         raise ConfigurationError(f"queue {args.queue!r} has no dead-letter queue")
     n = ctx.client.purge_queue(dlq)
-    _say(ctx, {"queue": dlq, "purged": n}, f"purged {n} message(s) from {dlq}")
+    ctx.say({"queue": dlq, "purged": n}, f"purged {n} message(s) from {dlq}")
     return 0
 
 
@@ -211,10 +211,3 @@ def as_json(d: Delivery) -> dict[str, Any]:
         "delivery_count": d.delivery_count,
         "redelivered": d.redelivered,
     }
-
-
-def _say(ctx: Context, obj: dict[str, Any], text: str) -> None:
-    if ctx.json:
-        ctx.emit(obj)
-    else:
-        print(text)

@@ -50,10 +50,7 @@ def _create(args: argparse.Namespace, ctx: Context) -> int:
         durability=args.durability,
         max_record_bytes=args.max_record_bytes,
     )
-    if ctx.json:
-        ctx.emit(_config(config))
-    else:
-        print(f"created topic {config.name} with {config.partitions} partition(s)")
+    ctx.say(_config(config), f"created topic {config.name} with {config.partitions} partition(s)")
     return 0
 
 
@@ -96,14 +93,13 @@ def _describe(args: argparse.Namespace, ctx: Context) -> int:
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
     ctx.client.delete_topic(args.name)
-    _say(ctx, {"deleted": args.name}, f"deleted topic {args.name}")
+    ctx.say({"deleted": args.name}, f"deleted topic {args.name}")
     return 0
 
 
 def _add_partitions(args: argparse.Namespace, ctx: Context) -> int:
     ctx.client.add_partitions(args.name, args.total)
-    _say(
-        ctx,
+    ctx.say(
         {"topic": args.name, "partitions": args.total},
         f"{args.name} now has {args.total} partitions",
     )
@@ -112,8 +108,7 @@ def _add_partitions(args: argparse.Namespace, ctx: Context) -> int:
 
 def _compact(args: argparse.Namespace, ctx: Context) -> int:
     removed = ctx.client.compact(args.name)
-    _say(
-        ctx,
+    ctx.say(
         {"topic": args.name, "removed": removed},
         f"compacted {args.name}: {removed} record(s) removed",
     )
@@ -122,16 +117,8 @@ def _compact(args: argparse.Namespace, ctx: Context) -> int:
 
 def _retain(args: argparse.Namespace, ctx: Context) -> int:
     removed = ctx.client.enforce_retention(args.name)
-    _say(
-        ctx,
+    ctx.say(
         {"topic": args.name, "removed": removed},
         f"retention on {args.name}: {removed} record(s) removed",
     )
     return 0
-
-
-def _say(ctx: Context, obj: dict[str, Any], text: str) -> None:
-    if ctx.json:
-        ctx.emit(obj)
-    else:
-        print(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -94,3 +95,27 @@ def wait_for_clock_past(ts_ms: int) -> None:
 
 def tps(topic: str, n: int) -> set[TopicPartition]:
     return {TopicPartition(topic, p) for p in range(n)}
+
+
+def wakeup_latency(
+    consume_on: Client, produce_on: Client, topic: str
+) -> tuple[list[Record], float]:
+    """Produce one record through ``produce_on`` while a consumer of
+    ``consume_on`` waits in ``poll``; return what it got and how long after
+    the produce it returned."""
+    got: list[Record] = []
+    polling = threading.Event()
+    with consume_on.consumer(topic, start="end") as c:
+
+        def wait() -> None:
+            polling.set()
+            got.extend(c.poll(timeout=30))
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        assert polling.wait(10)
+        time.sleep(0.2)  # let poll reach its wait: no event marks that moment
+        start = time.monotonic()
+        produce_on.produce(topic, b"ping")
+        waiter.join(30)
+        return got, time.monotonic() - start

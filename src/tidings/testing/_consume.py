@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime
 
@@ -11,7 +10,7 @@ import pytest
 from ..client.client import Client
 from ..errors import ConfigurationError
 from ..message import Record, TopicPartition
-from ._base import ContractBase, offsets, poll_until, wait_for_clock_past
+from ._base import ContractBase, offsets, poll_until, wait_for_clock_past, wakeup_latency
 
 
 class ConsumeContract(ContractBase):
@@ -84,22 +83,7 @@ class ConsumeContract(ContractBase):
         """Wake-up: a record produced while a consumer waits in poll is
         returned well before the poll's timeout."""
         client.create_topic(topic)
-        got: list[Record] = []
-        polling = threading.Event()
-        with client.consumer(topic, start="end") as c:
-
-            def wait() -> None:
-                polling.set()
-                got.extend(c.poll(timeout=30))
-
-            waiter = threading.Thread(target=wait)
-            waiter.start()
-            assert polling.wait(10)
-            time.sleep(0.2)  # let poll reach its wait: no event marks that moment
-            start = time.monotonic()
-            client.produce(topic, b"ping")
-            waiter.join(30)
-            latency = time.monotonic() - start
+        got, latency = wakeup_latency(client, client, topic)
         assert [r.value for r in got] == [b"ping"]
         # poll re-checks every second anyway: only a real wake-up beats 0.5 s
         assert latency < 0.5, f"woken after {latency:.2f}s"
