@@ -30,6 +30,7 @@ class Features:
     fifo_groups: Support = "native"  # Q4
     delays: Support = "native"  # Q5
     exchanges: Support = "native"  # Q6
+    topic_bindings: Support = "native"  # a topic feeding queues atomically
 
     def supports(self, name: str) -> bool:
         """True unless the feature is declared unsupported."""

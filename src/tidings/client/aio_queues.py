@@ -72,6 +72,9 @@ class AsyncQueueMethods:
     async def bind(self, exchange: str, queue: str, key: str = "", weight: int = 1) -> None:
         await self._q(self._sync.bind, exchange, queue, key, weight)
 
+    async def bind_topic(self, topic: str, queue: str) -> None:
+        await self._q(self._sync.bind_topic, topic, queue)
+
     async def publish_to(
         self,
         exchange: str,

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..codecs import BYTES
 from ..config import QueueConfig, parse_duration
-from ..errors import ConfigurationError, TidingsError
+from ..errors import ConfigurationError, TidingsError, UnsupportedFeature
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
 from ..ports.queue import OutgoingMessage, Settlement
@@ -110,6 +110,17 @@ class QueueMethods:
 
     def bind(self, exchange: str, queue: str, key: str = "", weight: int = 1) -> None:
         self.engine.queues.bind(exchange, queue, key, weight)
+
+    def bind_topic(self, topic: str, queue: str) -> None:
+        """Feed ``queue`` from ``topic``: each record appended from now on is
+        also published to the queue in the same transaction, with headers
+        ``x-topic``, ``x-partition``, ``x-offset`` and ``x-key`` (tombstones
+        are not forwarded). Raises UnsupportedFeature on the memory engine."""
+        if not self.engine.features.supports("topic_bindings"):
+            raise UnsupportedFeature(
+                f"{self.engine.url}: this engine cannot feed queues from topics atomically"
+            )
+        self.engine.queues.bind_topic(topic, queue)
 
     def publish_to(
         self,

@@ -73,6 +73,11 @@ class QueueEngine(Protocol):
     # ---- exchanges (Q6)
     def declare_exchange(self, name: str, kind: str) -> None: ...
     def bind(self, exchange: str, queue: str, key: str, weight: int) -> None: ...
+    def bind_topic(self, topic: str, queue: str) -> None:
+        """Every record appended to ``topic`` from now on is also published
+        to ``queue``, in the same transaction."""
+        ...
+
     def publish_exchange(
         self, exchange: str, routing_key: str, messages: Sequence[OutgoingMessage]
     ) -> dict[str, list[int]]:

@@ -18,6 +18,7 @@ from ..errors import (
     QueueFull,
     QueueNotFound,
     RecordTooLarge,
+    UnsupportedFeature,
 )
 from ._base import ContractBase
 
@@ -259,6 +260,32 @@ class QueueContract(ContractBase):
         again = {k: list(client.publish_to(topic, b"m", f"user-{k}")) for k in range(60)}
         assert first == again and all(len(v) == 1 for v in first.values())
         assert len({v[0] for v in first.values()}) == 3
+
+    def test_topic_feeds_bound_queue_in_the_same_transaction(
+        self, client: Client, topic: str
+    ) -> None:
+        """A topic bound to a queue: each appended record is both in the log
+        (replayable) and in the queue (work-distributed), with its position."""
+        self.need(client, "topic_bindings")
+        client.create_topic(topic, partitions=2)
+        client.declare_queue(topic)
+        client.bind_topic(topic, topic)
+        metas = client.producer().send_batch(topic, [b"a", b"b", None], keys=["k1", "k2", "k3"])
+        got = {d.body: d.headers for d in client.get(topic, 10)}
+        assert set(got) == {b"a", b"b"}  # the tombstone stays in the log only
+        for meta, body, key in zip(metas[:2], (b"a", b"b"), ("k1", "k2"), strict=True):
+            h = got[body]
+            assert (h["x-topic"], h["x-key"]) == (topic, key)
+            assert (int(h["x-partition"]), int(h["x-offset"])) == (meta.partition, meta.offset)
+
+    def test_topic_binding_is_refused_where_unsupported(self, client: Client, topic: str) -> None:
+        """Features: engines that cannot bind atomically say so."""
+        if client.features.supports("topic_bindings"):
+            pytest.skip("supported here")
+        client.create_topic(topic)
+        client.declare_queue(topic)
+        with pytest.raises(UnsupportedFeature):
+            client.bind_topic(topic, topic)
 
     # ---- bad input ----------------------------------------------------------
     def test_bad_input_is_typed_and_stores_nothing(self, client: Client, topic: str) -> None:

@@ -25,6 +25,7 @@ class MemoryEngine:
         durable_append="unsupported",
         multi_process="unsupported",
         transactional_publish="unsupported",
+        topic_bindings="unsupported",  # its log and queues are separate stores
     )
 
     def __init__(self, url: str = "memory://") -> None:

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...config import validate_name
-from ...errors import AlreadyExists, NotFoundError
+from ...errors import AlreadyExists, NotFoundError, TopicNotFound
 from ...ports.queue import OutgoingMessage
 from ...routing import Binding, check_kind, route
 from .database import Writer
+from .forward import binding_name
 from .publish import publish_in
 from .queue_rows import now_ms, require
 
@@ -41,6 +42,19 @@ class ExchangeStore:
                 "INSERT INTO bindings(exchange, queue, key, weight) VALUES (?,?,?,?) "
                 "ON CONFLICT(exchange, queue, key) DO UPDATE SET weight=excluded.weight",
                 (exchange, queue, key, weight),
+            )
+
+        self._w.run(txn)
+
+    def bind_topic(self, topic: str, queue: str) -> None:
+        def txn(conn: Any) -> None:
+            if conn.execute("SELECT 1 FROM topics WHERE name=?", (topic,)).fetchone() is None:
+                raise TopicNotFound(f"topic {topic!r} does not exist")
+            require(conn, queue)
+            conn.execute(
+                "INSERT INTO bindings(exchange, queue, key, weight) VALUES (?,?,'',1) "
+                "ON CONFLICT(exchange, queue, key) DO NOTHING",
+                (binding_name(topic), queue),
             )
 
         self._w.run(txn)

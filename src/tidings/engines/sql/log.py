@@ -33,6 +33,7 @@ from .._common import check_batches, check_partition, now_ms
 from . import recordbatch as rb
 from .database import Writer
 from .dialect import SQLITE, Dialect
+from .forward import bound_queues, forward
 from .maintenance import compact_partition, retain_partition
 
 _READ = (
@@ -94,9 +95,11 @@ class SqlLog:
 
     def schema_version(self) -> int:
         """The tidings schema version stored in the database."""
-        row = self._reader().execute(
-            "SELECT value FROM tidings_meta WHERE key='schema_version'"
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute("SELECT value FROM tidings_meta WHERE key='schema_version'")
+            .fetchone()
+        )
         return int(row[0])
 
     # ---- topic lookup -------------------------------------------------
@@ -210,11 +213,14 @@ class SqlLog:
                 for p, c in batches.items()
                 if c.values
             }
+            # Wake consumers of queues fed by this topic too (decided again,
+            # atomically, inside the transaction).
+            queues = bound_queues(self._reader(), topic)
             try:
                 return self._w.run(
-                    partial(_append_txn, tid=tid, encoded=encoded),
+                    partial(_append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
                     fsync=config.durability == "fsync",
-                    channels=("log:" + topic,),
+                    channels=("log:" + topic, *("queue:" + q for q in queues)),
                 )
             except _Stale:
                 continue
@@ -236,7 +242,7 @@ class SqlLog:
         }
         ours = self._dialect.wrap(conn)
         try:
-            result = _append_txn(ours, tid=tid, encoded=encoded)
+            result = _append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
             self._dialect.notify_in(ours, "log:" + topic)
         except _Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None
@@ -393,7 +399,12 @@ class SqlLog:
 
 
 def _append_txn(
-    conn: sqlite3.Connection, *, tid: int, encoded: Mapping[int, tuple[bytes, int]]
+    conn: sqlite3.Connection,
+    *,
+    tid: int,
+    encoded: Mapping[int, tuple[bytes, int]],
+    topic: str,
+    batches: Mapping[int, RecordColumns],
 ) -> dict[int, AppendResult]:
     out: dict[int, AppendResult] = {}
     now = now_ms()
@@ -413,6 +424,7 @@ def _append_txn(
             (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload),
         )
         out[p] = AppendResult(base, n, ts)
+    forward(conn, topic, batches, out)
     return out
 
 
