@@ -107,3 +107,26 @@ def test_memory_engine_refuses_transactional_publish() -> None:
     with pytest.raises(UnsupportedFeature):
         client.producer().send_batch("tx-mem", [b"x"], connection=object())
     client.close()
+
+
+def test_queue_messages_exist_iff_the_callers_transaction_commits(db: Db) -> None:
+    """O1 for queues: publish in the caller's transaction; rollback leaves
+    nothing, commit makes the messages claimable."""
+    client = Client(db.url)
+    client.declare_queue("tx-q")
+    conn = db.connect()
+    conn.execute(db.begin)
+    client.publish("tx-q", b"lost", connection=conn)
+    conn.execute("ROLLBACK")
+    assert client.queue_stats("tx-q").ready == 0
+    conn.execute(db.begin)
+    ids = client.publish_batch("tx-q", [b"a", b"b"], connection=conn)
+    # Only read while the caller holds the transaction: on SQLite a claim
+    # (a write) would wait for the caller's write lock.
+    assert client.queue_stats("tx-q").ready == 0
+    conn.execute("COMMIT")
+    assert [(d.id, d.body) for d in client.get("tx-q", 5)] == list(
+        zip(ids, [b"a", b"b"], strict=True)
+    )
+    conn.close()
+    client.close()

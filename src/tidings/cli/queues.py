@@ -81,8 +81,11 @@ def _dlq(sub: Any) -> None:
         "--id", type=int, action="append", help="only this dead letter (repeatable)"
     )
     redrive.set_defaults(handler=_dlq_redrive)
-    purge = verbs.add_parser("purge", help="delete the queue's dead-letter queue's messages")
+    purge = verbs.add_parser("purge", help="delete the dead letters that came from the queue")
     purge.add_argument("queue")
+    purge.add_argument(
+        "--id", type=int, action="append", help="only this dead letter (repeatable)"
+    )
     purge.set_defaults(handler=_dlq_purge)
 
 
@@ -187,11 +190,8 @@ def _dlq_redrive(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _dlq_purge(args: argparse.Namespace, ctx: Context) -> int:
-    dlq = ctx.client.queue(args.queue).dead_letter
-    if dlq is None:
-        raise ConfigurationError(f"queue {args.queue!r} has no dead-letter queue")
-    n = ctx.client.purge_queue(dlq)
-    ctx.say({"queue": dlq, "purged": n}, f"purged {n} message(s) from {dlq}")
+    n = ctx.client.purge_dead_letters(args.queue, args.id)
+    ctx.say({"queue": args.queue, "purged": n}, f"purged {n} dead letter(s) of {args.queue}")
     return 0
 
 

@@ -4,11 +4,13 @@ blocking twin in :mod:`.queues` (one thread hop per call, never per message)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 from ..config import QueueConfig
+from ..errors import ConfigurationError, TidingsError
 from ..message import Delivery, Headers, QueueStats
 from .client import Client
 
@@ -29,6 +31,9 @@ class AsyncQueueMethods:
 
     async def queues(self) -> list[QueueConfig]:
         return await self._q(self._sync.queues)
+
+    async def queue(self, name: str) -> QueueConfig:
+        return await self._q(self._sync.queue, name)
 
     async def queue_stats(self, name: str) -> QueueStats:
         return await self._q(self._sync.queue_stats, name)
@@ -66,6 +71,24 @@ class AsyncQueueMethods:
     async def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:
         return await self._q(self._sync.extend_lease, delivery, lease)
 
+    async def subscribe(self, queue: str, prefetch: int = 10) -> AsyncIterator[Delivery]:
+        """Push-style, as the blocking ``subscribe``: at most ``prefetch``
+        leased at a time, one thread hop per batch; deliveries not yet
+        yielded are put back when the iterator is closed."""
+        if prefetch < 1:
+            raise ConfigurationError(f"prefetch must be >= 1, got {prefetch}")
+        buffer: list[Delivery] = []
+        try:
+            while True:
+                if not buffer:
+                    buffer = await self.get(queue, prefetch, wait=1.0)
+                while buffer:
+                    yield buffer.pop(0)
+        finally:
+            if buffer:
+                with contextlib.suppress(TidingsError):  # else their leases run out
+                    self._sync.nack(buffer)
+
     async def declare_exchange(self, name: str, kind: str = "fanout") -> None:
         await self._q(self._sync.declare_exchange, name, kind)
 
@@ -89,3 +112,6 @@ class AsyncQueueMethods:
 
     async def redrive(self, queue: str, ids: Sequence[int] | None = None) -> int:
         return await self._q(self._sync.redrive, queue, ids)
+
+    async def purge_dead_letters(self, queue: str, ids: Sequence[int] | None = None) -> int:
+        return await self._q(self._sync.purge_dead_letters, queue, ids)

@@ -16,7 +16,7 @@ from ..config import QueueConfig, parse_duration
 from ..errors import ConfigurationError, TidingsError, UnsupportedFeature
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
-from ..ports.queue import OutgoingMessage, Settlement
+from ..ports.queue import OutgoingMessage, Settlement, TransactionalQueues
 
 
 class QueueMethods:
@@ -73,7 +73,7 @@ class QueueMethods:
         self.engine.queues.delete(name)
 
     # ---- publishing -------------------------------------------------------
-    def publish(
+    def publish(  # noqa: PLR0913 - keyword-only options of one message
         self,
         queue: str,
         body: bytes | str,
@@ -83,12 +83,27 @@ class QueueMethods:
         delay: float | str = 0,
         not_before: datetime | None = None,
         group: str | None = None,
+        connection: Any = None,
     ) -> int:
         """Store one message durably; its id. With an ``idempotency_key`` seen
         within the dedup window, nothing is stored and the original id
-        comes back (Q3)."""
+        comes back (Q3). With ``connection`` (your own sqlite3 / psycopg
+        connection to the same database, in your open transaction) the
+        message exists iff your transaction commits."""
         message = outgoing(body, headers, idempotency_key, delay, not_before, group)
-        return self.engine.queues.publish(queue, [message])[0]
+        return self._publish(queue, [message], connection)[0]
+
+    def _publish(self, queue: str, messages: list[OutgoingMessage], connection: Any) -> list[int]:
+        queues = self.engine.queues
+        if connection is None:
+            return queues.publish(queue, messages)
+        if not isinstance(queues, TransactionalQueues) or not self.engine.features.supports(
+            "transactional_publish"
+        ):
+            raise UnsupportedFeature(
+                f"{self.engine.url}: cannot publish in your transaction; use a SQL engine"
+            )
+        return queues.publish_in_transaction(connection, queue, messages)
 
     def publish_batch(
         self,
@@ -98,10 +113,12 @@ class QueueMethods:
         headers: Headers | None = None,
         delay: float | str = 0,
         group: str | None = None,
+        connection: Any = None,
     ) -> list[int]:
-        """Store many messages in one transaction (all or none); their ids."""
+        """Store many messages in one transaction (all or none); their ids.
+        ``connection``: as for :meth:`publish`."""
         messages = [outgoing(b, headers, None, delay, None, group) for b in bodies]
-        return self.engine.queues.publish(queue, messages)
+        return self._publish(queue, messages, connection)
 
     def declare_exchange(self, name: str, kind: str = "fanout") -> None:
         """``fanout``, ``direct``, ``topic`` (``*``/``#`` patterns) or
@@ -237,6 +254,11 @@ class QueueMethods:
     def redrive(self, queue: str, ids: Sequence[int] | None = None) -> int:
         """Move dead letters (all, or these dead-letter ids) back to ``queue``."""
         return self.engine.queues.redrive(queue, ids)
+
+    def purge_dead_letters(self, queue: str, ids: Sequence[int] | None = None) -> int:
+        """Delete dead letters that came from ``queue`` (all, or these
+        dead-letter ids); how many. Raises QueueNotFound."""
+        return self.engine.queues.purge_dead_letters(queue, ids)
 
 
 def outgoing(

@@ -8,7 +8,7 @@ Blocking and thread-safe. Errors: ``QueueNotFound``, ``AlreadyExists``,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..config import QueueConfig
 from ..message import Delivery, Headers, QueueStats
@@ -93,3 +93,17 @@ class QueueEngine(Protocol):
         """Move dead letters (all, or these ids) back to ``queue`` with
         counters reset; returns how many moved."""
         ...
+
+    def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
+        """Delete dead letters (all, or these ids) that came from ``queue``;
+        other queues' dead letters in a shared dead-letter queue stay."""
+        ...
+
+
+@runtime_checkable
+class TransactionalQueues(Protocol):
+    """Queues that can publish inside the caller's own database transaction."""
+
+    def publish_in_transaction(
+        self, conn: Any, queue: str, messages: Sequence[OutgoingMessage]
+    ) -> list[int]: ...

@@ -64,22 +64,49 @@ def _insert(conn: Any, qid: int, headers: dict[str, str], group: Any, body: Any,
 def redrive_rows(conn: Any, queue: str, ids: Sequence[int] | None, now: int) -> int:
     """Move dead letters that came from ``queue`` (all, or those whose
     dead-letter message id is in ``ids``) back to it, counters reset."""
+    qid, dlq_id, rows = _dead_letters_of(conn, queue, ids, now)
+    for mid, _count, _exp, group, headers, body in rows:
+        clean = {k: v for k, v in json.loads(headers).items() if not k.startswith("x-")}
+        _remove(conn, dlq_id, mid)
+        _insert(conn, qid, clean, group, body, now)
+    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (len(rows), qid))
+    return len(rows)
+
+
+def purge_rows(conn: Any, queue: str, ids: Sequence[int] | None, now: int) -> int:
+    """Delete dead letters that came from ``queue`` (all, or these ids),
+    leaving other queues' dead letters in a shared dead-letter queue alone."""
+    qid, dlq_id, rows = _dead_letters_of(conn, queue, ids, now)
+    for row in rows:
+        _remove(conn, dlq_id, row[0])
+    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (len(rows), qid))
+    return len(rows)
+
+
+def _dead_letters_of(
+    conn: Any, queue: str, ids: Sequence[int] | None, now: int
+) -> tuple[int, int, list[Sequence[Any]]]:
+    """``queue``'s id, its dead-letter queue's id, and the rows there that
+    came from ``queue`` (restricted to ``ids`` if given), except those a
+    consumer of the dead-letter queue holds a live lease on."""
     qid, config = require(conn, queue)
     if config.dead_letter is None:
-        return 0
+        return qid, 0, []
     dlq_id, _ = require(conn, config.dead_letter)
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND leased=0 ORDER BY id", (dlq_id,)
+        f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND NOT (leased=1 AND visible_at>?) "
+        "ORDER BY id",
+        (dlq_id, now),
     ).fetchall()
-    moved = 0
-    for mid, _count, _exp, group, headers, body in rows:
-        marks = json.loads(headers)
-        if marks.get("x-original-queue") != queue or (ids is not None and mid not in ids):
-            continue
-        conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (dlq_id, mid))
-        conn.execute("UPDATE queues SET size=size-1 WHERE id=?", (dlq_id,))
-        clean = {k: v for k, v in marks.items() if not k.startswith("x-")}
-        _insert(conn, qid, clean, group, body, now)
-        moved += 1
-    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (moved, qid))
-    return moved
+    wanted = None if ids is None else set(ids)
+    mine = [
+        r
+        for r in rows
+        if json.loads(r[4]).get("x-original-queue") == queue and (wanted is None or r[0] in wanted)
+    ]
+    return qid, dlq_id, mine
+
+
+def _remove(conn: Any, qid: int, mid: int) -> None:
+    conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (qid, mid))
+    conn.execute("UPDATE queues SET size=size-1 WHERE id=?", (qid,))

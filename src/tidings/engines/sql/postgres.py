@@ -253,7 +253,7 @@ class PostgresEngine:
         self._listener = Listener(self._connect, self._waiters)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
         self.log = SqlLog(self._writer, self._reader, location, POSTGRES)
-        self.queues = SqlQueues(self._writer, self._read)
+        self.queues = SqlQueues(self._writer, self._read, POSTGRES)
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),

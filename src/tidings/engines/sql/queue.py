@@ -20,7 +20,8 @@ from ...errors import AlreadyExists, AlreadySettled, LeaseLost
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from .database import Writer
-from .deadletter import dead_letter, redrive_rows
+from .deadletter import dead_letter, purge_rows, redrive_rows
+from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
 from .publish import publish_in
 from .queue_rows import COLUMNS as _COLUMNS
@@ -41,9 +42,31 @@ _CLAIM_FIFO = (
 class SqlQueues(ExchangeStore):
     """Implements :class:`tidings.ports.queue.QueueEngine`."""
 
-    def __init__(self, writer: Writer, read: Callable[[Callable[[Any], Any]], Any]) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        read: Callable[[Callable[[Any], Any]], Any],
+        dialect: Dialect = SQLITE,
+    ) -> None:
         self._w = writer
         self._read = read  # runs fn(conn) on a read connection
+        self._dialect = dialect
+
+    def publish_in_transaction(
+        self, conn: Any, queue: str, messages: Sequence[OutgoingMessage]
+    ) -> list[int]:
+        """Publish inside the caller's open transaction on their own
+        connection: the messages exist iff that transaction commits."""
+        ours = self._dialect.wrap(conn)
+        try:
+            ids = publish_in(ours, queue, messages, now_ms())
+            self._dialect.notify_in(ours, "queue:" + queue)
+        except Exception as exc:
+            err = self._dialect.translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
+        return ids
 
     # ---- declaration ------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
@@ -181,6 +204,9 @@ class SqlQueues(ExchangeStore):
             lambda conn: redrive_rows(conn, queue, ids, now_ms()),
             channels=("queue:" + queue,),
         )
+
+    def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
+        return self._w.run(lambda conn: purge_rows(conn, queue, ids, now_ms()))
 
 
 def _publish_merged(
