@@ -83,9 +83,7 @@ def _dlq(sub: Any) -> None:
     redrive.set_defaults(handler=_dlq_redrive)
     purge = verbs.add_parser("purge", help="delete the dead letters that came from the queue")
     purge.add_argument("queue")
-    purge.add_argument(
-        "--id", type=int, action="append", help="only this dead letter (repeatable)"
-    )
+    purge.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
     purge.set_defaults(handler=_dlq_purge)
 
 

@@ -168,14 +168,10 @@ class Writer:
         session = self._session
         try:
             session.begin(any(r.fsync for r in batch))
-            merged: dict[object, list[_Request[object]]] = {}
-            for req in batch:
-                if req.merge is None:
-                    self._run_one(req)
-                else:
-                    merged.setdefault(req.merge[0], []).append(req)
-            for group in merged.values():
-                self._run_merged(group)
+            if len(batch) == 1:  # alone: no savepoint needed, its failure is the txn's
+                batch[0].value = batch[0].fn(session.conn)
+            else:
+                self._run_all(batch)
             channels = {c for r in batch if r.error is None for c in r.channels}
             session.commit(channels)
         except BaseException as exc:  # the whole transaction failed
@@ -189,6 +185,16 @@ class Writer:
                 req.done = True
         if channels:
             self._on_commit(channels)
+
+    def _run_all(self, batch: list[_Request[object]]) -> None:
+        merged: dict[object, list[_Request[object]]] = {}
+        for req in batch:
+            if req.merge is None:
+                self._run_one(req)
+            else:
+                merged.setdefault(req.merge[0], []).append(req)
+        for group in merged.values():
+            self._run_merged(group)
 
     def _run_merged(self, group: list[_Request[object]]) -> None:
         if len(group) == 1:

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
+from psycopg import sql
 
 from ...config import parse_duration, validate_name
 from ...errors import EngineProtocolError, EngineUnavailable, TidingsError
@@ -143,9 +144,12 @@ class PgSession:
             self.conn.execute("SET LOCAL synchronous_commit TO off")
 
     def commit(self, channels: set[str]) -> None:
-        for channel in sorted(channels):
-            self.conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, channel))
-        self.conn.execute("COMMIT")
+        # Notifications and COMMIT in one round trip (a simple-query string).
+        notes = [
+            sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(CHANNEL), sql.Literal(c))
+            for c in sorted(channels)
+        ]
+        self.conn.raw.execute(sql.SQL("; ").join([*notes, sql.SQL("COMMIT")]))
 
     def rollback(self) -> None:
         if not self.conn.broken:

@@ -24,6 +24,10 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
                 f"max_body_bytes={config.max_body_bytes}"
             )
     ids: list[int | None] = [_deduplicated(conn, qid, m, now) for m in messages]
+    if any(m.idempotency_key is not None for m in messages):
+        # Keyed publishers clean up after themselves, so the dedup table
+        # holds about one window's worth of keys instead of growing forever.
+        conn.execute("DELETE FROM dedup WHERE queue_id=? AND expires_at<=?", (qid, now))
     fresh, first_with_key = _fresh(messages, ids)
     if fresh:
         _make_room(conn, qid, config, len(fresh), now)

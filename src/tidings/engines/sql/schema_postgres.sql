@@ -91,3 +91,5 @@ CREATE TABLE IF NOT EXISTS bindings (
     weight   INTEGER NOT NULL,
     PRIMARY KEY (exchange, queue, key)
 );
+-- Expired idempotency keys are deleted by index range as keyed publishes come.
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (queue_id, expires_at);
