@@ -81,3 +81,47 @@ def test_nack_with_delay_and_bad_input(url: str, cli: Cli) -> None:
     assert code == 2 and "lease" in err
     code, _, err = cli(url, "queues", "declare", "loop", "--dead-letter", "loop")
     assert code == 2 and "dead-letter" in err
+
+
+def test_list_purge_and_delete(url: str, cli: Cli) -> None:
+    """queues list --json shows each queue's settings; purge empties; delete removes."""
+    cli(url, "queues", "declare", "p1", "--fifo", "--max-deliveries", "3")
+    cli(url, "queues", "declare", "p2")
+    _, out, _ = cli(url, "--json", "queues", "list")
+    listed = {q["name"]: q for q in lines(out)}
+    assert set(listed) == {"p1", "p2"} and listed["p1"]["fifo"] is True
+    assert listed["p1"]["max_deliveries"] == 3
+    cli(url, "publish", "p1", stdin="a\nb\n")
+    _, out, _ = cli(url, "--json", "queues", "purge", "p1")
+    assert json.loads(out)["purged"] == 2
+    assert cli(url, "queues", "delete", "p1")[0] == 0
+    assert cli(url, "queues", "describe", "p1")[0] == 1
+    _, out, _ = cli(url, "--json", "queues", "list")
+    assert [q["name"] for q in lines(out)] == ["p2"]
+
+
+def test_dlq_purge_by_id_and_all(url: str, cli: Cli) -> None:
+    """dlq purge --id deletes one dead letter; dlq purge the rest."""
+    cli(url, "queues", "declare", "d", "--dead-letter", "d.dlq")
+    cli(url, "publish", "d", stdin="1\n2\n3\n")
+    cli(url, "get", "d", "--max", "3", "--reject")
+    _, out, _ = cli(url, "dlq", "list", "d")
+    first = lines(out)[0]["id"]
+    _, out, _ = cli(url, "--json", "dlq", "purge", "d", "--id", str(first))
+    assert json.loads(out)["purged"] == 1
+    _, out, _ = cli(url, "dlq", "list", "d")
+    assert [d["body"] for d in lines(out)] == ["2", "3"]
+    _, out, _ = cli(url, "--json", "dlq", "purge", "d")
+    assert json.loads(out)["purged"] == 2 and cli(url, "dlq", "list", "d")[1] == ""
+
+
+def test_publish_delay_and_group_from_the_cli(url: str, cli: Cli) -> None:
+    """--delay stores the messages delayed; --group orders them FIFO."""
+    cli(url, "queues", "declare", "g", "--fifo")
+    cli(url, "publish", "g", "--group", "o-1", stdin="first\nsecond\n")
+    _, out, _ = cli(url, "get", "g", "--max", "5")
+    assert [d["body"] for d in lines(out)] == ["first"]  # second waits for the first's ack
+    cli(url, "queues", "declare", "later")
+    cli(url, "publish", "later", "--delay", "1h", stdin="x\n")
+    _, out, _ = cli(url, "--json", "queues", "describe", "later")
+    assert json.loads(out)["delayed"] == 1

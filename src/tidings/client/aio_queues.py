@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -71,7 +71,7 @@ class AsyncQueueMethods:
     async def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:
         return await self._q(self._sync.extend_lease, delivery, lease)
 
-    async def subscribe(self, queue: str, prefetch: int = 10) -> AsyncIterator[Delivery]:
+    async def subscribe(self, queue: str, prefetch: int = 10) -> AsyncGenerator[Delivery, None]:
         """Push-style, as the blocking ``subscribe``: at most ``prefetch``
         leased at a time, one thread hop per batch; deliveries not yet
         yielded are put back when the iterator is closed."""

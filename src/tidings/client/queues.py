@@ -7,7 +7,7 @@ Bodies go through the client's codec-free path: ``bytes`` or ``str``
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -178,10 +178,18 @@ class QueueMethods:
                 left = deadline - time.monotonic()
                 if got or left <= 0:
                     return got
-                # Re-check at least every second: leases expire without a wake-up.
-                waiter.wait(min(left, 1.0))
+                waiter.wait(min(left, self._until_due(queue)))
         finally:
             waiter.close()
+
+    def _until_due(self, queue: str) -> float:
+        """Seconds until a delayed or leased message becomes claimable: due
+        times and lease ends produce no wake-up. At most a second, so a
+        message delayed by another process's nack is not missed for long."""
+        due = self.engine.queues.next_visible(queue)
+        if due is None:
+            return 1.0
+        return min(1.0, max(0.001, due / 1000 - time.time()))
 
     def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
         """Settle for good. Raises LeaseLost / AlreadySettled (the first
@@ -226,7 +234,7 @@ class QueueMethods:
         )
         return delivery._replace(lease_until=until)
 
-    def subscribe(self, queue: str, prefetch: int = 10) -> Iterator[Delivery]:
+    def subscribe(self, queue: str, prefetch: int = 10) -> Generator[Delivery, None, None]:
         """Push-style: yields deliveries as they come, holding at most
         ``prefetch`` leased at a time; messages not yet yielded when the
         iterator is closed are put back at once (nack)."""

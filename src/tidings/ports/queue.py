@@ -61,6 +61,12 @@ class QueueEngine(Protocol):
         """Lease up to ``max_messages`` visible messages (Q1, Q4, Q5)."""
         ...
 
+    def next_visible(self, queue: str) -> int | None:
+        """When (ms) the next delayed or leased message becomes claimable,
+        or None if none is waiting — so a waiting ``get`` sleeps until then
+        instead of polling (a due time produces no wake-up)."""
+        ...
+
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
         """Ack / nack / reject each; per item ``None`` or the error
         (LeaseLost, AlreadySettled) — one stale receipt fails alone."""

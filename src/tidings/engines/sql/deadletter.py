@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...config import QueueConfig
+from .fifo import block_if_waiting, occupied, promote
 from .queue_rows import COLUMNS, find, require
 
 log = logging.getLogger("tidings.queues")
+
+Queue = tuple[int, QueueConfig]  # (queue id, settings), as ``require`` returns them
 
 
 def dead_letter(
@@ -28,6 +31,8 @@ def dead_letter(
     mid, count, _expires, group, headers, body = row[:6]
     conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (qid, mid))
     conn.execute("UPDATE queues SET size=size-1, dead_lettered=dead_lettered+1 WHERE id=?", (qid,))
+    if config.fifo:
+        promote(conn, qid, [group])
     if config.dead_letter is None:
         log.warning(
             "queue %s has no dead-letter queue: message %s dropped (%s)", config.name, mid, reason
@@ -45,18 +50,29 @@ def dead_letter(
         "x-delivery-count": str(count),
         "x-dead-lettered-at": datetime.fromtimestamp(now / 1000, UTC).isoformat(),
     }
-    _insert(conn, target[0], {**json.loads(headers), **marks}, group, body, now)
+    _insert(conn, target, {**json.loads(headers), **marks}, group, body, now)
 
 
-def _insert(conn: Any, qid: int, headers: dict[str, str], group: Any, body: Any, now: int) -> int:
+def _insert(
+    conn: Any,
+    queue: Queue,
+    headers: dict[str, str],
+    group: Any,
+    body: Any,
+    now: int,
+) -> int:
+    qid, config = queue
     row = conn.execute(
         "UPDATE queues SET next_id=next_id+1, size=size+1 WHERE id=? RETURNING next_id", (qid,)
     ).fetchone()
     mid = int(row[0]) - 1
+    visible = now
+    if config.fifo:  # after the queue row is locked: see fifo.py
+        visible = block_if_waiting(now, group, occupied(conn, qid, [group]))
     conn.execute(
         "INSERT INTO messages(queue_id, id, visible_at, group_key, enqueued_at, headers, body) "
         "VALUES (?,?,?,?,?,?,?)",
-        (qid, mid, now, group, now, json.dumps(headers), body),
+        (qid, mid, visible, group, now, json.dumps(headers), body),
     )
     return mid
 
@@ -64,39 +80,39 @@ def _insert(conn: Any, qid: int, headers: dict[str, str], group: Any, body: Any,
 def redrive_rows(conn: Any, queue: str, ids: Sequence[int] | None, now: int) -> int:
     """Move dead letters that came from ``queue`` (all, or those whose
     dead-letter message id is in ``ids``) back to it, counters reset."""
-    qid, dlq_id, rows = _dead_letters_of(conn, queue, ids, now)
+    home, dlq, rows = _dead_letters_of(conn, queue, ids, now)
     for mid, _count, _exp, group, headers, body in rows:
         clean = {k: v for k, v in json.loads(headers).items() if not k.startswith("x-")}
-        _remove(conn, dlq_id, mid)
-        _insert(conn, qid, clean, group, body, now)
-    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (len(rows), qid))
+        _remove(conn, dlq, mid, group)
+        _insert(conn, home, clean, group, body, now)
+    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (len(rows), home[0]))
     return len(rows)
 
 
 def purge_rows(conn: Any, queue: str, ids: Sequence[int] | None, now: int) -> int:
     """Delete dead letters that came from ``queue`` (all, or these ids),
     leaving other queues' dead letters in a shared dead-letter queue alone."""
-    qid, dlq_id, rows = _dead_letters_of(conn, queue, ids, now)
+    home, dlq, rows = _dead_letters_of(conn, queue, ids, now)
     for row in rows:
-        _remove(conn, dlq_id, row[0])
-    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (len(rows), qid))
+        _remove(conn, dlq, row[0], row[3])
+    conn.execute("UPDATE queues SET dead_lettered=dead_lettered-? WHERE id=?", (len(rows), home[0]))
     return len(rows)
 
 
 def _dead_letters_of(
     conn: Any, queue: str, ids: Sequence[int] | None, now: int
-) -> tuple[int, int, list[Sequence[Any]]]:
-    """``queue``'s id, its dead-letter queue's id, and the rows there that
-    came from ``queue`` (restricted to ``ids`` if given), except those a
-    consumer of the dead-letter queue holds a live lease on."""
-    qid, config = require(conn, queue)
-    if config.dead_letter is None:
-        return qid, 0, []
-    dlq_id, _ = require(conn, config.dead_letter)
+) -> tuple[Queue, Queue, list[Sequence[Any]]]:
+    """``queue``, its dead-letter queue, and the rows there that came from
+    ``queue`` (restricted to ``ids`` if given), except those a consumer of
+    the dead-letter queue holds a live lease on."""
+    home = require(conn, queue)
+    if home[1].dead_letter is None:
+        return home, home, []
+    dlq = require(conn, home[1].dead_letter)
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND NOT (leased=1 AND visible_at>?) "
         "ORDER BY id",
-        (dlq_id, now),
+        (dlq[0], now),
     ).fetchall()
     wanted = None if ids is None else set(ids)
     mine = [
@@ -104,9 +120,11 @@ def _dead_letters_of(
         for r in rows
         if json.loads(r[4]).get("x-original-queue") == queue and (wanted is None or r[0] in wanted)
     ]
-    return qid, dlq_id, mine
+    return home, dlq, mine
 
 
-def _remove(conn: Any, qid: int, mid: int) -> None:
-    conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (qid, mid))
-    conn.execute("UPDATE queues SET size=size-1 WHERE id=?", (qid,))
+def _remove(conn: Any, queue: Queue, mid: int, group: str | None) -> None:
+    conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (queue[0], mid))
+    conn.execute("UPDATE queues SET size=size-1 WHERE id=?", (queue[0],))
+    if queue[1].fifo:
+        promote(conn, queue[0], [group])

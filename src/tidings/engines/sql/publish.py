@@ -11,6 +11,7 @@ from ...config import QueueConfig
 from ...errors import QueueFull, RecordTooLarge
 from ...ports.queue import OutgoingMessage
 from .deadletter import dead_letter
+from .fifo import block_if_waiting, occupied
 from .queue_rows import COLUMNS, require
 
 
@@ -33,6 +34,8 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
         _make_room(conn, qid, config, len(fresh), now)
         first = _reserve_ids(conn, qid, len(fresh))
         rows = [_row(qid, first + n, messages[i], config, now) for n, i in enumerate(fresh)]
+        if config.fifo:
+            rows = _behind_their_groups(conn, qid, rows)
         _insert_rows(conn, rows)
         for n, i in enumerate(fresh):
             ids[i] = first + n
@@ -135,6 +138,12 @@ def _make_room(conn: Any, qid: int, config: QueueConfig, n: int, now: int) -> No
     ).fetchall()
     for row in oldest:
         dead_letter(conn, qid, config, row, "maxlen", "queue over max_length", now)
+
+
+def _behind_their_groups(conn: Any, qid: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """FIFO (Q4): block each row whose group already has an earlier message."""
+    waiting = occupied(conn, qid, (r[3] for r in rows))
+    return [(*r[:2], block_if_waiting(r[2], r[3], waiting), *r[3:]) for r in rows]
 
 
 def _row(qid: int, mid: int, m: OutgoingMessage, config: QueueConfig, now: int) -> tuple[Any, ...]:

@@ -23,6 +23,7 @@ from .database import Writer
 from .deadletter import dead_letter, purge_rows, redrive_rows
 from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
+from .fifo import BLOCKED, promote
 from .publish import publish_in
 from .queue_rows import COLUMNS as _COLUMNS
 from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
@@ -30,12 +31,6 @@ from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, requir
 _CLAIM = (
     f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? AND visible_at<=? "
     "ORDER BY visible_at, id LIMIT ? /*skip locked*/"
-)
-# FIFO (Q4): only the oldest unsettled message of each group is claimable.
-_CLAIM_FIFO = (
-    f"SELECT {_COLUMNS} FROM messages m WHERE queue_id=? AND visible_at<=? AND NOT EXISTS "
-    "(SELECT 1 FROM messages e WHERE e.queue_id=m.queue_id AND e.group_key=m.group_key "
-    "AND e.id<m.id) ORDER BY visible_at, id LIMIT ? /*skip locked*/"
 )
 
 
@@ -127,11 +122,14 @@ class SqlQueues(ExchangeStore):
         def read(conn: Any) -> QueueStats:
             qid, _ = require(conn, name)
             row = conn.execute(
-                "SELECT SUM(CASE WHEN visible_at<=? THEN 1 ELSE 0 END), "
+                # A due message blocked behind its FIFO group counts as ready.
+                "SELECT SUM(CASE WHEN visible_at<=? OR visible_at BETWEEN ? AND ? "
+                "THEN 1 ELSE 0 END), "
                 "SUM(CASE WHEN visible_at>? AND leased=1 THEN 1 ELSE 0 END), "
-                "SUM(CASE WHEN visible_at>? AND leased=0 THEN 1 ELSE 0 END) "
+                "SUM(CASE WHEN visible_at>? AND leased=0 AND NOT visible_at BETWEEN ? AND ? "
+                "THEN 1 ELSE 0 END) "
                 "FROM messages WHERE queue_id=?",
-                (now, now, now, qid),
+                (now, BLOCKED, BLOCKED + now, now, now, BLOCKED, BLOCKED + now, qid),
             ).fetchone()
             dead = conn.execute("SELECT dead_lettered FROM queues WHERE id=?", (qid,)).fetchone()
             ready, leased, delayed = (int(x or 0) for x in row)
@@ -152,6 +150,20 @@ class SqlQueues(ExchangeStore):
     # ---- consuming --------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
         return self._w.run(lambda conn: _claim(conn, queue, max_messages, now_ms()), fsync=False)
+
+    def next_visible(self, queue: str) -> int | None:
+        now = now_ms()
+
+        def read(conn: Any) -> int | None:
+            qid, _ = require(conn, queue)
+            row = conn.execute(
+                "SELECT MIN(visible_at) FROM messages WHERE queue_id=? AND visible_at>? "
+                "AND visible_at<?",  # blocked FIFO members wait for an ack, not a time
+                (qid, now, BLOCKED),
+            ).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        return self._read(read)  # type: ignore[no-any-return]
 
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
         # Not fsynced, like offset commits: an ack lost in a power cut only
@@ -227,9 +239,9 @@ def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]
     out: list[Delivery] = []
     receipt = os.urandom(8).hex()
     until = now + int(config.lease_s * 1000)
-    sql = _CLAIM_FIFO if config.fifo else _CLAIM
     while len(out) < max_messages:
-        rows = conn.execute(sql, (qid, now, max_messages - len(out))).fetchall()
+        # FIFO queues too: blocked group members sit past this range (fifo.py).
+        rows = conn.execute(_CLAIM, (qid, now, max_messages - len(out))).fetchall()
         leased = [r for r in rows if not _retire(conn, qid, config, r, now)]
         for chunk in _chunks([r[0] for r in leased]):
             conn.execute(
@@ -259,7 +271,7 @@ def _settle_all(
     conn: Any, queue: str, settlements: Sequence[Settlement], now: int
 ) -> list[BaseException | None]:
     qid, config = require(conn, queue)
-    if _ack_fast(conn, qid, settlements, now):
+    if _ack_fast(conn, qid, config, settlements, now):
         return [None] * len(settlements)
     out: list[BaseException | None] = []
     for s in settlements:
@@ -271,7 +283,9 @@ def _settle_all(
     return out
 
 
-def _ack_fast(conn: Any, qid: int, settlements: Sequence[Settlement], now: int) -> bool:
+def _ack_fast(
+    conn: Any, qid: int, config: QueueConfig, settlements: Sequence[Settlement], now: int
+) -> bool:
     """Ack a batch with one statement when every lease is still valid (the
     common case); otherwise change nothing and let the per-message path
     say which one failed and why."""
@@ -281,21 +295,38 @@ def _ack_fast(conn: Any, qid: int, settlements: Sequence[Settlement], now: int) 
     by_receipt: dict[str, list[int]] = {}
     for s in settlements:  # a claim's deliveries share one receipt
         by_receipt.setdefault(s.receipt, []).append(s.id)
+    groups: list[str | None] | None = [] if config.fifo else None
     deleted = 0
     for receipt, ids in by_receipt.items():
         for chunk in _chunks(ids):
-            deleted += conn.execute(
-                "DELETE FROM messages WHERE queue_id=? AND receipt=? AND visible_at>? "
-                f"AND id IN ({_marks(chunk)})",
-                (qid, receipt, now, *chunk),
-            ).rowcount
+            deleted += _delete_leased(conn, qid, receipt, chunk, now, groups)
     if deleted != len(settlements):
         conn.execute("ROLLBACK TO SAVEPOINT ack_fast")
         conn.execute("RELEASE SAVEPOINT ack_fast")
         return False
     conn.execute("UPDATE queues SET size=size-? WHERE id=?", (deleted, qid))
+    if groups:
+        promote(conn, qid, groups)
     conn.execute("RELEASE SAVEPOINT ack_fast")
     return True
+
+
+def _delete_leased(
+    conn: Any, qid: int, receipt: str, ids: list[int], now: int, groups: list[str | None] | None
+) -> int:
+    """Delete these messages if still leased under ``receipt``; how many.
+    With ``groups`` (FIFO queues), their group keys are appended to it."""
+    # "+visible_at": look rows up by primary key, never by a range of the
+    # visible_at index, which holds every leased, delayed and blocked message.
+    sql = (
+        "DELETE FROM messages WHERE queue_id=? AND receipt=? AND +visible_at>? "
+        f"AND id IN ({_marks(ids)})"
+    )
+    if groups is None:
+        return int(conn.execute(sql, (qid, receipt, now, *ids)).rowcount)
+    rows = conn.execute(sql + " RETURNING group_key", (qid, receipt, now, *ids)).fetchall()
+    groups.extend(r[0] for r in rows)
+    return len(rows)
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
@@ -322,6 +353,8 @@ def _settle(conn: Any, qid: int, config: QueueConfig, s: Settlement, now: int) -
     if s.action == "ack":
         conn.execute("DELETE FROM messages WHERE queue_id=? AND id=?", (qid, s.id))
         conn.execute("UPDATE queues SET size=size-1 WHERE id=?", (qid,))
+        if config.fifo:
+            promote(conn, qid, [row[3]])
     elif s.action == "reject":
         dead_letter(conn, qid, config, row[:6], "rejected", s.reason, now)
     elif config.max_deliveries is not None and row[1] >= config.max_deliveries:
