@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..codecs import BYTES, Codec
 from ..config import (
-    GroupConfig,
     ProducerConfig,
     TopicConfig,
     default_url,
@@ -96,14 +96,10 @@ class Client(QueueMethods):
 
     def enforce_retention(self, name: str) -> int:
         """Apply the topic's retention now; returns records removed."""
-        import time
-
         return self.engine.log.enforce_retention(name, int(time.time() * 1000))
 
     def compact(self, name: str) -> int:
         """Compact the topic now; returns records removed."""
-        import time
-
         return self.engine.log.compact(name, int(time.time() * 1000))
 
     # ---- producing / consuming --------------------------------------------------
@@ -148,9 +144,6 @@ class Client(QueueMethods):
 
     def delete_group(self, group: str) -> None:
         self.engine.log.delete_group(group)
-
-    def group_config(self, **options: Any) -> GroupConfig:
-        return GroupConfig(**options)
 
     # ---- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
