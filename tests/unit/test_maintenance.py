@@ -38,3 +38,23 @@ def test_maintenance_interval_is_validated() -> None:
     """A bad option names itself."""
     with pytest.raises(ValueError, match="maintenance_interval"):
         Client("memory://?maintenance_interval=soon")
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])
+def test_background_round_dead_letters_expired_messages(scheme: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Q5: a message whose TTL passes while nobody reads the queue is moved to
+    the dead-letter queue by maintenance, with reason expired."""
+    url = (
+        "memory://?maintenance_interval=0.2s"
+        if scheme == "memory"
+        else f"sqlite:///{tmp_path}/ttl.db?maintenance_interval=0.2s"
+    )
+    client = Client(url)
+    client.declare_queue("ttl", ttl="0.1s", dead_letter="ttl.dlq")
+    client.publish("ttl", b"stale")
+    deadline = time.monotonic() + 10
+    while client.queue_stats("ttl").dead_lettered == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (dead,) = client.dead_letters("ttl")
+    assert dead.headers["x-dead-letter-reason"] == "expired"
+    client.close()

@@ -1,4 +1,5 @@
-"""Background retention and compaction (L6), the same loop for every engine.
+"""Background retention and compaction (L6) and the queues' TTL sweep (Q5),
+the same loop for every engine.
 
 Every ``interval_s`` the maintainer asks ``claim`` whether this process
 should do the round (on SQLite, a lease row makes exactly one process per
@@ -25,9 +26,14 @@ class Maintainer:
     """A daemon thread running :meth:`run_once` every ``interval_s``."""
 
     def __init__(
-        self, engine_log: LogEngine, interval_s: float, claim: Callable[[float], bool]
+        self,
+        engine_log: LogEngine,
+        interval_s: float,
+        claim: Callable[[float], bool],
+        sweep: Callable[[int], int] | None = None,
     ) -> None:
         self._log = engine_log
+        self._sweep = sweep  # queues: dead-letter expired messages nobody claims
         self._interval = interval_s
         self._claim = claim
         self._compacted_at: dict[tuple[str, int], int] = {}
@@ -54,6 +60,8 @@ class Maintainer:
                 retained += self._log.enforce_retention(config.name, now_ms)
             if config.compact and self._grew(config.name):
                 compacted += self._log.compact(config.name, now_ms)
+        if self._sweep is not None:
+            self._sweep(now_ms)
         return retained, compacted
 
     def _grew(self, topic: str) -> bool:

@@ -34,7 +34,9 @@ class MemoryEngine:
         self.log = MemoryLog(self._waiters.notify)
         self.queues = memory_queues(self._waiters.notify)
         interval = _option(url, "maintenance_interval", "60s")
-        self._maintainer = Maintainer(self.log, interval, lambda _interval: True)
+        self._maintainer = Maintainer(
+            self.log, interval, lambda _interval: True, self.queues.sweep_expired
+        )
         self._maintainer.start()
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:

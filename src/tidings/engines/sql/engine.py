@@ -70,7 +70,12 @@ class SQLiteEngine:
         self._readers_lock = threading.Lock()
         self.log = SqlLog(self._writer, self._reader, path)
         self.queues = SqlQueues(self._writer, self._read)
-        self._maintainer = Maintainer(self.log, interval, partial(claim_maintenance, self._writer))
+        self._maintainer = Maintainer(
+            self.log,
+            interval,
+            partial(claim_maintenance, self._writer),
+            self.queues.sweep_expired,
+        )
         self._maintainer.start()
 
     def _reader(self) -> sqlite3.Connection:

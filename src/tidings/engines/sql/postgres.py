@@ -262,6 +262,7 @@ class PostgresEngine:
             self.log,
             parse_duration(interval, "maintenance_interval"),
             partial(claim_maintenance, self._writer),
+            self.queues.sweep_expired,
         )
         self._maintainer.start()
 

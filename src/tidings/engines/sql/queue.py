@@ -147,6 +147,30 @@ class SqlQueues(ExchangeStore):
             merge=(("publish", queue), (queue, messages), _publish_merged),
         )
 
+    def sweep_expired(self, now: int) -> int:
+        """Dead-letter messages whose TTL passed while nobody claimed them
+        (claims do it too); returns how many. Scans only queues with a TTL."""
+
+        def txn(conn: Any) -> int:
+            moved = 0
+            for config in [config_of(r[0]) for r in conn.execute("SELECT config FROM queues")]:
+                if config.ttl_s is None:
+                    continue
+                qid, _ = require(conn, config.name)
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? AND leased=0 "
+                    "AND expires_at<=?",
+                    (qid, now),
+                ).fetchall()
+                for row in rows:
+                    dead_letter(
+                        conn, qid, config, row, "expired", "ttl elapsed before delivery", now
+                    )
+                moved += len(rows)
+            return moved
+
+        return self._w.run(txn, fsync=False)
+
     # ---- consuming --------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
         return self._w.run(lambda conn: _claim(conn, queue, max_messages, now_ms()), fsync=False)
