@@ -1,18 +1,24 @@
 """Worker programs the fault tests run as real processes (and kill).
 
 python workers.py produce URL TOPIC SEED        # prints "partition offset key seq" per ack
-python workers.py member URL TOPIC GROUP OUT    # consumes, logs "p o" to OUT, commits
+python workers.py produce-acks URL TOPIC SEED   # the same through send() and Ack.result()
+python workers.py member URL TOPIC GROUP OUT [PAUSE [STOP_AT_READ]]
+                                                # consumes, logs "p o" to OUT, commits
 python workers.py wait URL TOPIC                # prints latency of each record it gets
 python workers.py consume-queue URL QUEUE OUT   # gets, logs "id" to OUT, acks
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
+import signal
 import sys
 import time
+from typing import Any
 
-from tidings import Client, FencedError, GroupConfig
+from tidings import Client, FencedError, GroupConfig, TopicPartition
 
 SESSION = GroupConfig(session_timeout_s=2.0, heartbeat_interval_s=0.2)
 
@@ -41,13 +47,58 @@ def produce(url: str, topic: str, seed: str, limit: str = "0") -> None:
             total += len(values)
 
 
-def member(url: str, topic: str, group: str, out_path: str, pause: str = "0") -> None:
+def produce_acks(url: str, topic: str, seed: str, limit: str = "0") -> None:
+    """Keyed records through ``send`` in windows of 1-50, forever (or about
+    ``limit`` records); each record is printed (and flushed) as soon as its
+    ``Ack.result()`` returns."""
+    rng = random.Random(seed)
+    seq: dict[str, int] = {}
+    total = 0
+    with Client(url) as client:
+        producer = client.producer()
+        while not int(limit) or total < int(limit):
+            sent = []
+            for _ in range(rng.randint(1, 50)):
+                key = f"{seed}-k{rng.randrange(8)}"
+                seq[key] = seq.get(key, -1) + 1
+                value = f"{key}:{seq[key]}"
+                sent.append((producer.send(topic, value.encode(), key), value))
+            for ack, value in sent:
+                meta = ack.result()
+                sys.stdout.write(f"{meta.partition} {meta.offset} {value}\n")
+                sys.stdout.flush()
+            total += len(sent)
+
+
+def _stop_before_read(client: Client, n: int) -> None:
+    """Fault injection at the worst moment for a zombie: SIGSTOP this process
+    just before its ``n``-th log read, i.e. after ``poll`` checked the
+    membership and before it fetched."""
+    log: Any = client.engine.log
+    read = log.read
+    calls = itertools.count(1)
+
+    def stopping_read(*args: Any) -> Any:
+        if next(calls) == n:
+            print(f"stopping {time.time():.3f}", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+            print(f"resumed {time.time():.3f}", flush=True)
+        return read(*args)
+
+    log.read = stopping_read
+
+
+def member(
+    url: str, topic: str, group: str, out_path: str, pause: str = "0", stop_at_read: str = "0"
+) -> None:
     """A group member: log each record, then commit; print assignment changes."""
     with Client(url) as client, open(out_path, "a", buffering=1) as out:
+        if int(stop_at_read):
+            _stop_before_read(client, int(stop_at_read))
         consumer = client.consumer(
             topic, group, start="beginning", auto_commit=False, group_config=SESSION
         )
-        last: set[object] = set()
+        last: set[TopicPartition] = set()
         while True:
             records = consumer.poll(timeout=0.2, max_records=10)
             owned = consumer.assignment()
@@ -90,6 +141,11 @@ def consume_queue(url: str, queue: str, out_path: str, hold: str = "0") -> None:
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"produce": produce, "member": member, "wait": wait, "consume-queue": consume_queue}[command](
-        *args
-    )
+    commands: dict[str, Any] = {
+        "produce": produce,
+        "produce-acks": produce_acks,
+        "member": member,
+        "wait": wait,
+        "consume-queue": consume_queue,
+    }
+    commands[command](*args)

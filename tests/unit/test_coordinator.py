@@ -80,6 +80,22 @@ def test_expired_member_is_fenced() -> None:
     state.check_commit("a", {TP("t", 0)}, TIMEOUT - 0.5)  # still live: allowed
 
 
+def test_coordinator_stall_fences_nobody() -> None:
+    """L4: heartbeats issued in time but run late (the coordinator stalled,
+    e.g. SQLite's write lock held by a stopped process) keep both members:
+    liveness is judged when a heartbeat was issued, the stamp is when it ran."""
+    state = GroupState("g")
+    state.join(_member("a", 0), COUNTS, 0)
+    state.join(_member("b", 0), COUNTS, 0)
+    stall_end = 3 * TIMEOUT
+    state.heartbeat("a", NONE, COUNTS, 1, ran=stall_end)  # issued at 1
+    state.heartbeat("b", NONE, COUNTS, 2, ran=stall_end + 0.1)
+    assert set(state.members) == {"a", "b"}
+    state.heartbeat("a", NONE, COUNTS, stall_end + 1)  # the next one is live
+    with pytest.raises(FencedError):  # a real silence still fences
+        state.heartbeat("b", NONE, COUNTS, stall_end + TIMEOUT + 1)
+
+
 def test_commit_only_for_owned_partitions() -> None:
     """L4: a live member may commit only what it owns; a partition still
     pending for it is refused."""

@@ -189,7 +189,25 @@ class Consumer:
         self._maybe_auto_commit()
         self._sync_membership()
         self._waiter.arm()
-        return self._fetch(max_records)
+        records = self._fetch(max_records)
+        if records and self._fenced_meanwhile():
+            return []  # read for partitions that were no longer ours
+        return records
+
+    def _fenced_meanwhile(self) -> bool:
+        """True if this member was fenced between the membership check and
+        the read (the process was stopped there past its session timeout):
+        what it read may belong to another member, so it must not be handed
+        out. Costs nothing while heartbeats are fresh."""
+        m = self._membership
+        if m is None or not (m.fenced or m.session_lapsed()):
+            return False
+        member_id = m.member_id
+        try:
+            self._check_fenced(m)  # on fencing: drops positions and rejoins
+        except EngineError:
+            return False  # cannot tell now; the next poll checks again
+        return m.member_id != member_id
 
     def _wait_slice(self) -> float:
         m = self._membership

@@ -49,7 +49,7 @@ class Membership:
 
         def fn(state: GroupState, counts: dict[str, int]) -> MemberView:
             state.strategy = state.strategy if state.members else self.config.strategy
-            return state.join(member, counts, now)
+            return state.join(member, counts, now, time.time())
 
         view = self.engine.log.group_transition(self.group, fn)
         with self._lock:
@@ -78,7 +78,7 @@ class Membership:
         now = time.time()
         member_id = self.member_id
         view = self.engine.log.group_transition(
-            self.group, lambda s, c: s.heartbeat(member_id, released, c, now)
+            self.group, lambda s, c: s.heartbeat(member_id, released, c, now, time.time())
         )
         with self._lock:
             self._released -= released

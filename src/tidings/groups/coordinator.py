@@ -59,8 +59,14 @@ class GroupState:
     counts: dict[str, int] = field(default_factory=dict)
 
     # ---- transitions -------------------------------------------------
-    def join(self, member: Member, counts: dict[str, int], now: float) -> MemberView:
-        """Add (or refresh) a member and rebalance."""
+    def join(
+        self, member: Member, counts: dict[str, int], now: float, ran: float | None = None
+    ) -> MemberView:
+        """Add (or refresh) a member and rebalance.
+
+        ``now`` is when the member issued the join, ``ran`` when the
+        transition runs (see :meth:`heartbeat`)."""
+        member.last_seen = max(now, ran or now)
         self.members[member.member_id] = member
         self._expire(now)
         self._rebalance(counts, force=True)
@@ -72,13 +78,20 @@ class GroupState:
         released: frozenset[TopicPartition],
         counts: dict[str, int],
         now: float,
+        ran: float | None = None,
     ) -> MemberView:
         """Keep a member alive, take back what it released, hand out what is free.
+
+        ``now`` is when the member issued the heartbeat; ``ran`` is when the
+        transition runs, later if the coordinator stalled (on SQLite, a
+        process stopped while holding the write lock stalls every writer).
+        Liveness, the member's and the others', is judged at ``now`` and the
+        member is stamped at ``ran``: a stall is nobody's missed heartbeat.
 
         Raises :class:`FencedError` when the member's session had expired.
         """
         member = self._live_member(member_id, now)
-        member.last_seen = now
+        member.last_seen = max(now, ran or now)
         for tp in released:
             if self.owners.get(tp) == member_id:
                 del self.owners[tp]
