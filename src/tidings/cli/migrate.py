@@ -1,9 +1,8 @@
 """``tidings migrate``: create or upgrade the engine's schema and report it.
 
 Opening a SQL engine creates a missing schema; this command does it
-explicitly (e.g. once, with a privileged database user) and prints the
-version. Schema version 1 is the first released one, so there is nothing to
-upgrade yet; later versions add their upgrade steps here.
+explicitly (e.g. once, with a privileged database user), applies pending
+upgrades (``engines/sql/migrations.py``) and prints the version.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..engines.sql.database import SCHEMA_VERSION
+from ..engines.sql.migrations import SCHEMA_VERSION
 from .context import Context
 
 

@@ -5,8 +5,9 @@ Every ``interval_s`` the maintainer asks ``claim`` whether this process
 should do the round (on SQLite, a lease row makes exactly one process per
 interval do it), then applies retention to every topic with a limit and
 compacts every compacted topic that received records since its last
-compaction. Errors are logged and retried next round: maintenance never
-takes a producer or consumer down.
+compaction, sweeps expired queue messages and lets the engine tidy up (on
+PostgreSQL: VACUUM the tables that churn). Errors are logged and retried
+next round: maintenance never takes a producer or consumer down.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ class Maintainer:
         interval_s: float,
         claim: Callable[[float], bool],
         sweep: Callable[[int], int] | None = None,
+        tidy: Callable[[], object] | None = None,
     ) -> None:
         self._log = engine_log
         self._sweep = sweep  # queues: dead-letter expired messages nobody claims
+        self._tidy = tidy  # engine housekeeping, e.g. PostgreSQL's VACUUM
         self._interval = interval_s
         self._claim = claim
         self._compacted_at: dict[tuple[str, int], int] = {}
@@ -62,6 +65,8 @@ class Maintainer:
                 compacted += self._log.compact(config.name, now_ms)
         if self._sweep is not None:
             self._sweep(now_ms)
+        if self._tidy is not None:
+            self._tidy()
         return retained, compacted
 
     def _grew(self, topic: str) -> bool:

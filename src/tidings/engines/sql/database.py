@@ -25,9 +25,9 @@ from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar
 
 from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, TidingsError
+from .migrations import SCHEMA_VERSION, upgrade
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
 GATHER_S = 0.0005
 _FORMAT = "tidings"
 
@@ -61,12 +61,24 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
     if not tables:
         script = resources.files(__package__).joinpath("schema_sqlite.sql").read_text()
         conn.executescript(f"BEGIN IMMEDIATE;{script};COMMIT;")
+    if _version(conn, path) < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:  # another process may have upgraded while we waited for the lock
+            upgrade(conn.execute, "sqlite", _version(conn, path))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _version(conn: sqlite3.Connection, path: str) -> int:
     row = conn.execute("SELECT value FROM tidings_meta WHERE key='schema_version'").fetchone()
     if row is None or int(row[0]) > SCHEMA_VERSION:
         raise EngineUnavailable(
             f"{path} has tidings schema version {row and row[0]}, this tidings "
             f"understands up to {SCHEMA_VERSION}: upgrade tidings"
         )
+    return int(row[0])
 
 
 class Session(Protocol):

@@ -39,10 +39,11 @@ from ...errors import EngineProtocolError, EngineUnavailable, TidingsError
 from ...features import Features
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
-from .database import SCHEMA_VERSION, Writer
+from .database import Writer
 from .dialect import Dialect
 from .log import SqlLog
 from .maintenance import claim_maintenance
+from .migrations import SCHEMA_VERSION, upgrade
 from .queue import SqlQueues
 
 log = logging.getLogger("tidings.postgres")
@@ -139,9 +140,11 @@ class PgSession:
         if self.conn.broken:
             self.conn.close()
             self.conn = self._connect()
-        self.conn.execute("BEGIN")
-        if not fsync:
-            self.conn.execute("SET LOCAL synchronous_commit TO off")
+        # One round trip either way (a simple-query string). Without fsync
+        # the commit does not wait for the WAL flush: a crash of the server
+        # may forget the last acks or leases (a redelivery), never a publish
+        # or record that was acknowledged, which always asks for fsync.
+        self.conn.raw.execute("BEGIN" if fsync else "BEGIN; SET LOCAL synchronous_commit TO off")
 
     def commit(self, channels: set[str]) -> None:
         # Notifications and COMMIT in one round trip (a simple-query string).
@@ -209,25 +212,30 @@ def split_url(url: str) -> tuple[str, str | None]:
 
 
 def ensure_schema(conn: PgConnection) -> None:
-    """Create the tables once; an advisory lock keeps concurrent starters apart.
+    """Create the tables once and apply pending upgrades; an advisory lock
+    keeps concurrent starters apart.
 
-    An existing schema is only read: DDL (even ``IF NOT EXISTS``) would wait
-    for every open transaction that touched the tables."""
-    if _schema_version(conn) is None:
-        script = resources.files(__package__).joinpath("schema_postgres.sql").read_text()
-        conn.raw.execute("SELECT pg_advisory_lock(7428291)")
-        try:
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.raw.execute(statement)
-        finally:
-            conn.raw.execute("SELECT pg_advisory_unlock(7428291)")
+    An up-to-date schema is only read: DDL (even ``IF NOT EXISTS``) would
+    wait for every open transaction that touched the tables."""
     version = _schema_version(conn)
-    if version is None or version > SCHEMA_VERSION:
+    if version is not None and version > SCHEMA_VERSION:
         raise EngineUnavailable(
             f"the database has tidings schema version {version}; this tidings "
             f"understands up to {SCHEMA_VERSION}: upgrade tidings"
         )
+    if version == SCHEMA_VERSION:
+        return
+    conn.raw.execute("SELECT pg_advisory_lock(7428291)")
+    try:
+        if _schema_version(conn) is None:
+            script = resources.files(__package__).joinpath("schema_postgres.sql").read_text()
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.raw.execute(statement)
+        with conn.raw.transaction():
+            upgrade(conn.raw.execute, "postgresql", _schema_version(conn) or 1)
+    finally:
+        conn.raw.execute("SELECT pg_advisory_unlock(7428291)")
 
 
 def _schema_version(conn: PgConnection) -> int | None:
@@ -235,6 +243,34 @@ def _schema_version(conn: PgConnection) -> int | None:
         return None
     row = conn.execute("SELECT value FROM tidings_meta WHERE key='schema_version'").fetchone()
     return None if row is None else int(row[0])
+
+
+# Tables whose rows die by the thousand (claims, acks, counters). Many
+# servers run autovacuum rarely or not at all (it is off on some managed and
+# test setups); a queue table that is never vacuumed slows every claim, as
+# the claim index fills with dead entries.
+_CHURNING = ("messages", "dedup", "queues", "partitions", "groups", "offsets", "batches")
+_DEAD_MIN = 10_000  # dead rows before a table is worth a VACUUM ...
+_DEAD_SHARE = 0.1  # ... and this share of its live rows
+
+
+def vacuum_churned(connect: Callable[[], PgConnection]) -> list[str]:
+    """VACUUM (ANALYZE) the tidings tables with many dead rows; return their
+    names. VACUUM blocks no reader or writer; it runs on its own connection
+    because it cannot run inside a transaction."""
+    conn = connect()
+    try:
+        rows = conn.raw.execute(
+            "SELECT relname, n_dead_tup, n_live_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema() AND relname = ANY(%s)",
+            (list(_CHURNING),),
+        ).fetchall()
+        due = [t for t, dead, live in rows if dead >= max(_DEAD_MIN, _DEAD_SHARE * live)]
+        for table in due:
+            conn.raw.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+        return due
+    finally:
+        conn.close()
 
 
 class PostgresEngine:
@@ -263,6 +299,7 @@ class PostgresEngine:
             parse_duration(interval, "maintenance_interval"),
             partial(claim_maintenance, self._writer),
             self.queues.sweep_expired,
+            partial(vacuum_churned, self._connect),
         )
         self._maintainer.start()
 

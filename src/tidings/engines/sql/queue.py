@@ -28,9 +28,13 @@ from .publish import publish_in
 from .queue_rows import COLUMNS as _COLUMNS
 from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
 
+# Find and lease in one statement: the subquery walks the claim index
+# (visible_at <= now) and skips rows other claimers hold; RETURNING hands
+# back the leased rows (delivery_count already counts this delivery).
 _CLAIM = (
-    f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? AND visible_at<=? "
-    "ORDER BY visible_at, id LIMIT ? /*skip locked*/"
+    "UPDATE messages SET visible_at=?, leased=1, receipt=?, delivery_count=delivery_count+1 "
+    "WHERE queue_id=? AND id IN (SELECT id FROM messages WHERE queue_id=? AND visible_at<=? "
+    f"ORDER BY visible_at, id LIMIT ? /*skip locked*/) RETURNING {_COLUMNS}"
 )
 
 
@@ -265,14 +269,11 @@ def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]
     until = now + int(config.lease_s * 1000)
     while len(out) < max_messages:
         # FIFO queues too: blocked group members sit past this range (fifo.py).
-        rows = conn.execute(_CLAIM, (qid, now, max_messages - len(out))).fetchall()
-        leased = [r for r in rows if not _retire(conn, qid, config, r, now)]
-        for chunk in _chunks([r[0] for r in leased]):
-            conn.execute(
-                "UPDATE messages SET visible_at=?, leased=1, receipt=?, "
-                f"delivery_count=delivery_count+1 WHERE queue_id=? AND id IN ({_marks(chunk)})",
-                (until, receipt, qid, *chunk),
-            )
+        want = max_messages - len(out)
+        rows = conn.execute(_CLAIM, (until, receipt, qid, qid, now, want)).fetchall()
+        rows.sort(key=lambda r: r[0])  # RETURNING has no order; ids are publish order
+        before = [(r[0], r[1] - 1, *r[2:]) for r in rows]  # as stored before this claim
+        leased = [r for r in before if not _retire(conn, qid, config, r, now)]
         out.extend(delivery(queue, r, receipt, until) for r in leased)
         if len(rows) == len(leased):  # nothing retired: no more to find now
             break
@@ -295,10 +296,13 @@ def _settle_all(
     conn: Any, queue: str, settlements: Sequence[Settlement], now: int
 ) -> list[BaseException | None]:
     qid, config = require(conn, queue)
-    if _ack_fast(conn, qid, config, settlements, now):
-        return [None] * len(settlements)
+    acked = _ack_leased(conn, qid, config, settlements, now)
     out: list[BaseException | None] = []
     for s in settlements:
+        if s.action == "ack" and s.id in acked:
+            acked.remove(s.id)  # a second ack of the same id in this call is settled below
+            out.append(None)
+            continue
         try:
             _settle(conn, qid, config, s, now)
             out.append(None)
@@ -307,50 +311,42 @@ def _settle_all(
     return out
 
 
-def _ack_fast(
+def _ack_leased(
     conn: Any, qid: int, config: QueueConfig, settlements: Sequence[Settlement], now: int
-) -> bool:
-    """Ack a batch with one statement when every lease is still valid (the
-    common case); otherwise change nothing and let the per-message path
-    say which one failed and why."""
-    if not settlements or any(s.action != "ack" for s in settlements):
-        return False
-    conn.execute("SAVEPOINT ack_fast")
+) -> set[int]:
+    """Ack in bulk every message whose lease is still valid (the common
+    case: one statement per claim); return their ids. The rest go through
+    the per-message path, which says which one failed and why."""
     by_receipt: dict[str, list[int]] = {}
     for s in settlements:  # a claim's deliveries share one receipt
-        by_receipt.setdefault(s.receipt, []).append(s.id)
-    groups: list[str | None] | None = [] if config.fifo else None
-    deleted = 0
+        if s.action == "ack":
+            by_receipt.setdefault(s.receipt, []).append(s.id)
+    acked: set[int] = set()
+    groups: list[str | None] = []
     for receipt, ids in by_receipt.items():
-        for chunk in _chunks(ids):
-            deleted += _delete_leased(conn, qid, receipt, chunk, now, groups)
-    if deleted != len(settlements):
-        conn.execute("ROLLBACK TO SAVEPOINT ack_fast")
-        conn.execute("RELEASE SAVEPOINT ack_fast")
-        return False
-    conn.execute("UPDATE queues SET size=size-? WHERE id=?", (deleted, qid))
-    if groups:
-        promote(conn, qid, groups)
-    conn.execute("RELEASE SAVEPOINT ack_fast")
-    return True
+        for chunk in _chunks(sorted(set(ids))):
+            for mid, group in _delete_leased(conn, qid, receipt, chunk, now):
+                acked.add(mid)
+                groups.append(group)
+    if acked:
+        conn.execute("UPDATE queues SET size=size-? WHERE id=?", (len(acked), qid))
+        if config.fifo:
+            promote(conn, qid, groups)
+    return acked
 
 
 def _delete_leased(
-    conn: Any, qid: int, receipt: str, ids: list[int], now: int, groups: list[str | None] | None
-) -> int:
-    """Delete these messages if still leased under ``receipt``; how many.
-    With ``groups`` (FIFO queues), their group keys are appended to it."""
+    conn: Any, qid: int, receipt: str, ids: list[int], now: int
+) -> list[tuple[int, str | None]]:
+    """Delete these messages if still leased under ``receipt``; return the
+    (id, group key) of those deleted."""
     # "+visible_at": look rows up by primary key, never by a range of the
     # visible_at index, which holds every leased, delayed and blocked message.
     sql = (
         "DELETE FROM messages WHERE queue_id=? AND receipt=? AND +visible_at>? "
-        f"AND id IN ({_marks(ids)})"
+        f"AND id IN ({_marks(ids)}) RETURNING id, group_key"
     )
-    if groups is None:
-        return int(conn.execute(sql, (qid, receipt, now, *ids)).rowcount)
-    rows = conn.execute(sql + " RETURNING group_key", (qid, receipt, now, *ids)).fetchall()
-    groups.extend(r[0] for r in rows)
-    return len(rows)
+    return [(int(r[0]), r[1]) for r in conn.execute(sql, (qid, receipt, now, *ids)).fetchall()]
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:

@@ -1,0 +1,83 @@
+"""Schema upgrades (``tidings migrate``) and PostgreSQL housekeeping: a
+database created by an older tidings is upgraded in place, and tables that
+churn are vacuumed by the maintenance round even where autovacuum is off."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+
+from tidings import Client
+from tidings.engines.sql.migrations import SCHEMA_VERSION
+from tidings.engines.sql.postgres import PgConnection, split_url, vacuum_churned
+
+PG = "postgresql://127.0.0.1:5432/test"
+
+
+def _v1_script(dialect: str) -> str:
+    return resources.files("tidings.engines.sql").joinpath(f"schema_{dialect}.sql").read_text()
+
+
+def test_sqlite_v1_file_is_upgraded_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(_v1_script("sqlite"))  # what tidings 0.1 created
+    conn.close()
+    with Client(f"sqlite:///{path}") as client:
+        assert client.engine.log.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
+        client.declare_queue("q")
+        client.publish("q", b"still works")
+        assert [d.body for d in client.get("q", 1)] == [b"still works"]
+
+
+def test_postgres_v1_schema_is_upgraded_on_open(pg_schema_url: str) -> None:
+    schema = pg_schema_url.rsplit("=", 1)[1]
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        for statement in _v1_script("postgres").split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        assert conn.execute(
+            "SELECT value FROM tidings_meta WHERE key='schema_version'"
+        ).fetchone() == ("1",)
+    with Client(pg_schema_url) as client:
+        assert client.engine.log.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
+    with psycopg.connect(PG, autocommit=True) as conn:
+        options = conn.execute(
+            "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'queues'",
+            (schema,),
+        ).fetchone()
+    assert options is not None and "fillfactor=30" in options[0]
+
+
+def test_churned_queue_table_is_vacuumed(pg_schema_url: str) -> None:
+    conninfo, schema = split_url(pg_schema_url)
+    with Client(pg_schema_url) as client:
+        client.declare_queue("churn")
+        for _ in range(12):
+            client.publish_batch("churn", [b"x" * 64] * 1000)
+        while got := client.get("churn", 500):
+            client.ack(got)
+
+        def dead_rows() -> int:
+            with psycopg.connect(PG, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT n_dead_tup FROM pg_stat_user_tables "
+                    "WHERE schemaname = %s AND relname = 'messages'",
+                    (schema,),
+                ).fetchone()
+            return int(row[0]) if row else 0
+
+        vacuumed: list[str] = []
+        deadline = time.monotonic() + 10  # statistics reach pg_stat within about a second
+        while "messages" not in vacuumed and time.monotonic() < deadline:
+            vacuumed = vacuum_churned(lambda: PgConnection.open(conninfo, schema))
+            time.sleep(0.2)
+        assert "messages" in vacuumed
+        assert dead_rows() < 1000
