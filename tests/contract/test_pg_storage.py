@@ -5,15 +5,19 @@ churn are vacuumed by the maintenance round even where autovacuum is off."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+import uuid
 from importlib import resources
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tidings import Client
 from tidings.engines.sql.migrations import SCHEMA_VERSION
 from tidings.engines.sql.postgres import PgConnection, split_url, vacuum_churned
+from tidings.errors import ConfigurationError
 
 PG = "postgresql://127.0.0.1:5432/test"
 
@@ -81,3 +85,38 @@ def test_churned_queue_table_is_vacuumed(pg_schema_url: str) -> None:
             time.sleep(0.2)
         assert "messages" in vacuumed
         assert dead_rows() < 1000
+
+
+def test_read_connections_are_pooled_across_threads(pg_schema_url: str) -> None:
+    """Sixteen threads reading at once share ``pool_size`` read connections:
+    the process holds writer + listener + 2 readers, whatever its thread count."""
+    app = f"tidings-pool-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_schema_url}&pool_size=2&application_name={app}"
+    errors: list[BaseException] = []
+    with Client(url) as client:
+        client.declare_queue("pooled")
+        client.publish_batch("pooled", [b"m"] * 10)
+
+        def reader() -> None:
+            try:
+                for _ in range(30):
+                    assert client.queue_stats("pooled").ready == 10
+            except BaseException as exc:  # collected: a thread's assert is otherwise lost
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with psycopg.connect(PG, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+            ).fetchone()
+    assert not errors, errors[0]
+    assert row is not None and row[0] <= 4
+
+
+def test_bad_pool_size_is_a_configuration_error(pg_schema_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="pool_size"):
+        Client(f"{pg_schema_url}&pool_size=0")

@@ -14,8 +14,13 @@
   libpq multi-host URLs with ``target_session_attrs=read-write`` make the
   new connection follow a promoted standby.
 
-URL option (removed before the URL reaches libpq): ``schema=NAME`` keeps
-tidings' tables in that schema (created if missing).
+* Connections per process: one writer, one listener, at most
+  ``pool_size`` readers shared by all threads, and one for a moment during
+  the maintenance round.
+
+URL options (removed before the URL reaches libpq): ``schema=NAME`` keeps
+tidings' tables in that schema (created if missing); ``pool_size=N``
+(default 4) bounds the read connections; ``maintenance_interval``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import psycopg.errors
 from psycopg import sql
 
 from ...config import parse_duration, validate_name
-from ...errors import EngineProtocolError, EngineUnavailable, TidingsError
+from ...errors import ConfigurationError, EngineProtocolError, EngineUnavailable, TidingsError
 from ...features import Features
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
@@ -47,6 +52,7 @@ from .migrations import SCHEMA_VERSION, upgrade
 from .queue import SqlQueues
 
 log = logging.getLogger("tidings.postgres")
+_OURS = ("schema", "maintenance_interval", "pool_size")  # URL options libpq never sees
 T = TypeVar("T")
 CHANNEL = "tidings"
 _SCALAR = re.compile(r"\b(max|min)\(([^()]*,[^()]*)\)")
@@ -204,11 +210,17 @@ def split_url(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((v for k, v in query if k == "schema"), None)
-    rest = [(k, v) for k, v in query if k not in ("schema", "maintenance_interval")]
+    rest = [(k, v) for k, v in query if k not in _OURS]
     if schema is not None:
         validate_name("schema", schema)
     scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), "")), schema
+
+
+def _positive_int(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(f"{name}={text!r} in the URL must be a whole number >= 1")
+    return int(text)
 
 
 def ensure_schema(conn: PgConnection) -> None:
@@ -281,13 +293,17 @@ class PostgresEngine:
     def __init__(self, url: str) -> None:
         self.url = url
         conninfo, schema = split_url(url)
-        interval = dict(parse_qsl(urlsplit(url).query)).get("maintenance_interval", "60s")
+        options = dict(parse_qsl(urlsplit(url).query))
+        interval = options.get("maintenance_interval", "60s")
+        pool_size = _positive_int(options.get("pool_size", "4"), "pool_size")
         self._connect = partial(PgConnection.open, conninfo, schema)
         session = self._writer_session = PgSession(self._connect)
         ensure_schema(session.conn)
         self._writer = Writer(session, lambda _channels: None)
         self._local = threading.local()
-        self._readers: list[PgConnection] = []
+        self._pool_size = pool_size
+        self._next_slot = 0
+        self._readers: dict[int, PgConnection] = {}
         self._lock = threading.Lock()
         self._waiters = MemoryWaiters()
         self._listener = Listener(self._connect, self._waiters)
@@ -304,19 +320,24 @@ class PostgresEngine:
         self._maintainer.start()
 
     def _reader(self) -> PgConnection:
-        """A read connection per thread (autocommit: each query sees the latest commits)."""
-        conn: PgConnection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.broken:
-            conn.close()
+        """A read connection from a pool of at most ``pool_size``, shared by
+        threads: psycopg connections are thread-safe, every read is one
+        autocommit statement whose rows arrive with it, so threads only
+        take turns per statement. A thread keeps its slot; a broken
+        connection is replaced on the next read."""
+        slot: int | None = getattr(self._local, "slot", None)
+        if slot is None:
             with self._lock:
-                if conn in self._readers:
-                    self._readers.remove(conn)
-            conn = None
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._lock:
-                self._readers.append(conn)
+                slot = self._next_slot % self._pool_size
+                self._next_slot += 1
+            self._local.slot = slot
+        with self._lock:
+            conn = self._readers.get(slot)
+            if conn is not None and conn.broken:
+                conn.close()
+                conn = None
+            if conn is None:
+                conn = self._readers[slot] = self._connect()
         return conn
 
     def _read(self, fn: Callable[[PgConnection], T]) -> T:
@@ -332,7 +353,7 @@ class PostgresEngine:
         self._maintainer.stop()
         self._listener.stop()
         with self._lock:
-            for conn in self._readers:
+            for conn in self._readers.values():
                 conn.close()
             self._readers.clear()
         self._writer_session.conn.close()
