@@ -114,6 +114,74 @@ class QueueContract(ContractBase):
         got = client.get(topic, wait=5)
         assert [d.body for d in got] == [b"late"] and time.monotonic() - start < 2.5
 
+    # ---- Q1 for messages published together -------------------------------
+    # Engines may store and lease a published batch as a unit (the SQL
+    # engines do); every message must still be leased, settled and
+    # redelivered on its own.
+    def test_batch_settled_piece_by_piece(self, client: Client, topic: str) -> None:
+        """Q1: parts of one published batch, leased by several gets, acked,
+        nacked and rejected one by one; each outcome applies to its message only."""
+        client.declare_queue(topic, dead_letter=f"{topic}-dlq")
+        bodies = [f"m{i}".encode() for i in range(10)]
+        client.publish_batch(topic, bodies, headers={"h": "v"})
+        first = client.get(topic, 3)
+        rest = client.get(topic, 10)
+        assert [d.body for d in first + rest] == bodies
+        assert all(d.headers.get("h") == "v" and d.delivery_count == 1 for d in first + rest)
+        assert (client.queue_stats(topic).ready, client.queue_stats(topic).leased) == (0, 10)
+        client.ack(first[:2])
+        client.nack(first[2])
+        client.reject(rest[0], reason="bad")
+        client.ack(rest[1:6])
+        (again,) = client.get(topic, 5)
+        assert again.body == b"m2" and (again.delivery_count, again.redelivered) == (2, True)
+        with pytest.raises(AlreadySettled):
+            client.ack(first[0])
+        client.ack([again, *rest[6:]])
+        stats = client.queue_stats(topic)
+        assert (stats.ready, stats.leased, stats.dead_lettered) == (0, 0, 1)
+        (dead,) = client.dead_letters(topic)
+        assert dead.body == b"m3" and dead.headers["x-dead-letter-reason"] == "rejected"
+
+    def test_batch_lease_expiry_redelivers_each_message(self, client: Client, topic: str) -> None:
+        """Q1/Q2: a lease on part of a batch runs out: those messages come back
+        (delivery_count 2, stale receipts refused), the others are untouched;
+        max_deliveries then dead-letters them one by one."""
+        client.declare_queue(topic, lease="0.3s", max_deliveries=2, dead_letter=f"{topic}-d")
+        client.publish_batch(topic, [f"m{i}".encode() for i in range(8)])
+        held = client.get(topic, 4)
+        kept = client.extend_lease(held[0], "30s")
+        (*_, late) = held
+        rest = client.get(topic, 8)
+        assert [d.body for d in rest] == [b"m4", b"m5", b"m6", b"m7"]
+        client.ack(rest)
+        again = client.get(topic, 8, wait=3)
+        for _ in range(3):  # the expiry may be noticed between two claims
+            again += client.get(topic, 8, wait=1) if len(again) < 3 else []
+        assert [d.body for d in again] == [b"m1", b"m2", b"m3"]
+        assert all(d.delivery_count == 2 and d.redelivered for d in again)
+        with pytest.raises(LeaseLost):
+            client.ack(late)
+        client.ack(kept)
+        time.sleep(0.4)  # the redeliveries' leases run out: that was the last delivery
+        assert client.get(topic, 8, wait=0.5) == []
+        assert sorted(d.body for d in client.dead_letters(topic)) == [b"m1", b"m2", b"m3"]
+        stats = client.queue_stats(topic)
+        assert (stats.ready, stats.leased, stats.dead_lettered) == (0, 0, 3)
+
+    def test_purge_and_stats_count_batched_messages(self, client: Client, topic: str) -> None:
+        """Q1: stats count every message of a batch, leased or not; purge
+        removes them all."""
+        client.declare_queue(topic)
+        client.publish_batch(topic, [b"x"] * 300)
+        client.publish(topic, b"single")
+        got = client.get(topic, 120)
+        assert len(got) == 120 and len({d.id for d in got}) == 120
+        stats = client.queue_stats(topic)
+        assert (stats.ready, stats.leased) == (181, 120)
+        assert client.purge_queue(topic) == 301
+        assert client.get(topic, 10) == [] and client.queue_stats(topic).ready == 0
+
     # ---- Q2 ---------------------------------------------------------------
     def test_max_deliveries_moves_to_dead_letter_with_headers(
         self, client: Client, topic: str

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version -> dialect name -> statements that take the schema there.
 UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
@@ -34,6 +34,35 @@ UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
             "ALTER TABLE offsets SET (fillfactor=50)",
         ),
         "sqlite": (),  # SQLite reuses freed pages itself
+    },
+    # Batch rows and range leases (batched.py).
+    3: {
+        "postgresql": (
+            "CREATE TABLE message_batches (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
+            "count INTEGER NOT NULL, claimed INTEGER NOT NULL DEFAULT 0, "
+            "lease_from INTEGER NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, "
+            "enqueued_at BIGINT NOT NULL, payload BYTEA NOT NULL, "
+            "PRIMARY KEY (queue_id, first_id)) WITH (fillfactor=70)",
+            "CREATE TABLE leases (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
+            "last_id BIGINT NOT NULL, batch_id BIGINT NOT NULL, receipt TEXT NOT NULL, "
+            "visible_at BIGINT NOT NULL, deliveries INTEGER NOT NULL, "
+            "PRIMARY KEY (queue_id, first_id))",
+            "CREATE INDEX leases_receipt ON leases (queue_id, receipt)",
+            "CREATE INDEX leases_visible ON leases (queue_id, visible_at)",
+        ),
+        "sqlite": (
+            "CREATE TABLE message_batches (queue_id INTEGER NOT NULL, first_id INTEGER NOT NULL, "
+            "count INTEGER NOT NULL, claimed INTEGER NOT NULL DEFAULT 0, "
+            "lease_from INTEGER NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, "
+            "enqueued_at INTEGER NOT NULL, payload BLOB NOT NULL, "
+            "PRIMARY KEY (queue_id, first_id))",
+            "CREATE TABLE leases (queue_id INTEGER NOT NULL, first_id INTEGER NOT NULL, "
+            "last_id INTEGER NOT NULL, batch_id INTEGER NOT NULL, receipt TEXT NOT NULL, "
+            "visible_at INTEGER NOT NULL, deliveries INTEGER NOT NULL, "
+            "PRIMARY KEY (queue_id, first_id))",
+            "CREATE INDEX leases_receipt ON leases (queue_id, receipt)",
+            "CREATE INDEX leases_visible ON leases (queue_id, visible_at)",
+        ),
     },
 }
 

@@ -261,7 +261,17 @@ def _schema_version(conn: PgConnection) -> int | None:
 # servers run autovacuum rarely or not at all (it is off on some managed and
 # test setups); a queue table that is never vacuumed slows every claim, as
 # the claim index fills with dead entries.
-_CHURNING = ("messages", "dedup", "queues", "partitions", "groups", "offsets", "batches")
+_CHURNING = (
+    "messages",
+    "message_batches",
+    "leases",
+    "dedup",
+    "queues",
+    "partitions",
+    "groups",
+    "offsets",
+    "batches",
+)
 _DEAD_MIN = 10_000  # dead rows before a table is worth a VACUUM ...
 _DEAD_SHARE = 0.1  # ... and this share of its live rows
 

@@ -10,6 +10,7 @@ from typing import Any
 from ...config import QueueConfig
 from ...errors import QueueFull, RecordTooLarge
 from ...ports.queue import OutgoingMessage
+from . import batched
 from .deadletter import dead_letter
 from .fifo import block_if_waiting, occupied
 from .queue_rows import COLUMNS, require
@@ -24,6 +25,10 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
                 f"a body of {len(m.body)} bytes exceeds queue {queue!r}'s "
                 f"max_body_bytes={config.max_body_bytes}"
             )
+    if batched.fits(config, messages):  # plain messages: rows per batch, not per message
+        first = _reserve_ids(conn, qid, len(messages))
+        batched.store(conn, qid, first, messages, now)
+        return list(range(first, first + len(messages)))
     ids: list[int | None] = [_deduplicated(conn, qid, m, now) for m in messages]
     if any(m.idempotency_key is not None for m in messages):
         # Keyed publishers clean up after themselves, so the dedup table

@@ -19,6 +19,7 @@ from ...config import QueueConfig
 from ...errors import AlreadyExists, AlreadySettled, LeaseLost
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
+from . import batched
 from .database import Writer
 from .deadletter import dead_letter, purge_rows, redrive_rows
 from .dialect import SQLITE, Dialect
@@ -104,6 +105,7 @@ class SqlQueues(ExchangeStore):
     def delete(self, name: str) -> None:
         def txn(conn: Any) -> None:
             qid, _ = require(conn, name)
+            batched.drop(conn, qid)
             for table in ("messages", "dedup"):
                 conn.execute(f"DELETE FROM {table} WHERE queue_id=?", (qid,))
             conn.execute("DELETE FROM queues WHERE id=?", (qid,))
@@ -115,6 +117,7 @@ class SqlQueues(ExchangeStore):
         def txn(conn: Any) -> int:
             qid, _ = require(conn, name)
             n = conn.execute("DELETE FROM messages WHERE queue_id=?", (qid,)).rowcount
+            n += batched.drop(conn, qid)
             conn.execute("UPDATE queues SET size=0 WHERE id=?", (qid,))
             return int(n)
 
@@ -137,7 +140,8 @@ class SqlQueues(ExchangeStore):
             ).fetchone()
             dead = conn.execute("SELECT dead_lettered FROM queues WHERE id=?", (qid,)).fetchone()
             ready, leased, delayed = (int(x or 0) for x in row)
-            return QueueStats(name, ready, leased, delayed, int(dead[0]))
+            in_batches, in_ranges = batched.counts(conn, qid, now)
+            return QueueStats(name, ready + in_batches, leased + in_ranges, delayed, int(dead[0]))
 
         return self._read(read)  # type: ignore[no-any-return]
 
@@ -189,7 +193,8 @@ class SqlQueues(ExchangeStore):
                 "AND visible_at<?",  # blocked FIFO members wait for an ack, not a time
                 (qid, now, BLOCKED),
             ).fetchone()
-            return None if row is None or row[0] is None else int(row[0])
+            times = [t for t in (row and row[0], batched.next_expiry(conn, qid, now)) if t]
+            return int(min(times)) if times else None
 
         return self._read(read)  # type: ignore[no-any-return]
 
@@ -206,6 +211,7 @@ class SqlQueues(ExchangeStore):
     def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
         def txn(conn: Any) -> int:
             qid, _ = require(conn, queue)
+            batched.explode_receipts(conn, qid, {receipt})  # a range lease ends per message
             now = now_ms()
             until = now + int(lease_s * 1000)
             n = conn.execute(
@@ -267,6 +273,7 @@ def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]
     out: list[Delivery] = []
     receipt = os.urandom(8).hex()
     until = now + int(config.lease_s * 1000)
+    batched.explode_expired(conn, qid, now)  # their messages are redelivered as rows
     while len(out) < max_messages:
         # FIFO queues too: blocked group members sit past this range (fifo.py).
         want = max_messages - len(out)
@@ -277,6 +284,8 @@ def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]
         out.extend(delivery(queue, r, receipt, until) for r in leased)
         if len(rows) == len(leased):  # nothing retired: no more to find now
             break
+    if len(out) < max_messages:
+        out.extend(batched.claim(conn, queue, qid, max_messages - len(out), receipt, until))
     return out
 
 
@@ -296,7 +305,16 @@ def _settle_all(
     conn: Any, queue: str, settlements: Sequence[Settlement], now: int
 ) -> list[BaseException | None]:
     qid, config = require(conn, queue)
-    acked = _ack_leased(conn, qid, config, settlements, now)
+    acks: dict[str, set[int]] = {}
+    for s in settlements:  # a claim's deliveries share one receipt
+        if s.action == "ack":
+            acks.setdefault(s.receipt, set()).add(s.id)
+    acked = batched.ack_ranges(conn, qid, acks, now)
+    # Nacks, rejects and late or partial acks are judged per message.
+    batched.explode_receipts(conn, qid, {s.receipt for s in settlements if s.action != "ack"})
+    acked |= _ack_rows(conn, qid, config, acks, acked, now)
+    if acked:
+        conn.execute("UPDATE queues SET size=size-? WHERE id=?", (len(acked), qid))
     out: list[BaseException | None] = []
     for s in settlements:
         if s.action == "ack" and s.id in acked:
@@ -311,27 +329,26 @@ def _settle_all(
     return out
 
 
-def _ack_leased(
-    conn: Any, qid: int, config: QueueConfig, settlements: Sequence[Settlement], now: int
+def _ack_rows(
+    conn: Any,
+    qid: int,
+    config: QueueConfig,
+    acks: dict[str, set[int]],
+    done: set[int],
+    now: int,
 ) -> set[int]:
-    """Ack in bulk every message whose lease is still valid (the common
-    case: one statement per claim); return their ids. The rest go through
-    the per-message path, which says which one failed and why."""
-    by_receipt: dict[str, list[int]] = {}
-    for s in settlements:  # a claim's deliveries share one receipt
-        if s.action == "ack":
-            by_receipt.setdefault(s.receipt, []).append(s.id)
+    """Ack in bulk every message row whose lease is still valid (one
+    statement per claim), except ``done``; return their ids. The rest go
+    through the per-message path, which says which one failed and why."""
     acked: set[int] = set()
     groups: list[str | None] = []
-    for receipt, ids in by_receipt.items():
-        for chunk in _chunks(sorted(set(ids))):
+    for receipt, ids in acks.items():
+        for chunk in _chunks(sorted(ids - done)):
             for mid, group in _delete_leased(conn, qid, receipt, chunk, now):
                 acked.add(mid)
                 groups.append(group)
-    if acked:
-        conn.execute("UPDATE queues SET size=size-? WHERE id=?", (len(acked), qid))
-        if config.fifo:
-            promote(conn, qid, groups)
+    if acked and config.fifo:
+        promote(conn, qid, groups)
     return acked
 
 
