@@ -47,7 +47,8 @@ _TAKE = (
     "UPDATE message_batches SET lease_from=claimed, claimed=min(claimed+?, count) "
     "WHERE queue_id=? AND first_id=(SELECT first_id FROM message_batches "
     "WHERE queue_id=? AND claimed<count ORDER BY first_id LIMIT 1 /*skip locked*/) "
-    "RETURNING first_id, lease_from, claimed, payload"
+    "RETURNING first_id, lease_from, claimed, (SELECT payload FROM batch_payloads p "
+    "WHERE p.queue_id=message_batches.queue_id AND p.first_id=message_batches.first_id)"
 )
 _LEASE_COLUMNS = "first_id, last_id, batch_id, receipt, visible_at, deliveries"
 Lease = Sequence[Any]  # a leases row, _LEASE_COLUMNS order
@@ -67,16 +68,19 @@ def fits(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
 
 def store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
     """Insert ``messages`` (ids from ``first``) as batch rows."""
-    rows = []
+    counters, payloads = [], []
     for start in range(0, len(messages), MAX_MESSAGES):
         chunk = messages[start : start + MAX_MESSAGES]
         headers = [m.headers for m in chunk] if any(m.headers for m in chunk) else None
         payload = rb.encode([m.body for m in chunk], None, headers)
-        rows.append((qid, first + start, len(chunk), now, payload))
+        counters.append((qid, first + start, len(chunk)))
+        payloads.append((qid, first + start, now, payload))
     conn.executemany(
-        "INSERT INTO message_batches(queue_id, first_id, count, enqueued_at, payload) "
-        "VALUES (?,?,?,?,?)",
-        rows,
+        "INSERT INTO batch_payloads(queue_id, first_id, enqueued_at, payload) VALUES (?,?,?,?)",
+        payloads,
+    )
+    conn.executemany(
+        "INSERT INTO message_batches(queue_id, first_id, count) VALUES (?,?,?)", counters
     )
 
 
@@ -152,7 +156,7 @@ def _explode(conn: Any, qid: int, lease: Lease, expired: bool) -> None:
     become ready, a live one's stay leased under the same receipt."""
     lo, hi, batch, receipt, visible_at, deliveries = lease
     enqueued, payload = conn.execute(
-        "SELECT enqueued_at, payload FROM message_batches WHERE queue_id=? AND first_id=?",
+        "SELECT enqueued_at, payload FROM batch_payloads WHERE queue_id=? AND first_id=?",
         (qid, batch),
     ).fetchone()
     decoded = rb.decode(bytes(payload))
@@ -222,6 +226,6 @@ def drop(conn: Any, qid: int) -> int:
     left = conn.execute(
         "SELECT SUM(count-settled) FROM message_batches WHERE queue_id=?", (qid,)
     ).fetchone()[0]
-    conn.execute("DELETE FROM leases WHERE queue_id=?", (qid,))
-    conn.execute("DELETE FROM message_batches WHERE queue_id=?", (qid,))
+    for table in ("leases", "message_batches", "batch_payloads"):
+        conn.execute(f"DELETE FROM {table} WHERE queue_id=?", (qid,))
     return int(left or 0)

@@ -16,6 +16,15 @@ from typing import Any
 
 SCHEMA_VERSION = 3
 
+_LEASES = (  # the same text for both dialects
+    "CREATE TABLE leases (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
+    "last_id BIGINT NOT NULL, batch_id BIGINT NOT NULL, receipt TEXT NOT NULL, "
+    "visible_at BIGINT NOT NULL, deliveries INTEGER NOT NULL, "
+    "PRIMARY KEY (queue_id, first_id))",
+    "CREATE INDEX leases_receipt ON leases (queue_id, receipt)",
+    "CREATE INDEX leases_visible ON leases (queue_id, visible_at)",
+)
+
 # version -> dialect name -> statements that take the schema there.
 UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
     2: {
@@ -35,33 +44,38 @@ UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
         ),
         "sqlite": (),  # SQLite reuses freed pages itself
     },
-    # Batch rows and range leases (batched.py).
+    # Batch rows and range leases (batched.py). A batch's counters and its
+    # payload live in two tables: SQLite rewrites a whole row on UPDATE, and
+    # claims update the counters; a trigger drops the payload with the row.
     3: {
         "postgresql": (
             "CREATE TABLE message_batches (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
             "count INTEGER NOT NULL, claimed INTEGER NOT NULL DEFAULT 0, "
             "lease_from INTEGER NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (queue_id, first_id)) WITH (fillfactor=50)",
+            "CREATE TABLE batch_payloads (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
             "enqueued_at BIGINT NOT NULL, payload BYTEA NOT NULL, "
-            "PRIMARY KEY (queue_id, first_id)) WITH (fillfactor=70)",
-            "CREATE TABLE leases (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
-            "last_id BIGINT NOT NULL, batch_id BIGINT NOT NULL, receipt TEXT NOT NULL, "
-            "visible_at BIGINT NOT NULL, deliveries INTEGER NOT NULL, "
             "PRIMARY KEY (queue_id, first_id))",
-            "CREATE INDEX leases_receipt ON leases (queue_id, receipt)",
-            "CREATE INDEX leases_visible ON leases (queue_id, visible_at)",
+            "CREATE FUNCTION tidings_drop_payload() RETURNS trigger LANGUAGE plpgsql "
+            "SET search_path FROM CURRENT AS $$ BEGIN "
+            "DELETE FROM batch_payloads WHERE queue_id=OLD.queue_id AND first_id=OLD.first_id; "
+            "RETURN NULL; END $$",
+            "CREATE TRIGGER message_batches_gone AFTER DELETE ON message_batches "
+            "FOR EACH ROW EXECUTE FUNCTION tidings_drop_payload()",
+            *_LEASES,
         ),
         "sqlite": (
             "CREATE TABLE message_batches (queue_id INTEGER NOT NULL, first_id INTEGER NOT NULL, "
             "count INTEGER NOT NULL, claimed INTEGER NOT NULL DEFAULT 0, "
             "lease_from INTEGER NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (queue_id, first_id)) WITHOUT ROWID",
+            "CREATE TABLE batch_payloads (queue_id INTEGER NOT NULL, first_id INTEGER NOT NULL, "
             "enqueued_at INTEGER NOT NULL, payload BLOB NOT NULL, "
             "PRIMARY KEY (queue_id, first_id))",
-            "CREATE TABLE leases (queue_id INTEGER NOT NULL, first_id INTEGER NOT NULL, "
-            "last_id INTEGER NOT NULL, batch_id INTEGER NOT NULL, receipt TEXT NOT NULL, "
-            "visible_at INTEGER NOT NULL, deliveries INTEGER NOT NULL, "
-            "PRIMARY KEY (queue_id, first_id))",
-            "CREATE INDEX leases_receipt ON leases (queue_id, receipt)",
-            "CREATE INDEX leases_visible ON leases (queue_id, visible_at)",
+            "CREATE TRIGGER message_batches_gone AFTER DELETE ON message_batches BEGIN "
+            "DELETE FROM batch_payloads WHERE queue_id=OLD.queue_id AND first_id=OLD.first_id; "
+            "END",
+            *_LEASES,
         ),
     },
 }
