@@ -41,12 +41,13 @@ def find_bindir() -> Path:
     ``/usr/lib/postgresql/N/bin``, else ``pg_config --bindir``. Raises
     :class:`ClusterError` saying what is missing."""
     candidates: list[Path] = []
-    if os.environ.get("TIDINGS_PG_BINDIR"):
+    if os.environ.get("TIDINGS_PG_BINDIR"):  # explicit: only there
         candidates.append(Path(os.environ["TIDINGS_PG_BINDIR"]))
-    versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += [Path(p) for p in sorted(versions, key=_version_key, reverse=True)]
+    else:
+        versions = glob.glob("/usr/lib/postgresql/*/bin")
+        candidates += [Path(p) for p in sorted(versions, key=_version_key, reverse=True)]
     pg_config = shutil.which("pg_config")
-    if pg_config:
+    if pg_config and not candidates:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         if out.returncode == 0 and out.stdout.strip():
             candidates.append(Path(out.stdout.strip()))
@@ -118,37 +119,67 @@ class PgPair:
         self.socket_dir.mkdir()
         if owner is not None:
             os.chown(self.socket_dir, owner[0], owner[1])
-        self._run("initdb", "-D", str(self.primary_dir), "--auth=trust", "-U", "postgres",
-                  "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.primary_dir),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
         self._ensure_replication_hba()
-        self._append_conf(self.primary_dir / "postgresql.conf", {
-            "port": str(self.primary_port),
-            "listen_addresses": "'127.0.0.1'",
-            "unix_socket_directories": f"'{self.socket_dir}'",
-            "wal_level": "replica",
-            "max_wal_senders": "5",
-            "hot_standby": "on",
-            "synchronous_commit": "on",
-            "synchronous_standby_names": f"'{STANDBY_NAME}'",
-            "wal_sender_timeout": "5s",
-            "wal_receiver_status_interval": "1s",
-        })
+        self._append_conf(
+            self.primary_dir / "postgresql.conf",
+            {
+                "port": str(self.primary_port),
+                "listen_addresses": "'127.0.0.1'",
+                "unix_socket_directories": f"'{self.socket_dir}'",
+                "wal_level": "replica",
+                "max_wal_senders": "5",
+                "hot_standby": "on",
+                "synchronous_commit": "on",
+                "synchronous_standby_names": f"'{STANDBY_NAME}'",
+                "wal_sender_timeout": "5s",
+                "wal_receiver_status_interval": "1s",
+            },
+        )
         self._pg_ctl_start(self.primary_dir)
-        self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary_port),
-                  "-U", "postgres", "-D", str(self.standby_dir), "-R", "-X", "stream",
-                  "--checkpoint=fast", "--no-sync")
+        self._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.primary_port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.standby_dir),
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        )
         # Appended after pg_basebackup's own lines, so these win: the standby's
         # port, a name the primary's synchronous_standby_names matches, and no
         # synchronous standby of its own once promoted (else every commit on
         # the promoted server would wait forever for a standby that is not there).
-        self._append_conf(self.standby_dir / "postgresql.auto.conf", {
-            "port": str(self.standby_port),
-            "primary_conninfo": (
-                f"'host=127.0.0.1 port={self.primary_port} user=postgres "
-                f"application_name={STANDBY_NAME}'"
-            ),
-            "synchronous_standby_names": "''",
-        })
+        self._append_conf(
+            self.standby_dir / "postgresql.auto.conf",
+            {
+                "port": str(self.standby_port),
+                "primary_conninfo": (
+                    f"'host=127.0.0.1 port={self.primary_port} user=postgres "
+                    f"application_name={STANDBY_NAME}'"
+                ),
+                "synchronous_standby_names": "''",
+            },
+        )
         if not (self.standby_dir / "standby.signal").exists():
             raise ClusterError("pg_basebackup -R wrote no standby.signal")
         self._pg_ctl_start(self.standby_dir)
@@ -172,8 +203,7 @@ class PgPair:
         """Stop both servers (immediately) and remove everything."""
         for data in (self.standby_dir, self.primary_dir):
             if (data / "postmaster.pid").exists():
-                self._run("pg_ctl", "stop", "-D", str(data), "-m", "immediate", "-w",
-                          check=False)
+                self._run("pg_ctl", "stop", "-D", str(data), "-m", "immediate", "-w", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PgPair:
@@ -190,16 +220,29 @@ class PgPair:
     # ---- queries ---------------------------------------------------------------------
     def sql(self, port: int, query: str) -> str:
         """Run one query with psql over the unix socket; its output, trimmed."""
-        out = self._run("psql", "-X", "-A", "-t", "-h", str(self.socket_dir), "-p", str(port),
-                        "-U", "postgres", "-d", "postgres", "-c", query)
+        out = self._run(
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            query,
+        )
         return out.strip()
 
     def sync_state(self) -> str:
         """The standby's ``sync_state`` as the primary reports it ('' if absent)."""
         return self.sql(
             self.primary_port,
-            "SELECT sync_state FROM pg_stat_replication "
-            f"WHERE application_name = '{STANDBY_NAME}'",
+            f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}'",
         )
 
     # ---- helpers ---------------------------------------------------------------------
@@ -247,8 +290,9 @@ class PgPair:
         cmd = [str(self.bindir / program), *args]
         if self._owner() is not None:
             cmd = ["runuser", "-u", _OS_USER, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False,
-                              cwd=self.root)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=60, check=False, cwd=self.root
+        )
         if check and done.returncode != 0:
             raise ClusterError(
                 f"{program} {' '.join(args)} failed ({done.returncode}): "

@@ -48,21 +48,30 @@ _MAX_BATCHES_PER_QUERY = 256
 
 class _Reader:
     """Runs read statements, translating driver errors (the Writer does
-    that for writes)."""
+    that for writes). A statement that fails because its pooled connection
+    broke (the server restarted or failed over) is retried once: reads are
+    single autocommit statements, and ``connect`` replaces broken ones."""
 
-    __slots__ = ("_conn", "_translate")
+    __slots__ = ("_connect", "_translate")
 
-    def __init__(self, conn: Any, translate: Callable[[BaseException], BaseException]) -> None:
-        self._conn, self._translate = conn, translate
+    def __init__(
+        self, connect: Callable[[], Any], translate: Callable[[BaseException], BaseException]
+    ) -> None:
+        self._connect, self._translate = connect, translate
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            return self._conn.execute(sql, params)
-        except Exception as exc:
-            err = self._translate(exc)
-            if err is exc:
-                raise
-            raise err from exc
+        for attempt in (0, 1):
+            conn = self._connect()
+            try:
+                return conn.execute(sql, params)
+            except Exception as exc:
+                if attempt == 0 and getattr(conn, "broken", False):
+                    continue
+                err = self._translate(exc)
+                if err is exc:
+                    raise
+                raise err from exc
+        raise AssertionError("unreachable")
 
 
 class _Stale(Exception):
@@ -91,7 +100,7 @@ class SqlLog:
         self._cache_lock = threading.Lock()
 
     def _reader(self) -> _Reader:
-        return _Reader(self._connect_reader(), self._translate)
+        return _Reader(self._connect_reader, self._translate)
 
     def schema_version(self) -> int:
         """The tidings schema version stored in the database."""

@@ -142,10 +142,18 @@ class PgSession:
         self._connect = connect
         self.conn = connect()
 
-    def begin(self, fsync: bool) -> None:
+    def _usable(self) -> None:
         if self.conn.broken:
             self.conn.close()
             self.conn = self._connect()
+
+    def run_oneshot(self, fn: Callable[[PgConnection], T]) -> T:
+        """Run one self-committing statement (autocommit: no BEGIN/COMMIT)."""
+        self._usable()
+        return fn(self.conn)
+
+    def begin(self, fsync: bool) -> None:
+        self._usable()
         # One round trip either way (a simple-query string). Without fsync
         # the commit does not wait for the WAL flush: a crash of the server
         # may forget the last acks or leases (a redelivery), never a publish
@@ -341,6 +349,9 @@ class PostgresEngine:
                 slot = self._next_slot % self._pool_size
                 self._next_slot += 1
             self._local.slot = slot
+        conn = self._readers.get(slot)  # the common case, without the lock
+        if conn is not None and not conn.broken:
+            return conn
         with self._lock:
             conn = self._readers.get(slot)
             if conn is not None and conn.broken:
@@ -351,10 +362,18 @@ class PostgresEngine:
         return conn
 
     def _read(self, fn: Callable[[PgConnection], T]) -> T:
-        try:
-            return fn(self._reader())
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
+        # A pooled connection to a server that restarted (or a primary that
+        # failed over) fails on its first use after: a read is one
+        # autocommit statement, so it is retried once on a fresh connection.
+        for attempt in (0, 1):
+            conn = self._reader()
+            try:
+                return fn(conn)
+            except psycopg.Error as exc:
+                if attempt == 0 and conn.broken:
+                    continue
+                raise translate(exc) from exc
+        raise AssertionError("unreachable")
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)

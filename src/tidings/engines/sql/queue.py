@@ -13,13 +13,14 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from ...config import QueueConfig
-from ...errors import AlreadyExists, AlreadySettled, LeaseLost
+from ...errors import AlreadyExists, AlreadySettled, LeaseLost, QueueNotFound
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
-from . import batched
+from . import batched, pg_fast
 from .database import Writer
 from .deadletter import dead_letter, purge_rows, redrive_rows
 from .dialect import SQLITE, Dialect
@@ -51,6 +52,10 @@ class SqlQueues(ExchangeStore):
         self._w = writer
         self._read = read  # runs fn(conn) on a read connection
         self._dialect = dialect
+        # PostgreSQL: one-statement fast paths, with queue ids cached by
+        # name (each fast statement checks the id still names the queue).
+        self._fast = dialect.name == "postgresql"
+        self._ids: dict[str, tuple[int, QueueConfig]] = {}
 
     def publish_in_transaction(
         self, conn: Any, queue: str, messages: Sequence[OutgoingMessage]
@@ -112,6 +117,7 @@ class SqlQueues(ExchangeStore):
             conn.execute("DELETE FROM bindings WHERE queue=?", (name,))
 
         self._w.run(txn, channels=("queue:" + name,))
+        self._ids.pop(name, None)
 
     def purge(self, name: str) -> int:
         def txn(conn: Any) -> int:
@@ -149,11 +155,38 @@ class SqlQueues(ExchangeStore):
     def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
         # Concurrent publishes to one queue that meet in one commit are
         # stored with one insert (see Writer.run's merge).
-        return self._w.run(
-            lambda conn: publish_in(conn, queue, messages, now_ms()),
-            channels=("queue:" + queue,),
-            merge=(("publish", queue), (queue, messages), _publish_merged),
-        )
+        def general(conn: Any) -> list[int]:
+            return publish_in(conn, queue, messages, now_ms())
+
+        merge = (("publish", queue), (queue, messages), _publish_merged)
+        channels = ("queue:" + queue,)
+        hit = self._fast_target(queue)
+        if hit is not None and _fast_publishable(hit[1], messages):
+            qid = hit[0]
+            try:
+                ids = self._w.run_oneshot(
+                    lambda conn: pg_fast.publish(conn, queue, qid, messages, now_ms()),
+                    general,
+                    channels=channels,
+                    merge=merge,
+                )
+                if ids is not None:
+                    return ids
+            except pg_fast.Stale:
+                self._ids.pop(queue, None)
+        return self._w.run(general, channels=channels, merge=merge)
+
+    def _fast_target(self, queue: str) -> tuple[int, QueueConfig] | None:
+        """The cached (id, config) of ``queue`` when fast paths apply."""
+        if not self._fast:
+            return None
+        hit = self._ids.get(queue)
+        if hit is None:
+            try:
+                hit = self._ids[queue] = self._read(lambda conn: require(conn, queue))
+            except QueueNotFound:
+                return None  # the general path says so
+        return hit
 
     def sweep_expired(self, now: int) -> int:
         """Dead-letter messages whose TTL passed while nobody claimed them
@@ -181,7 +214,46 @@ class SqlQueues(ExchangeStore):
 
     # ---- consuming --------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        hit = self._fast_target(queue)
+        if hit is not None:
+            try:
+                got = self._fast_claim(queue, hit, max_messages)
+                if got is not None:
+                    return got
+            except pg_fast.Stale:
+                self._ids.pop(queue, None)
         return self._w.run(lambda conn: _claim(conn, queue, max_messages, now_ms()), fsync=False)
+
+    def _fast_claim(
+        self, queue: str, hit: tuple[int, QueueConfig], max_messages: int
+    ) -> list[Delivery] | None:
+        """Lease from batch rows in one statement per row reached; None when
+        the queue has message rows or expired ranges to serve first."""
+        qid, config = hit
+        receipt = os.urandom(8).hex()
+        out: list[Delivery] = []
+        while len(out) < max_messages:
+            now, want = now_ms(), max_messages - len(out)
+            until = now + int(config.lease_s * 1000)
+            got = self._w.run_oneshot(
+                partial(
+                    pg_fast.claim,
+                    queue=queue,
+                    qid=qid,
+                    want=want,
+                    receipt=receipt,
+                    until=until,
+                    now=now,
+                ),
+                partial(_claim, queue=queue, max_messages=want, now=now),
+                fsync=False,
+            )
+            if got is None:
+                return out or None
+            out.extend(got)
+            if not got or got[0].receipt != receipt:  # empty, or the general path ran
+                break
+        return out
 
     def next_visible(self, queue: str) -> int | None:
         now = now_ms()
@@ -202,6 +274,42 @@ class SqlQueues(ExchangeStore):
         # Not fsynced, like offset commits: an ack lost in a power cut only
         # means a redelivery (at-least-once), never a lost message. A process
         # crash loses nothing (WAL, synchronous=NORMAL).
+        hit = self._fast_target(queue)
+        receipts = {s.receipt for s in settlements}
+        if hit is None or len(receipts) != 1 or any(s.action != "ack" for s in settlements):
+            return self._settle_general(queue, settlements)
+        qid, receipt, ids = hit[0], receipts.pop(), [s.id for s in settlements]
+        acked: set[int] = set()
+
+        def fast(conn: Any) -> list[BaseException | None] | None:
+            acked.update(pg_fast.ack(conn, qid, receipt, ids, now_ms()))
+            return [None] * len(ids) if acked == set(ids) and len(acked) == len(ids) else None
+
+        outcome = self._w.run_oneshot(
+            fast,
+            lambda conn: _settle_all(conn, queue, settlements, now_ms()),
+            fsync=False,
+            channels=("queue:" + queue,),
+        )
+        if outcome is not None:
+            return outcome
+        # Partly acked in one statement: the rest (rows, late or partial
+        # ranges, repeats of an id) is judged by the general path.
+        results: list[BaseException | None] = []
+        rest: list[Settlement] = []
+        for s in settlements:
+            if s.id in acked:
+                acked.discard(s.id)
+                results.append(None)
+            else:
+                rest.append(s)
+                results.append(AlreadySettled("placeholder"))  # replaced below
+        judged = iter(self._settle_general(queue, rest) if rest else [])
+        return [r if r is None else next(judged) for r in results]
+
+    def _settle_general(
+        self, queue: str, settlements: Sequence[Settlement]
+    ) -> list[BaseException | None]:
         return self._w.run(
             lambda conn: _settle_all(conn, queue, settlements, now_ms()),
             fsync=False,
@@ -253,6 +361,12 @@ class SqlQueues(ExchangeStore):
 
     def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
         return self._w.run(lambda conn: purge_rows(conn, queue, ids, now_ms()))
+
+
+def _fast_publishable(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
+    return batched.fits(config, messages) and all(
+        len(m.body) <= config.max_body_bytes for m in messages
+    )
 
 
 def _publish_merged(
