@@ -117,7 +117,11 @@ class QueueMethods:
     ) -> list[int]:
         """Store many messages in one transaction (all or none); their ids.
         ``connection``: as for :meth:`publish`."""
-        messages = [outgoing(b, headers, None, delay, None, group) for b in bodies]
+        # Validate the shared options once, then build plain tuples: this
+        # loop runs per message on the publish hot path.
+        _, hdrs, _, delay_s, _, _ = outgoing(b"", headers, None, delay, None, group)
+        encode = BYTES.encode
+        messages = [OutgoingMessage(encode(b), hdrs, None, delay_s, None, group) for b in bodies]
         return self._publish(queue, messages, connection)
 
     def declare_exchange(self, name: str, kind: str = "fanout") -> None:
