@@ -1,4 +1,4 @@
-"""Queue crash tests in real processes on the SQLite engine (issue 3)."""
+"""Queue crash tests in real processes, on SQLite and PostgreSQL (issues 3, 4)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tidings import Client
+from tidings.testing.pytest_plugin import require_engine, service_reachable
 
 WORKERS = str(Path(__file__).with_name("workers.py"))
 
@@ -36,9 +39,24 @@ def wait_for(condition: object, seconds: float) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'q.db'}"
+PG = "postgresql://127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same crashes on the embedded engine and on PostgreSQL (where
+    competing processes claim with SKIP LOCKED on separate connections)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'q.db'}"
+        return
+    require_engine("postgresql", service_reachable("127.0.0.1", 5432))
+    import psycopg  # a test dependency (the dev extra): never skipped
+
+    schema = f"qcrash_{uuid.uuid4().hex[:10]}"
+    yield f"{PG}?schema={schema}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.mark.timeout(60)
