@@ -143,6 +143,24 @@ class QueueContract(ContractBase):
         (dead,) = client.dead_letters(topic)
         assert dead.body == b"m3" and dead.headers["x-dead-letter-reason"] == "rejected"
 
+    def test_ack_spanning_two_batches_in_part(self, client: Client, topic: str) -> None:
+        """Q1: one get spanning two published batches, acked in two calls
+        that each cover one batch only partly; every ack counts once."""
+        client.declare_queue(topic)
+        client.publish_batch(topic, [b"a%d" % i for i in range(5)])
+        client.publish_batch(topic, [b"b%d" % i for i in range(5)])
+        got = client.get(topic, 8)
+        assert [d.body for d in got] == [b"a0", b"a1", b"a2", b"a3", b"a4", b"b0", b"b1", b"b2"]
+        client.ack(got[:6])  # all of the first batch's share, part of the second's
+        client.ack(got[6:])
+        with pytest.raises(AlreadySettled):
+            client.ack(got[0])
+        rest = client.get(topic, 5)
+        assert [d.body for d in rest] == [b"b3", b"b4"] and rest[0].delivery_count == 1
+        client.ack(rest)
+        stats = client.queue_stats(topic)
+        assert (stats.ready, stats.leased) == (0, 0)
+
     def test_batch_lease_expiry_redelivers_each_message(self, client: Client, topic: str) -> None:
         """Q1/Q2: a lease on part of a batch runs out: those messages come back
         (delivery_count 2, stale receipts refused), the others are untouched;

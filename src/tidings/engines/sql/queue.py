@@ -295,17 +295,18 @@ class SqlQueues(ExchangeStore):
             return outcome
         # Partly acked in one statement: the rest (rows, late or partial
         # ranges, repeats of an id) is judged by the general path.
-        results: list[BaseException | None] = []
-        rest: list[Settlement] = []
-        for s in settlements:
+        results: list[BaseException | None] = [None] * len(settlements)
+        pending: list[int] = []  # indexes of the settlements still to judge
+        for i, s in enumerate(settlements):
             if s.id in acked:
                 acked.discard(s.id)
-                results.append(None)
             else:
-                rest.append(s)
-                results.append(AlreadySettled("placeholder"))  # replaced below
-        judged = iter(self._settle_general(queue, rest) if rest else [])
-        return [r if r is None else next(judged) for r in results]
+                pending.append(i)
+        if pending:
+            judged = self._settle_general(queue, [settlements[i] for i in pending])
+            for i, verdict in zip(pending, judged, strict=True):
+                results[i] = verdict
+        return results
 
     def _settle_general(
         self, queue: str, settlements: Sequence[Settlement]
