@@ -7,7 +7,8 @@ here does the common case of one call as a single self-committing
 statement — one round trip — built from data-modifying CTEs:
 
 * :func:`publish` reserves ids, stores batch rows and notifies (durable:
-  the statement commits with ``synchronous_commit`` on);
+  the statement commits with ``synchronous_commit`` on); :func:`publish_one`
+  does the same for a single message, as a message row;
 * :func:`claim` leases a range of the oldest batch row, unless the queue
   has message rows ready or range leases that ran out (those need the
   per-message path, which also serves them first);
@@ -50,6 +51,20 @@ WITH r AS (
     FROM r, unnest(%(offsets)s::bigint[], %(counts)s::int[]) AS u(o, c)
 )
 SELECT r.first, pg_notify(%(channel)s, %(wake)s) FROM r
+"""
+
+_PUBLISH_ONE = """
+WITH r AS (
+    UPDATE queues SET next_id = next_id + 1, size = size + 1
+    WHERE id = %(q)s AND name = %(name)s
+    RETURNING next_id - 1 AS id
+), m AS (
+    INSERT INTO messages (queue_id, id, visible_at, group_key, expires_at, enqueued_at,
+                          headers, body)
+    SELECT %(q)s, r.id, %(visible)s, %(group)s, %(expires)s, %(now)s, %(headers)s, %(body)b
+    FROM r
+)
+SELECT r.id, pg_notify(%(channel)s, %(wake)s) FROM r
 """
 
 _CLAIM = """
@@ -137,6 +152,31 @@ def publish(
 
 class Stale(Exception):
     """The cached queue id no longer names the queue."""
+
+
+def publish_one(conn: Any, queue: str, qid: int, row: Sequence[Any]) -> list[int]:
+    """One message as a message row; ``row`` as ``publish._row`` builds it
+    (queue_id, id, visible_at, group_key, expires_at, enqueued_at, headers,
+    body), its id ignored."""
+    _, _, visible, group, expires, now, headers, body = row
+    found = conn.raw.execute(
+        _PUBLISH_ONE,
+        {
+            "q": qid,
+            "name": queue,
+            "visible": visible,
+            "group": group,
+            "expires": expires,
+            "now": now,
+            "headers": headers,
+            "body": body,
+            "channel": CHANNEL,
+            "wake": "queue:" + queue,
+        },
+    ).fetchone()
+    if found is None:
+        raise Stale(queue)
+    return [int(found[0])]
 
 
 def claim(

@@ -38,7 +38,7 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
     if fresh:
         _make_room(conn, qid, config, len(fresh), now)
         first = _reserve_ids(conn, qid, len(fresh))
-        rows = [_row(qid, first + n, messages[i], config, now) for n, i in enumerate(fresh)]
+        rows = [publish_row(qid, first + n, messages[i], config, now) for n, i in enumerate(fresh)]
         if config.fifo:
             rows = _behind_their_groups(conn, qid, rows)
         _insert_rows(conn, rows)
@@ -151,7 +151,9 @@ def _behind_their_groups(conn: Any, qid: int, rows: list[tuple[Any, ...]]) -> li
     return [(*r[:2], block_if_waiting(r[2], r[3], waiting), *r[3:]) for r in rows]
 
 
-def _row(qid: int, mid: int, m: OutgoingMessage, config: QueueConfig, now: int) -> tuple[Any, ...]:
+def publish_row(
+    qid: int, mid: int, m: OutgoingMessage, config: QueueConfig, now: int
+) -> tuple[Any, ...]:
     visible = max(now + int(m.delay_s * 1000), m.not_before_ms or 0)
     expires = None if config.ttl_s is None else now + int(config.ttl_s * 1000)
     headers = json.dumps(dict(m.headers)) if m.headers else "{}"

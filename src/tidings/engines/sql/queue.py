@@ -26,7 +26,7 @@ from .deadletter import dead_letter, purge_rows, redrive_rows
 from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
 from .fifo import BLOCKED, promote
-from .publish import publish_in
+from .publish import publish_in, publish_row
 from .queue_rows import COLUMNS as _COLUMNS
 from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
 
@@ -161,15 +161,10 @@ class SqlQueues(ExchangeStore):
         merge = (("publish", queue), (queue, messages), _publish_merged)
         channels = ("queue:" + queue,)
         hit = self._fast_target(queue)
-        if hit is not None and _fast_publishable(hit[1], messages):
-            qid = hit[0]
+        fast = None if hit is None else _fast_publish(queue, hit, messages)
+        if fast is not None:
             try:
-                ids = self._w.run_oneshot(
-                    lambda conn: pg_fast.publish(conn, queue, qid, messages, now_ms()),
-                    general,
-                    channels=channels,
-                    merge=merge,
-                )
+                ids = self._w.run_oneshot(fast, general, channels=channels, merge=merge)
                 if ids is not None:
                     return ids
             except pg_fast.Stale:
@@ -364,9 +359,22 @@ class SqlQueues(ExchangeStore):
         return self._w.run(lambda conn: purge_rows(conn, queue, ids, now_ms()))
 
 
-def _fast_publishable(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
-    return batched.fits(config, messages) and all(
-        len(m.body) <= config.max_body_bytes for m in messages
+def _fast_publish(
+    queue: str, hit: tuple[int, QueueConfig], messages: Sequence[OutgoingMessage]
+) -> Callable[[Any], list[int]] | None:
+    """The one-statement publish for these messages, if one applies: batch
+    rows for plain messages, a message row for one message that needs no
+    dedup, FIFO group or max-length check."""
+    qid, config = hit
+    if any(len(m.body) > config.max_body_bytes for m in messages):
+        return None  # the general path says what is wrong
+    if batched.fits(config, messages):
+        return partial(pg_fast.publish, queue=queue, qid=qid, messages=messages, now=now_ms())
+    m = messages[0] if len(messages) == 1 else None
+    if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:
+        return None
+    return partial(
+        pg_fast.publish_one, queue=queue, qid=qid, row=publish_row(qid, 0, m, config, now_ms())
     )
 
 
