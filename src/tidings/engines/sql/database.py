@@ -103,7 +103,7 @@ Combine = Callable[[Any, list[Any]], list[Any]]
 
 
 class _Request(Generic[T]):
-    __slots__ = ("channels", "done", "error", "fn", "fsync", "merge", "oneshot", "value")
+    __slots__ = ("channels", "done", "error", "fn", "fsync", "merge", "value")
 
     def __init__(
         self,
@@ -111,10 +111,8 @@ class _Request(Generic[T]):
         fsync: bool,
         channels: tuple[str, ...],
         merge: tuple[object, Any, Combine] | None = None,
-        oneshot: Callable[[Any], T | None] | None = None,
     ):
         self.fn, self.fsync, self.channels, self.merge = fn, fsync, channels, merge
-        self.oneshot = oneshot
         self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
@@ -147,36 +145,14 @@ class Writer:
         ``merge`` key ``(key, payload, combine)`` are executed together as
         ``combine(conn, payloads)`` (e.g. eight single publishes become one
         eight-message insert); should that fail, each runs alone."""
-        req: _Request[T] = _Request(fn, fsync, channels, merge)
-        self._submit(req)  # type: ignore[arg-type]
-        return _outcome(req)
-
-    def run_oneshot(
-        self,
-        oneshot: Callable[[Any], T | None],
-        fn: Callable[[Any], T],
-        fsync: bool = True,
-        channels: tuple[str, ...] = (),
-        merge: tuple[object, Any, Combine] | None = None,
-    ) -> T | None:
-        """Like :meth:`run`, but when the request commits alone on a session
-        that can run one self-committing statement (PostgreSQL: one round
-        trip instead of BEGIN … COMMIT), ``oneshot`` runs instead of ``fn``.
-        It does the same work with its own durability and notifications, or
-        returns None for "not applicable here" — and then so does this
-        method: the caller runs ``fn`` with :meth:`run`."""
-        req: _Request[T] = _Request(fn, fsync, channels, merge, oneshot)
-        self._submit(req)  # type: ignore[arg-type]
-        return _outcome(req)
-
-    def _submit(self, req: _Request[object]) -> None:
+        req = _Request(fn, fsync, channels, merge)
         with self._cond:
-            self._queue.append(req)
+            self._queue.append(req)  # type: ignore[arg-type]
             self._cond.notify_all()  # a gathering leader may be waiting for us
             while not req.done and self._leading:
                 self._cond.wait()
             if req.done:
-                return
+                return _outcome(req)
             self._leading = True
             self._gather()
             batch, self._queue = self._queue, []
@@ -186,6 +162,7 @@ class Writer:
             with self._cond:
                 self._leading = False
                 self._cond.notify_all()
+        return _outcome(req)
 
     def _gather(self) -> None:
         """While several threads are committing, wait a moment (at most
@@ -201,15 +178,6 @@ class Writer:
 
     def _commit_batch(self, batch: list[_Request[object]]) -> None:
         session = self._session
-        run_oneshot = getattr(session, "run_oneshot", None)
-        if len(batch) == 1 and batch[0].oneshot is not None and run_oneshot is not None:
-            req = batch[0]
-            try:
-                req.value = run_oneshot(req.oneshot)
-            except BaseException as exc:
-                req.error = session.translate(exc)
-            req.done = True
-            return
         try:
             session.begin(any(r.fsync for r in batch))
             if len(batch) == 1:  # alone: no savepoint needed, its failure is the txn's

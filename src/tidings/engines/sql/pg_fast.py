@@ -14,8 +14,9 @@ statement — one round trip — built from data-modifying CTEs:
   per-message path, which also serves them first);
 * :func:`ack` acks the live range leases a receipt's acks cover whole.
 
-They run only when the request commits alone (``Writer.run_oneshot``).
-``claim`` returns None when the case is not the common one, and each
+They run on the engine's pooled autocommit connections, beside the writer
+(concurrent threads commit in parallel; PostgreSQL groups their WAL
+flushes). ``claim`` returns None when the case is not the common one, and each
 raises :class:`Stale` when the cached queue id no longer names the queue
 (deleted and declared again by another client): the caller then runs the
 general path, which is the reference.

@@ -147,11 +147,6 @@ class PgSession:
             self.conn.close()
             self.conn = self._connect()
 
-    def run_oneshot(self, fn: Callable[[PgConnection], T]) -> T:
-        """Run one self-committing statement (autocommit: no BEGIN/COMMIT)."""
-        self._usable()
-        return fn(self.conn)
-
     def begin(self, fsync: bool) -> None:
         self._usable()
         # One round trip either way (a simple-query string). Without fsync
@@ -327,7 +322,7 @@ class PostgresEngine:
         self._listener = Listener(self._connect, self._waiters)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
         self.log = SqlLog(self._writer, self._reader, location, POSTGRES)
-        self.queues = SqlQueues(self._writer, self._read, POSTGRES)
+        self.queues = SqlQueues(self._writer, self._read, POSTGRES, self._oneshot)
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),
@@ -374,6 +369,16 @@ class PostgresEngine:
                     continue
                 raise translate(exc) from exc
         raise AssertionError("unreachable")
+
+    def _oneshot(self, fn: Callable[[PgConnection], T]) -> T:
+        """Run one self-committing statement (``pg_fast``) on this thread's
+        pooled autocommit connection, beside the writer: concurrent threads
+        commit in parallel and PostgreSQL groups their WAL flushes. Never
+        retried: a write whose connection broke has an unknown outcome."""
+        try:
+            return fn(self._reader())
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ...config import QueueConfig
 from ...errors import AlreadyExists, AlreadySettled, LeaseLost, QueueNotFound
@@ -29,6 +29,8 @@ from .fifo import BLOCKED, promote
 from .publish import publish_in, publish_row
 from .queue_rows import COLUMNS as _COLUMNS
 from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
+
+T = TypeVar("T")
 
 # Find and lease in one statement: the subquery walks the claim index
 # (visible_at <= now) and skips rows other claimers hold; RETURNING hands
@@ -48,13 +50,15 @@ class SqlQueues(ExchangeStore):
         writer: Writer,
         read: Callable[[Callable[[Any], Any]], Any],
         dialect: Dialect = SQLITE,
+        oneshot: Callable[[Callable[[Any], Any]], Any] | None = None,
     ) -> None:
         self._w = writer
         self._read = read  # runs fn(conn) on a read connection
         self._dialect = dialect
-        # PostgreSQL: one-statement fast paths, with queue ids cached by
-        # name (each fast statement checks the id still names the queue).
-        self._fast = dialect.name == "postgresql"
+        # PostgreSQL: one-statement fast paths (pg_fast) run by ``oneshot``
+        # on autocommit connections, with queue ids cached by name (each
+        # fast statement checks the id still names the queue).
+        self._oneshot = oneshot
         self._ids: dict[str, tuple[int, QueueConfig]] = {}
 
     def publish_in_transaction(
@@ -164,16 +168,18 @@ class SqlQueues(ExchangeStore):
         fast = None if hit is None else _fast_publish(queue, hit, messages)
         if fast is not None:
             try:
-                ids = self._w.run_oneshot(fast, general, channels=channels, merge=merge)
-                if ids is not None:
-                    return ids
+                return self._run_fast(fast)
             except pg_fast.Stale:
                 self._ids.pop(queue, None)
         return self._w.run(general, channels=channels, merge=merge)
 
+    def _run_fast(self, fn: Callable[[Any], T]) -> T:
+        assert self._oneshot is not None  # reached only after _fast_target
+        return cast(T, self._oneshot(fn))
+
     def _fast_target(self, queue: str) -> tuple[int, QueueConfig] | None:
         """The cached (id, config) of ``queue`` when fast paths apply."""
-        if not self._fast:
+        if self._oneshot is None:
             return None
         hit = self._ids.get(queue)
         if hit is None:
@@ -230,7 +236,7 @@ class SqlQueues(ExchangeStore):
         while len(out) < max_messages:
             now, want = now_ms(), max_messages - len(out)
             until = now + int(config.lease_s * 1000)
-            got = self._w.run_oneshot(
+            got = self._run_fast(
                 partial(
                     pg_fast.claim,
                     queue=queue,
@@ -239,14 +245,12 @@ class SqlQueues(ExchangeStore):
                     receipt=receipt,
                     until=until,
                     now=now,
-                ),
-                partial(_claim, queue=queue, max_messages=want, now=now),
-                fsync=False,
+                )
             )
             if got is None:
                 return out or None
             out.extend(got)
-            if not got or got[0].receipt != receipt:  # empty, or the general path ran
+            if not got:
                 break
         return out
 
@@ -274,20 +278,11 @@ class SqlQueues(ExchangeStore):
         if hit is None or len(receipts) != 1 or any(s.action != "ack" for s in settlements):
             return self._settle_general(queue, settlements)
         qid, receipt, ids = hit[0], receipts.pop(), [s.id for s in settlements]
-        acked: set[int] = set()
-
-        def fast(conn: Any) -> list[BaseException | None] | None:
-            acked.update(pg_fast.ack(conn, qid, receipt, ids, now_ms()))
-            return [None] * len(ids) if acked == set(ids) and len(acked) == len(ids) else None
-
-        outcome = self._w.run_oneshot(
-            fast,
-            lambda conn: _settle_all(conn, queue, settlements, now_ms()),
-            fsync=False,
-            channels=("queue:" + queue,),
+        acked = self._run_fast(
+            partial(pg_fast.ack, qid=qid, receipt=receipt, ids=ids, now=now_ms())
         )
-        if outcome is not None:
-            return outcome
+        if acked == set(ids) and len(acked) == len(ids):
+            return [None] * len(ids)
         # Partly acked in one statement: the rest (rows, late or partial
         # ranges, repeats of an id) is judged by the general path.
         results: list[BaseException | None] = [None] * len(settlements)
