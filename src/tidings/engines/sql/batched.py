@@ -5,10 +5,10 @@ a row delete to ack, each with its index entries: on PostgreSQL that is
 ~10 µs of server work per message whatever the round trips (measured). So
 messages that need nothing per message (no delay, group, idempotency key,
 and a queue without FIFO, TTL or max length) published several at a time
-are stored as one *batch row* (``message_batches``, bodies and headers
-encoded like a log batch) and claimed as a contiguous *range lease* of one
-row (``leases``): publish, claim and ack cost a few rows per call instead of
-a few per message.
+are stored as one *batch row* (counters in ``message_batches``, bodies and
+headers encoded like a log batch in ``batch_payloads``) and claimed as a
+contiguous *range lease* of one row (``leases``): publish, claim and ack
+cost a few rows per call instead of a few per message.
 
 Anything that needs per-message state *explodes* the range into ordinary
 ``messages`` rows carrying the same lease (receipt, deadline, delivery
@@ -66,21 +66,26 @@ def fits(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
     )
 
 
-def store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
-    """Insert ``messages`` (ids from ``first``) as batch rows."""
-    counters, payloads = [], []
+def chunks(messages: Sequence[OutgoingMessage]) -> list[tuple[int, int, bytes]]:
+    """(offset in ``messages``, count, encoded payload) per batch row."""
+    out = []
     for start in range(0, len(messages), MAX_MESSAGES):
         chunk = messages[start : start + MAX_MESSAGES]
         headers = [m.headers for m in chunk] if any(m.headers for m in chunk) else None
-        payload = rb.encode([m.body for m in chunk], None, headers)
-        counters.append((qid, first + start, len(chunk)))
-        payloads.append((qid, first + start, now, payload))
+        out.append((start, len(chunk), rb.encode([m.body for m in chunk], None, headers)))
+    return out
+
+
+def store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
+    """Insert ``messages`` (ids from ``first``) as batch rows."""
+    rows = chunks(messages)
     conn.executemany(
         "INSERT INTO batch_payloads(queue_id, first_id, enqueued_at, payload) VALUES (?,?,?,?)",
-        payloads,
+        [(qid, first + start, now, payload) for start, _, payload in rows],
     )
     conn.executemany(
-        "INSERT INTO message_batches(queue_id, first_id, count) VALUES (?,?,?)", counters
+        "INSERT INTO message_batches(queue_id, first_id, count) VALUES (?,?,?)",
+        [(qid, first + start, n) for start, n, _ in rows],
     )
 
 

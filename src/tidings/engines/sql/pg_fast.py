@@ -124,13 +124,7 @@ SELECT d.first_id, d.last_id, (SELECT off FROM quick) FROM d
 def publish(
     conn: Any, queue: str, qid: int, messages: Sequence[OutgoingMessage], now: int
 ) -> list[int]:
-    offsets, counts, payloads = [], [], []
-    for start in range(0, len(messages), batched.MAX_MESSAGES):
-        chunk = messages[start : start + batched.MAX_MESSAGES]  # payloads go as binary (%b)
-        headers = [m.headers for m in chunk] if any(m.headers for m in chunk) else None
-        offsets.append(start)
-        counts.append(len(chunk))
-        payloads.append(rb.encode([m.body for m in chunk], None, headers))
+    rows = batched.chunks(messages)
     row = conn.raw.execute(
         _PUBLISH,
         {
@@ -138,9 +132,9 @@ def publish(
             "q": qid,
             "name": queue,
             "now": now,
-            "offsets": offsets,
-            "counts": counts,
-            "payloads": payloads,
+            "offsets": [start for start, _, _ in rows],
+            "counts": [n for _, n, _ in rows],
+            "payloads": [payload for _, _, payload in rows],  # sent binary (%b)
             "channel": CHANNEL,
             "wake": "queue:" + queue,
         },
