@@ -120,3 +120,23 @@ def test_read_connections_are_pooled_across_threads(pg_schema_url: str) -> None:
 def test_bad_pool_size_is_a_configuration_error(pg_schema_url: str) -> None:
     with pytest.raises(ConfigurationError, match="pool_size"):
         Client(f"{pg_schema_url}&pool_size=0")
+
+
+def test_queue_recreated_by_another_client_is_followed(pg_schema_url: str) -> None:
+    """The fast paths cache queue ids by name. Another client deleting and
+    declaring the queue again (a new id, other settings) must not send this
+    client's acknowledged publishes to the old id: they land in the new
+    queue, and claims see its messages and settings."""
+    with Client(pg_schema_url) as mine, Client(pg_schema_url) as other:
+        mine.declare_queue("moved")
+        mine.publish_batch("moved", [b"old"] * 5)
+        assert len(mine.get("moved", 5)) == 5  # the id is cached now
+        other.delete_queue("moved")
+        other.declare_queue("moved", lease="7s")
+        mine.publish_batch("moved", [b"new"] * 5)
+        mine.publish("moved", b"one")
+        got = mine.get("moved", 10)
+        assert sorted(d.body for d in got) == [b"new"] * 5 + [b"one"]
+        assert all(6_000 < d.lease_until - time.time() * 1000 <= 7_000 for d in got)
+        mine.ack(got)
+        assert other.queue_stats("moved").ready == 0

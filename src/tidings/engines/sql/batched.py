@@ -101,12 +101,30 @@ def claim(conn: Any, queue: str, qid: int, want: int, receipt: str, until: int) 
             f"INSERT INTO leases(queue_id, {_LEASE_COLUMNS}) VALUES (?,?,?,?,?,?,1)",
             (qid, first + start, first + end - 1, first, receipt, until),
         )
-        decoded = rb.decode(bytes(payload))
-        for i in range(start, end):
-            headers = decoded.headers[i] if decoded.headers is not None else EMPTY_HEADERS
-            body = decoded.values[i] or b""
-            out.append(Delivery(queue, first + i, body, headers, 1, False, receipt, until))
+        out.extend(deliveries(queue, first, start, end, payload, receipt, until))
     return out
+
+
+def deliveries(
+    queue: str, first: int, start: int, end: int, payload: bytes, receipt: str, until: int
+) -> list[Delivery]:
+    """Messages ``start``..``end - 1`` of the batch row ``first``, first
+    delivered under ``receipt`` until ``until``."""
+    decoded = rb.decode(bytes(payload))
+    bodies, heads = decoded.values, decoded.headers
+    return [
+        Delivery(
+            queue,
+            first + i,
+            bodies[i] or b"",
+            heads[i] if heads is not None else EMPTY_HEADERS,
+            1,
+            False,
+            receipt,
+            until,
+        )
+        for i in range(start, end)
+    ]
 
 
 def ack_ranges(conn: Any, qid: int, ids_by_receipt: dict[str, set[int]], now: int) -> set[int]:

@@ -46,11 +46,32 @@ _READ = (
 _MAX_BATCHES_PER_QUERY = 256
 
 
+def read_retrying(
+    connect: Callable[[], Any],
+    fn: Callable[[Any], T],
+    translate: Callable[[BaseException], BaseException],
+) -> T:
+    """Run ``fn`` on a read connection, translating driver errors (the
+    Writer does that for writes). A pooled connection to a server that
+    restarted (or a primary that failed over) fails on its first use after:
+    a read is autocommit, so it is retried once, and ``connect`` replaces
+    the broken connection."""
+    for attempt in (0, 1):
+        conn = connect()
+        try:
+            return fn(conn)
+        except Exception as exc:
+            if attempt == 0 and getattr(conn, "broken", False):
+                continue
+            err = translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
+    raise AssertionError("unreachable")
+
+
 class _Reader:
-    """Runs read statements, translating driver errors (the Writer does
-    that for writes). A statement that fails because its pooled connection
-    broke (the server restarted or failed over) is retried once: reads are
-    single autocommit statements, and ``connect`` replaces broken ones."""
+    """Runs read statements through :func:`read_retrying`."""
 
     __slots__ = ("_connect", "_translate")
 
@@ -60,18 +81,7 @@ class _Reader:
         self._connect, self._translate = connect, translate
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        for attempt in (0, 1):
-            conn = self._connect()
-            try:
-                return conn.execute(sql, params)
-            except Exception as exc:
-                if attempt == 0 and getattr(conn, "broken", False):
-                    continue
-                err = self._translate(exc)
-                if err is exc:
-                    raise
-                raise err from exc
-        raise AssertionError("unreachable")
+        return read_retrying(self._connect, lambda conn: conn.execute(sql, params), self._translate)
 
 
 class _Stale(Exception):

@@ -15,8 +15,8 @@ statement — one round trip — built from data-modifying CTEs:
 * :func:`ack` acks the live range leases a receipt's acks cover whole.
 
 They run on the engine's pooled autocommit connections, beside the writer
-(concurrent threads commit in parallel; PostgreSQL groups their WAL
-flushes). ``claim`` returns None when the case is not the common one, and each
+(no transaction to open, so no queueing behind the group commit).
+``claim`` returns None when the case is not the common one, and each
 raises :class:`Stale` when the cached queue id no longer names the queue
 (deleted and declared again by another client): the caller then runs the
 general path, which is the reference.
@@ -30,10 +30,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...message import EMPTY_HEADERS, Delivery
+from ...message import Delivery
 from ...ports.queue import OutgoingMessage
 from . import batched
-from . import recordbatch as rb
 
 CHANNEL = "tidings"  # postgres.CHANNEL (not imported: postgres imports the stores)
 
@@ -190,21 +189,7 @@ def claim(
         return None
     if first is None:
         return []
-    decoded = rb.decode(bytes(payload))
-    heads = decoded.headers
-    return [
-        Delivery(
-            queue,
-            first + i,
-            decoded.values[i] or b"",
-            heads[i] if heads is not None else EMPTY_HEADERS,
-            1,
-            False,
-            receipt,
-            until,
-        )
-        for i in range(start, end)
-    ]
+    return batched.deliveries(queue, first, start, end, payload, receipt, until)
 
 
 def ack(conn: Any, qid: int, receipt: str, ids: Sequence[int], now: int) -> set[int]:

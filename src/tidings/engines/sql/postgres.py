@@ -46,7 +46,7 @@ from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
 from .database import Writer
 from .dialect import Dialect
-from .log import SqlLog
+from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
 from .migrations import SCHEMA_VERSION, upgrade
 from .queue import SqlQueues
@@ -142,13 +142,10 @@ class PgSession:
         self._connect = connect
         self.conn = connect()
 
-    def _usable(self) -> None:
+    def begin(self, fsync: bool) -> None:
         if self.conn.broken:
             self.conn.close()
             self.conn = self._connect()
-
-    def begin(self, fsync: bool) -> None:
-        self._usable()
         # One round trip either way (a simple-query string). Without fsync
         # the commit does not wait for the WAL flush: a crash of the server
         # may forget the last acks or leases (a redelivery), never a publish
@@ -267,6 +264,7 @@ def _schema_version(conn: PgConnection) -> int | None:
 _CHURNING = (
     "messages",
     "message_batches",
+    "batch_payloads",
     "leases",
     "dedup",
     "queues",
@@ -357,23 +355,12 @@ class PostgresEngine:
         return conn
 
     def _read(self, fn: Callable[[PgConnection], T]) -> T:
-        # A pooled connection to a server that restarted (or a primary that
-        # failed over) fails on its first use after: a read is one
-        # autocommit statement, so it is retried once on a fresh connection.
-        for attempt in (0, 1):
-            conn = self._reader()
-            try:
-                return fn(conn)
-            except psycopg.Error as exc:
-                if attempt == 0 and conn.broken:
-                    continue
-                raise translate(exc) from exc
-        raise AssertionError("unreachable")
+        return read_retrying(self._reader, fn, translate)
 
     def _oneshot(self, fn: Callable[[PgConnection], T]) -> T:
         """Run one self-committing statement (``pg_fast``) on this thread's
-        pooled autocommit connection, beside the writer: concurrent threads
-        commit in parallel and PostgreSQL groups their WAL flushes. Never
+        pooled autocommit connection, beside the writer (it needs no
+        transaction, so it does not queue behind the group commit). Never
         retried: a write whose connection broke has an unknown outcome."""
         try:
             return fn(self._reader())
