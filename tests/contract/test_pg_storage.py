@@ -10,6 +10,7 @@ import time
 import uuid
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,6 +21,12 @@ from tidings.engines.sql.postgres import PgConnection, split_url, vacuum_churned
 from tidings.errors import ConfigurationError
 
 PG = "postgresql://127.0.0.1:5432/test"
+
+
+def _one(query: str, *params: object) -> tuple[Any, ...] | None:
+    """One row of a catalog query, on a connection of its own."""
+    with psycopg.connect(PG, autocommit=True) as conn:
+        return conn.execute(query, params).fetchone()
 
 
 def _v1_script(dialect: str) -> str:
@@ -51,12 +58,11 @@ def test_postgres_v1_schema_is_upgraded_on_open(pg_schema_url: str) -> None:
         ).fetchone() == ("1",)
     with Client(pg_schema_url) as client:
         assert client.engine.log.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
-    with psycopg.connect(PG, autocommit=True) as conn:
-        options = conn.execute(
-            "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = 'queues'",
-            (schema,),
-        ).fetchone()
+    options = _one(
+        "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'queues'",
+        schema,
+    )
     assert options is not None and "fillfactor=30" in options[0]
 
 
@@ -69,22 +75,18 @@ def test_churned_queue_table_is_vacuumed(pg_schema_url: str) -> None:
         while got := client.get("churn", 500):
             client.ack(got)
 
-        def dead_rows() -> int:
-            with psycopg.connect(PG, autocommit=True) as conn:
-                row = conn.execute(
-                    "SELECT n_dead_tup FROM pg_stat_user_tables "
-                    "WHERE schemaname = %s AND relname = 'messages'",
-                    (schema,),
-                ).fetchone()
-            return int(row[0]) if row else 0
-
         vacuumed: list[str] = []
         deadline = time.monotonic() + 10  # statistics reach pg_stat within about a second
         while "messages" not in vacuumed and time.monotonic() < deadline:
             vacuumed = vacuum_churned(lambda: PgConnection.open(conninfo, schema))
             time.sleep(0.2)
         assert "messages" in vacuumed
-        assert dead_rows() < 1000
+        dead = _one(
+            "SELECT n_dead_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = %s AND relname = 'messages'",
+            schema,
+        )
+        assert dead is not None and dead[0] < 1000
 
 
 def test_read_connections_are_pooled_across_threads(pg_schema_url: str) -> None:

@@ -311,6 +311,23 @@ def _kill_member_once(url: str, tmp_path: Path, i: int, rng: random.Random) -> f
     return round(took, 2)
 
 
+def _outlast_session(url: str, a_out: Output, b: subprocess.Popen[str]) -> str:
+    """With member B of "grp" stopped: wait past its session timeout and
+    check that A took over its partitions; return B's (now fenced) id."""
+    zombie = _member_of(url, "grp", b)[0]
+    assert zombie, "B is not a live member"
+    stopped_at = time.time()
+    time.sleep(SESSION_S + 1.5)
+    assert a_out.owns("0,1", since=stopped_at), "A did not take over the zombie's partition"
+    return zombie
+
+
+def _rejoined(url: str, b: subprocess.Popen[str], zombie: str) -> None:
+    """B, resumed, joins "grp" again under a new id and owns a partition."""
+    _wait_for(lambda: _member_of(url, "grp", b)[0] not in (None, zombie), 10, "B rejoins")
+    _wait_for(lambda: _member_of(url, "grp", b)[1], 10, "B, rejoined, owns a partition")
+
+
 def _duplicates(a_log: Path, b_log: Path) -> set[tuple[int, int]]:
     return set(_processed(a_log)) & set(_processed(b_log))
 
@@ -334,17 +351,12 @@ def test_zombie_member_is_fenced_and_duplicates_stay_in_its_window(
     time.sleep(0.2)
     b.send_signal(signal.SIGSTOP)
     _wait_for(lambda: _stopped(b), 5, "B stopped")
-    zombie = _member_of(url, "grp", b)[0]
-    assert zombie, "B is not a live member"
     held, committed = _processed(b_log), _committed(url, "grp")
     window = {(p, o) for p, o in held if o >= committed.get(p, 0)}
-    stopped_at = time.time()
-    time.sleep(SESSION_S + 1.5)  # past the session timeout
-    assert a_out.owns("0,1", since=stopped_at), "A did not take over the zombie's partition"
+    zombie = _outlast_session(url, a_out, b)
     b.send_signal(signal.SIGCONT)
     _wait_for(lambda: b_out.events("fenced"), 10, "B's commit rejected")
-    _wait_for(lambda: _member_of(url, "grp", b)[0] not in (None, zombie), 10, "B rejoins")
-    _wait_for(lambda: _member_of(url, "grp", b)[1], 10, "B, rejoined, owns a partition")
+    _rejoined(url, b, zombie)
     _wait_for(lambda: _all_done(url, "grp", 300, a_log, b_log), 60, "all processed")
     reap(a)
     reap(b)
@@ -414,19 +426,14 @@ def test_zombie_stopped_between_membership_check_and_fetch_fetches_nothing_stale
     b_out = Output(b)
     _wait_for(lambda: b_out.events("stopping"), 15, "B stopping itself")
     _wait_for(lambda: _stopped(b), 5, "B stopped")
-    zombie = _member_of(url, "grp", b)[0]
-    assert zombie, "B is not a live member"
     held = _processed(b_log)
     assert held, "B processed nothing before it stopped"
-    stopped_at = time.time()
-    time.sleep(SESSION_S + 1.5)  # past the session timeout: A takes B's partition
-    assert a_out.owns("0,1", since=stopped_at), "A did not take over the zombie's partition"
+    zombie = _outlast_session(url, a_out, b)
     b.send_signal(signal.SIGCONT)
     _wait_for(lambda: b_out.events("resumed"), 10, "B resumed")
     # Fenced inside poll (nothing to commit yet): it drops its partitions,
     # rejoins and gets one again.
-    _wait_for(lambda: _member_of(url, "grp", b)[0] not in (None, zombie), 10, "B rejoins")
-    _wait_for(lambda: _member_of(url, "grp", b)[1], 10, "B, rejoined, owns a partition")
+    _rejoined(url, b, zombie)
     _wait_for(lambda: _all_done(url, "grp", 300, a_log, b_log), 60, "all processed")
     reap(a)
     reap(b)

@@ -16,6 +16,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tidings import Client, FencedError, GroupConfig, TopicPartition
@@ -23,20 +24,31 @@ from tidings import Client, FencedError, GroupConfig, TopicPartition
 SESSION = GroupConfig(session_timeout_s=2.0, heartbeat_interval_s=0.2)
 
 
+def _sequenced(seed: str, rng: random.Random) -> Callable[[], tuple[str, str]]:
+    """Random keys (8 per seed), each value "key:n" with n counting up per
+    key, so order per key can be checked from the log."""
+    seq: dict[str, int] = {}
+
+    def next_value() -> tuple[str, str]:
+        key = f"{seed}-k{rng.randrange(8)}"
+        seq[key] = seq.get(key, -1) + 1
+        return key, f"{key}:{seq[key]}"
+
+    return next_value
+
+
 def produce(url: str, topic: str, seed: str, limit: str = "0") -> None:
     """Random batches of keyed records forever (or ``limit`` records); each
     acknowledged record is printed once durable."""
     rng = random.Random(seed)
-    seq: dict[str, int] = {}
+    next_value = _sequenced(seed, rng)
     total = 0
     with Client(url) as client:
         producer = client.producer()
         while not int(limit) or total < int(limit):
-            keys = [f"{seed}-k{rng.randrange(8)}" for _ in range(rng.randint(1, 40))]
-            values = []
-            for k in keys:
-                seq[k] = seq.get(k, -1) + 1
-                values.append(f"{k}:{seq[k]}".encode())
+            pairs = [next_value() for _ in range(rng.randint(1, 40))]
+            keys = [k for k, _ in pairs]
+            values = [v.encode() for _, v in pairs]
             metas = producer.send_batch(topic, values, keys)
             out = "".join(
                 f"{m.partition} {m.offset} {v.decode()}\n"
@@ -52,16 +64,14 @@ def produce_acks(url: str, topic: str, seed: str, limit: str = "0") -> None:
     ``limit`` records); each record is printed (and flushed) as soon as its
     ``Ack.result()`` returns."""
     rng = random.Random(seed)
-    seq: dict[str, int] = {}
+    next_value = _sequenced(seed, rng)
     total = 0
     with Client(url) as client:
         producer = client.producer()
         while not int(limit) or total < int(limit):
             sent = []
             for _ in range(rng.randint(1, 50)):
-                key = f"{seed}-k{rng.randrange(8)}"
-                seq[key] = seq.get(key, -1) + 1
-                value = f"{key}:{seq[key]}"
+                key, value = next_value()
                 sent.append((producer.send(topic, value.encode(), key), value))
             for ack, value in sent:
                 meta = ack.result()
