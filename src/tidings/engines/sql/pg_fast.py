@@ -12,7 +12,8 @@ statement — one round trip — built from data-modifying CTEs:
 * :func:`claim` leases a range of the oldest batch row, unless the queue
   has message rows ready or range leases that ran out (those need the
   per-message path, which also serves them first);
-* :func:`ack` acks the live range leases a receipt's acks cover whole.
+* :func:`ack` acks the live range leases a receipt's acks cover whole,
+  and the leased message rows they name (outside FIFO queues).
 
 They run on the engine's pooled autocommit connections, beside the writer
 (no transaction to open, so no queueing behind the group commit).
@@ -103,7 +104,14 @@ WITH quick AS (
     WHERE queue_id = %(q)s AND receipt = %(receipt)s AND visible_at > %(now)s
       AND NOT EXISTS (SELECT 1 FROM generate_series(first_id, last_id) AS g
                       WHERE g <> ALL (%(ids)s::bigint[]))
+      AND (SELECT off FROM quick) IS NOT NULL
     RETURNING first_id, last_id, batch_id
+), r AS (
+    DELETE FROM messages
+    WHERE %(rows)s AND queue_id = %(q)s AND receipt = %(receipt)s AND visible_at > %(now)s
+      AND id = ANY (%(ids)s::bigint[])
+      AND (SELECT off FROM quick) IS NOT NULL
+    RETURNING id
 ), per AS (
     SELECT batch_id, sum(last_id - first_id + 1) AS n FROM d GROUP BY batch_id
 ), gone AS (
@@ -113,10 +121,11 @@ WITH quick AS (
     UPDATE message_batches m SET settled = m.settled + per.n FROM per
     WHERE m.queue_id = %(q)s AND m.first_id = per.batch_id AND m.settled + per.n < m.count
 ), sz AS (
-    UPDATE queues SET size = size - (SELECT coalesce(sum(n), 0) FROM per)
-    WHERE id = %(q)s AND EXISTS (SELECT 1 FROM d)
+    UPDATE queues
+    SET size = size - (SELECT coalesce(sum(n), 0) FROM per) - (SELECT count(*) FROM r)
+    WHERE id = %(q)s AND (EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM r))
 )
-SELECT d.first_id, d.last_id, (SELECT off FROM quick) FROM d
+SELECT first_id, last_id FROM d UNION ALL SELECT id, id FROM r
 """
 
 
@@ -192,10 +201,12 @@ def claim(
     return batched.deliveries(queue, first, start, end, payload, receipt, until)
 
 
-def ack(conn: Any, qid: int, receipt: str, ids: Sequence[int], now: int) -> set[int]:
-    """Ack the live range leases under ``receipt`` that ``ids`` cover whole;
-    return the ids acked (the rest are for the general path)."""
-    rows = conn.raw.execute(
-        _ACK, {"q": qid, "receipt": receipt, "now": now, "ids": list(ids)}
+def ack(conn: Any, qid: int, receipt: str, ids: Sequence[int], now: int, rows: bool) -> set[int]:
+    """Ack what ``ids`` cover under ``receipt`` while leased: whole range
+    leases, and with ``rows`` message rows too (not in FIFO queues, whose
+    acks promote the group's next message: the general path does that).
+    Return the ids acked; the rest are for the general path."""
+    found = conn.raw.execute(
+        _ACK, {"q": qid, "receipt": receipt, "now": now, "ids": list(ids), "rows": rows}
     ).fetchall()
-    return {mid for lo, hi, _ in rows for mid in range(lo, hi + 1)}
+    return {mid for lo, hi in found for mid in range(lo, hi + 1)}

@@ -274,17 +274,21 @@ class SqlQueues(ExchangeStore):
         # means a redelivery (at-least-once), never a lost message. A process
         # crash loses nothing (WAL, synchronous=NORMAL).
         hit = self._fast_target(queue)
-        receipts = {s.receipt for s in settlements}
-        if hit is None or len(receipts) != 1 or any(s.action != "ack" for s in settlements):
+        if hit is None or any(s.action != "ack" for s in settlements):
             return self._settle_general(queue, settlements)
-        qid, receipt, ids = hit[0], receipts.pop(), [s.id for s in settlements]
+        receipts = {s.receipt for s in settlements}
+        if len(receipts) != 1:
+            return self._settle_general(queue, settlements)
+        (qid, config), receipt, ids = hit, receipts.pop(), [s.id for s in settlements]
         acked = self._run_fast(
-            partial(pg_fast.ack, qid=qid, receipt=receipt, ids=ids, now=now_ms())
+            partial(
+                pg_fast.ack, qid=qid, receipt=receipt, ids=ids, now=now_ms(), rows=not config.fifo
+            )
         )
         if acked == set(ids) and len(acked) == len(ids):
             return [None] * len(ids)
-        # Partly acked in one statement: the rest (rows, late or partial
-        # ranges, repeats of an id) is judged by the general path.
+        # Partly acked in one statement: the rest (late or partial ranges,
+        # FIFO rows, lost leases, repeats of an id) is judged by the general path.
         results: list[BaseException | None] = [None] * len(settlements)
         pending: list[int] = []  # indexes of the settlements still to judge
         for i, s in enumerate(settlements):
