@@ -54,11 +54,15 @@ _LEASE_COLUMNS = "first_id, last_id, batch_id, receipt, visible_at, deliveries"
 Lease = Sequence[Any]  # a leases row, _LEASE_COLUMNS order
 
 
+def accepts(config: QueueConfig) -> bool:
+    """True when the queue may hold batch rows at all (FIFO groups, TTL and
+    max length need every message as a row)."""
+    return not config.fifo and config.ttl_s is None and config.max_length is None
+
+
 def fits(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
     """True when these messages may be stored as batch rows."""
-    if len(messages) < MIN_MESSAGES or config.fifo:
-        return False
-    if config.ttl_s is not None or config.max_length is not None:
+    if len(messages) < MIN_MESSAGES or not accepts(config):
         return False
     return all(
         m.idempotency_key is None and m.group is None and not m.delay_s and m.not_before_ms is None

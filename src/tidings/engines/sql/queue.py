@@ -216,7 +216,7 @@ class SqlQueues(ExchangeStore):
     # ---- consuming --------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
         hit = self._fast_target(queue)
-        if hit is not None:
+        if hit is not None and batched.accepts(hit[1]):  # else only rows: the general path
             try:
                 got = self._fast_claim(queue, hit, max_messages)
                 if got is not None:
