@@ -56,8 +56,25 @@ def test_postgres_v1_schema_is_upgraded_on_open(pg_schema_url: str) -> None:
         assert conn.execute(
             "SELECT value FROM tidings_meta WHERE key='schema_version'"
         ).fetchone() == ("1",)
-    with Client(pg_schema_url) as client:
-        assert client.engine.log.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
+    # Several clients start at once on the old schema: the advisory lock
+    # lets one upgrade; the others wait, then find it done.
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            with Client(pg_schema_url) as client:
+                versions.append(client.engine.log.schema_version())  # type: ignore[attr-defined]
+        except BaseException as exc:  # collected: a thread's failure is otherwise lost
+            errors.append(exc)
+
+    starters = [threading.Thread(target=start) for _ in range(4)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    assert not errors, errors[0]
+    assert versions == [SCHEMA_VERSION] * 4
     options = _one(
         "SELECT reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = 'queues'",
