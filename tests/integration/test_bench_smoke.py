@@ -3,14 +3,13 @@ lines. It never asserts a speed: benchmarks report, they do not gate."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 import pytest
 
-from tidings.cli import bench
 from tidings.cli.context import Context
+from tidings.cli.main import build_parser
 
 METRICS = ("records_per_s", "ratio", "p99_ms", "error")
 LOG_WORKLOADS = {
@@ -25,10 +24,8 @@ LOG_WORKLOADS = {
 
 
 def run_bench(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(prog="tidings")
-    bench.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *argv, "--json", "--quick"])
-    assert args.handler(args, Context(url=None, json=True)) == 0
+    args = build_parser().parse_args(["bench", *argv, "--json", "--quick"])
+    assert args.handler(args, Context(url=args.url, json=args.json)) == 0
     return [json.loads(row) for row in capsys.readouterr().out.splitlines()]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import options
 from .context import Context
 
 
@@ -19,21 +20,24 @@ def register(sub: Any) -> None:
 
 
 def _options(p: argparse.ArgumentParser) -> None:
-    # --url/--json repeated here so they may also follow the subcommand.
+    # --url (the engine to measure; default: a temp SQLite file per
+    # workload) and --json are the global options.
     p.add_argument(
-        "--url",
-        dest="bench_url",
-        help="engine to measure (default: a temp SQLite file per workload)",
+        "--peers",
+        action="store_true",
+        help="also run RabbitMQ, NATS, Redis, PostgreSQL … (a missing driver or "
+        "service is a line with an error)",
     )
     p.add_argument(
-        "--json", dest="bench_json", action="store_true", help="one JSON object per line"
+        "--records", type=options.count, help="records per workload (default 1,000,000)"
     )
-    p.add_argument(
-        "--peers", action="store_true", help="also run RabbitMQ, NATS, Redis, PostgreSQL …"
-    )
-    p.add_argument("--records", type=int, help="records per workload (default 1,000,000)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
-    p.add_argument("--only", action="append", default=[], help="run workloads whose name starts so")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run workloads whose name starts so (repeatable)",
+    )
     p.add_argument("--dir", help="where temporary databases go (default: the temp directory)")
 
 
@@ -43,21 +47,20 @@ def _settings(args: argparse.Namespace) -> Any:
     extra = {"only": tuple(args.only)}
     if args.dir:
         extra["workdir"] = args.dir
-    # An explicit --url names the engine to measure; the global default URL does not.
-    url = args.bench_url or getattr(args, "url", None)
-    return Settings.make(url, args.records, args.quick, args.peers, **extra)
+    # An explicit --url names the engine to measure; $TIDINGS_URL does not.
+    return Settings.make(args.url, args.records, args.quick, args.peers, **extra)
 
 
 def run_log(args: argparse.Namespace, ctx: Context) -> int:
     """Always 0 once running: a failing workload is a line with ``error``."""
     from ..bench import run_log as run
 
-    run(_settings(args), as_json=args.bench_json or ctx.json)
+    run(_settings(args), as_json=ctx.json)
     return 0
 
 
 def run_queue(args: argparse.Namespace, ctx: Context) -> int:
     from ..bench import run_queue as run
 
-    run(_settings(args), as_json=args.bench_json or ctx.json)
+    run(_settings(args), as_json=ctx.json)
     return 0

@@ -1,90 +1,122 @@
 """``tidings consume TOPIC``: records as JSON lines.
 
 ``key`` and ``value`` are UTF-8 text when they decode as such; otherwise
-they are ``{"base64": "..."}``. With ``--group``, exactly the printed
-records are committed before the command exits.
+they are ``{"base64": "..."}``. With ``--group``, before the command exits
+(at ``--max``, ``--timeout``, Ctrl-C, SIGTERM or a closed output) it
+commits, per partition it owns, the offset after the last record it
+printed — or, where it printed none, the position it started from, so the
+next run continues there even when this one printed nothing (as the
+Python consumer commits its positions on close).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import json
-import sys
 import time
-from datetime import datetime
 from typing import Any
 
-from ..client.consumer import Start
-from ..errors import ConfigurationError
+from ..client.consumer import Consumer
 from ..message import Record, TopicPartition
-from .context import Context
+from . import options
+from .context import Context, dumps
+from .signals import shielded
+
+POLL_RECORDS = 10_000
+WAIT_SLICE = 0.25  # seconds a poll may hold off Ctrl-C / SIGTERM
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("consume", help="print a topic's records as JSON lines")
-    p.add_argument("topic")
-    p.add_argument("--group", help="consume as a member of this group (offsets committed)")
+    p.add_argument("topic", type=options.name("topic"), help="the topic to read")
+    p.add_argument(
+        "--group",
+        type=options.name("group"),
+        help="consume as a member of this group (offsets committed on exit)",
+    )
     p.add_argument(
         "--from",
         dest="start",
+        type=options.start,
         default=None,
         help="beginning | end | OFFSET | ISO-TIME (default: the committed offset, else end)",
     )
-    p.add_argument("--max", type=int, help="stop after N records")
-    p.add_argument("--timeout", type=float, help="stop after S seconds with no new record")
+    p.add_argument("--max", type=options.count, help="stop after N records")
+    p.add_argument(
+        "--timeout", type=options.seconds, help="stop after S seconds with no new record"
+    )
     p.set_defaults(handler=run)
 
 
-def parse_start(text: str | None) -> Start:
-    """``beginning``, ``end``, an offset or an ISO-8601 time."""
-    if text is None or text == "end":
-        return "end"
-    if text == "beginning":
-        return "beginning"
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigurationError(
-            f"--from {text!r}: use beginning, end, an offset or an ISO time (2026-11-22T10:00:00Z)"
-        ) from None
-    return when.astimezone() if when.tzinfo is None else when
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    start = parse_start(args.start)
+    start = options.parse_start(args.start)
     consumer = ctx.client.consumer(args.topic, args.group, start=start, auto_commit=False)
-    if args.group is not None and args.start is not None:
-        consumer.poll(timeout=0)  # take the assignment, then apply --from over commits
-        consumer.seek_to(start)
-    printed: dict[TopicPartition, int] = {}
+    marks: dict[TopicPartition, int] = {}  # per partition: the offset to commit
     try:
-        _loop(consumer, args, printed)
+        if args.group is not None and args.start is not None:
+            with shielded():
+                consumer.poll(timeout=0, max_records=1)  # take the assignment ...
+                consumer.seek_to(start)  # ... then apply --from over the committed offsets
+        _loop(consumer, args, ctx, marks)
     finally:
-        if args.group is not None and printed:
-            consumer.commit(printed)
-        consumer.close()
+        try:
+            if args.group is not None:
+                owned = consumer.assignment()
+                consumer.commit({tp: o for tp, o in marks.items() if tp in owned})
+        finally:
+            consumer.close()
     return 0
 
 
-def _loop(consumer: Any, args: argparse.Namespace, printed: dict[TopicPartition, int]) -> None:
+def _loop(
+    consumer: Consumer, args: argparse.Namespace, ctx: Context, marks: dict[TopicPartition, int]
+) -> None:
     count = 0
     idle_since = time.monotonic()
     while args.max is None or count < args.max:
         left = None if args.timeout is None else args.timeout - (time.monotonic() - idle_since)
-        if left is not None and left <= 0:
-            return
-        want = 10_000 if args.max is None else args.max - count
-        records = consumer.poll(timeout=1.0 if left is None else min(left, 1.0), max_records=want)
+        want = POLL_RECORDS if args.max is None else min(POLL_RECORDS, args.max - count)
+        wait = WAIT_SLICE if left is None else max(0.0, min(left, WAIT_SLICE))
+        # Shielded: a partition taken during the poll is marked before a
+        # signal can end the command (else a new group would commit nothing).
+        with shielded():
+            _mark_starts(consumer, [], marks)
+            records = consumer.poll(timeout=wait, max_records=want)[:want]
+            _mark_starts(consumer, records, marks)
         if records:
+            _print(ctx, records, marks)
+            count += len(records)
             idle_since = time.monotonic()
-        for record in records[:want]:
-            sys.stdout.write(json.dumps(as_json(record)) + "\n")
-            printed[TopicPartition(record.topic, record.partition)] = record.offset + 1
-            count += 1
-        sys.stdout.flush()
+        elif left is not None and left <= wait:  # waited the whole --timeout
+            return
+
+
+def _mark_starts(
+    consumer: Consumer, records: list[Record], marks: dict[TopicPartition, int]
+) -> None:
+    """Keep ``marks`` to the owned partitions; a partition newly owned is
+    marked where it starts: the first record just read from it, else its
+    position."""
+    owned = consumer.assignment()
+    for tp in set(marks) - owned:
+        del marks[tp]  # taken away: the new owner commits it
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        first.setdefault(TopicPartition(r.topic, r.partition), r.offset)
+    for tp in owned - set(marks):
+        marks[tp] = first.get(tp, consumer.position(tp))
+
+
+def _print(ctx: Context, records: list[Record], marks: dict[TopicPartition, int]) -> None:
+    """Print ``records``; mark those that reached the output. Raises
+    BrokenPipeError when the reader has gone."""
+    text = [dumps(as_json(r)) + "\n" for r in records]
+    with shielded():  # a signal waits until what was written is marked
+        written = ctx.write_lines(text)
+        for r in records[:written]:
+            marks[TopicPartition(r.topic, r.partition)] = r.offset + 1
+    if written < len(records):
+        raise BrokenPipeError("standard output was closed")
 
 
 def _text(data: bytes | None) -> str | dict[str, str] | None:

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from .consume import parse_start
+from . import options
 from .context import Context
 
 
@@ -15,15 +15,19 @@ def register(sub: Any) -> None:
     verbs = groups.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("list", help="list groups").set_defaults(handler=_list)
     describe = verbs.add_parser("describe", help="members, assignment and lag per partition")
-    describe.add_argument("group")
+    describe.add_argument("group", type=options.name("group"), help="the group")
     describe.set_defaults(handler=_describe)
     reset = verbs.add_parser("reset-offsets", help="move a group's committed offsets")
-    reset.add_argument("group")
-    reset.add_argument("--topic", required=True)
-    reset.add_argument("--to", required=True, help="beginning | end | OFFSET | ISO-TIME")
+    reset.add_argument("group", type=options.name("group"), help="the group (no live members)")
+    reset.add_argument(
+        "--topic", type=options.name("topic"), required=True, help="the topic whose offsets move"
+    )
+    reset.add_argument(
+        "--to", type=options.start, required=True, help="beginning | end | OFFSET | ISO-TIME"
+    )
     reset.set_defaults(handler=_reset)
     delete = verbs.add_parser("delete", help="forget a group and its offsets")
-    delete.add_argument("group")
+    delete.add_argument("group", type=options.name("group"), help="the group")
     delete.set_defaults(handler=_delete)
 
 
@@ -58,7 +62,7 @@ def _describe(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _reset(args: argparse.Namespace, ctx: Context) -> int:
-    offsets = ctx.client.reset_offsets(args.group, args.topic, parse_start(args.to))
+    offsets = ctx.client.reset_offsets(args.group, args.topic, options.parse_start(args.to))
     for tp, offset in sorted(offsets.items()):
         if ctx.json:
             ctx.emit({"topic": tp.topic, "partition": tp.partition, "offset": offset})

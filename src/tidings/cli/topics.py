@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..config import TopicConfig
+from . import options
 from .context import Context
 
 
@@ -14,14 +15,37 @@ def register(sub: Any) -> None:
     topics = sub.add_parser("topics", help="create, list, describe and delete topics")
     verbs = topics.add_subparsers(dest="verb", metavar="VERB", required=True)
     create = verbs.add_parser("create", help="create a topic")
-    create.add_argument("name")
-    create.add_argument("--partitions", type=int, default=1)
-    create.add_argument("--retention", help="delete records older than this (e.g. 7d)")
-    create.add_argument("--retention-bytes", help="keep at most this much per partition (e.g. 1GB)")
+    create.add_argument("name", type=options.name("topic"), help="the topic")
+    create.add_argument(
+        "--partitions", type=options.count, default=1, help="how many partitions (default 1)"
+    )
+    create.add_argument(
+        "--retention", type=options.duration, help="delete records older than this (e.g. 7d)"
+    )
+    create.add_argument(
+        "--retention-bytes",
+        type=options.size,
+        help="keep at most this much per partition (e.g. 1GB)",
+    )
     create.add_argument("--compact", action="store_true", help="keep the latest record per key")
-    create.add_argument("--tombstone-retention", default="1d", help="keep tombstones this long")
-    create.add_argument("--durability", choices=("fsync", "os"), default="fsync")
-    create.add_argument("--max-record-bytes", default="1MB")
+    create.add_argument(
+        "--tombstone-retention",
+        type=options.duration,
+        default="1d",
+        help="with --compact: keep tombstones this long (default 1d)",
+    )
+    create.add_argument(
+        "--durability",
+        choices=("fsync", "os"),
+        default="fsync",
+        help="fsync: acks survive a power cut (default); os: they survive a process crash",
+    )
+    create.add_argument(
+        "--max-record-bytes",
+        type=options.size,
+        default="1MB",
+        help="the largest record value accepted (default 1MB)",
+    )
     create.set_defaults(handler=_create)
     verbs.add_parser("list", help="list topics").set_defaults(handler=_list)
     for verb, handler, text in (
@@ -31,11 +55,13 @@ def register(sub: Any) -> None:
         ("retain", _retain, "apply retention now"),
     ):
         p = verbs.add_parser(verb, help=text)
-        p.add_argument("name")
+        p.add_argument("name", type=options.name("topic"), help="the topic")
         p.set_defaults(handler=handler)
     grow = verbs.add_parser("add-partitions", help="raise the partition count")
-    grow.add_argument("name")
-    grow.add_argument("--total", type=int, required=True, help="the new partition count")
+    grow.add_argument("name", type=options.name("topic"), help="the topic")
+    grow.add_argument(
+        "--total", type=options.count, required=True, help="the new partition count"
+    )
     grow.set_defaults(handler=_add_partitions)
 
 

@@ -10,6 +10,7 @@ is down yields lines with ``error`` and the run goes on.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -106,15 +107,35 @@ def _timed(
     )
 
 
-def all_peers() -> list[Peer]:
-    """Every peer; drivers are imported only when a session opens."""
-    from . import embedded, nats, postgresql, rabbitmq, redis_streams
+# name, module under peers/, its log opener, its queue opener
+_PEERS = (
+    ("rabbitmq", "rabbitmq", "open_session", "open_session"),
+    ("nats-jetstream", "nats", "open_log", "open_queue"),
+    ("redis-streams", "redis_streams", "open_session", "open_session"),
+    ("postgresql-table", "postgresql", "open_log", "open_queue"),
+    ("persist-queue", "embedded", None, "open_persist_queue"),
+    ("litequeue", "embedded", None, "open_litequeue"),
+)
 
+
+def all_peers() -> list[Peer]:
+    """Every peer. Nothing is imported here: a peer's module (and its
+    driver) is imported when its session opens, so a missing driver is an
+    ``error`` line for that peer only, and a plain install (no extras) runs
+    the tidings workloads."""
     return [
-        Peer("rabbitmq", rabbitmq.open_session, rabbitmq.open_session),
-        Peer("nats-jetstream", nats.open_log, nats.open_queue),
-        Peer("redis-streams", redis_streams.open_session, redis_streams.open_session),
-        Peer("postgresql-table", postgresql.open_log, postgresql.open_queue),
-        Peer("persist-queue", None, embedded.open_persist_queue),
-        Peer("litequeue", None, embedded.open_litequeue),
+        Peer(name, _lazy(module, log), _lazy(module, queue))
+        for name, module, log, queue in _PEERS
     ]
+
+
+def _lazy(module: str, opener: str | None) -> Opener | None:
+    """``opener`` of peer module ``module``, imported on first call."""
+    if opener is None:
+        return None
+
+    def open_session(name: str) -> Session:
+        fn: Opener = getattr(importlib.import_module(f"{__name__}.{module}"), opener)
+        return fn(name)
+
+    return open_session

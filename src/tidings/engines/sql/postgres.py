@@ -214,7 +214,15 @@ def split_url(url: str) -> tuple[str, str | None]:
     if schema is not None:
         validate_name("schema", schema)
     scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
-    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), "")), schema
+    libpq = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), ""))
+    try:  # libpq's own parser, without connecting: a bad option is the URL's fault
+        psycopg.conninfo.conninfo_to_dict(libpq)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(
+            f"PostgreSQL URL: {str(exc).strip()}; tidings reads "
+            f"{', '.join(_OURS)}, libpq the others"
+        ) from None
+    return libpq, schema
 
 
 def _positive_int(text: str, name: str) -> int:

@@ -38,7 +38,7 @@ def require(conn: Any, name: str) -> tuple[int, QueueConfig]:
 
 def check_no_loop(conn: Any, config: QueueConfig) -> None:
     """Follow the dead-letter chain; reaching this queue again would loop."""
-    seen = {config.name}
+    seen = [config.name]  # in chain order: the error shows the path as it runs
     nxt = config.dead_letter
     while nxt is not None:
         if nxt in seen:
@@ -46,7 +46,7 @@ def check_no_loop(conn: Any, config: QueueConfig) -> None:
                 f"dead-letter chain {' -> '.join([*seen, nxt])} loops back; "
                 f"choose a dead-letter queue that does not lead to {config.name!r}"
             )
-        seen.add(nxt)
+        seen.append(nxt)
         found = find(conn, nxt)
         nxt = None if found is None else found[1].dead_letter
 
