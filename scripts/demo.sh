@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Set up and run the main job on the embedded engine: create a topic,
-# produce records with acks, consume them back in a consumer group.
+# The main job on the embedded engine: create a topic, produce records with
+# acks, consume them back in a consumer group, describe the group.
+# Needs only tidings itself (no extras): installed into .venv once, if
+# .venv cannot import it yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+if ! .venv/bin/python -c 'import tidings' 2>/dev/null; then
+  [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+  echo "installing tidings into .venv (once)"
+  .venv/bin/python -m pip install -q -e .
+fi
 DB=${TIDINGS_DEMO_DB:-$(mktemp -d)/demo.db}
 export TIDINGS_URL="sqlite:///$DB"
 T=.venv/bin/tidings
