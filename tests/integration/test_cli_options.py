@@ -79,6 +79,27 @@ def test_bad_input_is_a_usage_error_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["topics", "create", "t", "--max-record-bytes", "0"], "max_record_bytes must be > 0"),
+        (["queues", "declare", "q", "--lease", "0"], "lease must be > 0"),
+    ],
+)
+def test_settings_refused_by_the_library_create_nothing_either(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TIDINGS_URL", raising=False)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_postgresql_url_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An option libpq does not know is the URL's fault (exit 2), not an
     unavailable engine; the message is one line and names the option."""

@@ -146,6 +146,7 @@ def _dlq(sub: Any) -> None:
 
 
 def _declare(args: argparse.Namespace, ctx: Context) -> int:
+    wanted = _wanted(args)  # a bad combination fails here, before anything is opened
     try:
         config = ctx.client.declare_queue(
             args.name,
@@ -159,7 +160,7 @@ def _declare(args: argparse.Namespace, ctx: Context) -> int:
             fifo=args.fifo,
         )
     except AlreadyExists:
-        raise AlreadyExists(_why_not_declared(ctx, args.name, asdict(_wanted(args)))) from None
+        raise AlreadyExists(_why_not_declared(ctx, args.name, asdict(wanted))) from None
     ctx.say(asdict(config), f"queue {config.name} declared")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from ..config import TopicConfig
+from ..config import TopicConfig, parse_duration, parse_size
 from . import options
 from .context import Context
 
@@ -66,6 +66,7 @@ def register(sub: Any) -> None:
 
 
 def _create(args: argparse.Namespace, ctx: Context) -> int:
+    _wanted(args)  # a bad value fails here, before anything is opened
     config = ctx.client.create_topic(
         args.name,
         args.partitions,
@@ -78,6 +79,22 @@ def _create(args: argparse.Namespace, ctx: Context) -> int:
     )
     ctx.say(_config(config), f"created topic {config.name} with {config.partitions} partition(s)")
     return 0
+
+
+def _wanted(args: argparse.Namespace) -> TopicConfig:
+    """The topic ``create`` asks for; raises ConfigurationError."""
+    return TopicConfig(
+        name=args.name,
+        partitions=args.partitions,
+        retention_s=None if args.retention is None else parse_duration(args.retention, "retention"),
+        retention_bytes=None
+        if args.retention_bytes is None
+        else parse_size(args.retention_bytes, "retention_bytes"),
+        compact=args.compact,
+        tombstone_retention_s=parse_duration(args.tombstone_retention, "tombstone_retention"),
+        durability=args.durability,
+        max_record_bytes=parse_size(args.max_record_bytes, "max_record_bytes"),
+    )
 
 
 def _config(config: TopicConfig) -> dict[str, Any]:
