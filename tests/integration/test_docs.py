@@ -81,14 +81,17 @@ def indented(path: Path) -> list[int]:
 ALL = [b for doc in documents() for b in blocks(doc)]
 
 
-@pytest.mark.parametrize("block", [b for b in ALL if b.language in RUN], ids=lambda b: b.name)
-def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
+def block_env(tmp_path: Path) -> dict[str, str]:
+    """``tidings`` of this interpreter first on PATH; a fresh SQLite file."""
+    return {
         **os.environ,
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
         "TIDINGS_URL": f"sqlite:///{tmp_path / 'docs.db'}",
     }
+
+
+@pytest.mark.parametrize("block", [b for b in ALL if b.language in RUN], ids=lambda b: b.name)
+def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     if RUN[block.language] == "python":
         script = tmp_path / "block.py"
         script.write_text(block.code)
@@ -98,7 +101,7 @@ def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     done = subprocess.run(
         argv,
         cwd=tmp_path,
-        env=env,
+        env=block_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -118,3 +121,22 @@ def test_every_block_is_labelled_and_no_design_link(doc: Path) -> None:
     assert unlabelled == [], "label these blocks (python, bash, text, console, …)"
     assert indented(doc) == [], "fence these indented blocks, with a language"
     assert "DESIGN.md" not in doc.read_text(), "link docs/contracts.md instead"
+
+
+def test_shown_output_is_what_the_command_prints(tmp_path: Path) -> None:
+    """docs/cli.md shows what ``produce --print-acks`` prints: the text block
+    right after the example is its exact stdout."""
+    doc = blocks(ROOT / "docs" / "cli.md")
+    (example,) = [b for b in doc if b.language == "bash" and "--print-acks" in b.code]
+    shown = doc[example.index + 1]
+    assert shown.language == "text"
+    done = subprocess.run(
+        ["bash", "-e", "-c", example.code],
+        cwd=tmp_path,
+        env=block_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=True,
+    )
+    assert done.stdout.splitlines()[-2:] == shown.code.splitlines()
