@@ -160,7 +160,10 @@ def _declare(args: argparse.Namespace, ctx: Context) -> int:
             fifo=args.fifo,
         )
     except AlreadyExists:
-        raise AlreadyExists(_why_not_declared(ctx, args.name, asdict(wanted))) from None
+        why = _why_not_declared(ctx, args.name, asdict(wanted))
+        if why is None:  # declared meanwhile, as asked: say what the engine said
+            raise
+        raise AlreadyExists(why) from None
     ctx.say(asdict(config), f"queue {config.name} declared")
     return 0
 
@@ -179,25 +182,30 @@ def _wanted(args: argparse.Namespace) -> QueueConfig:
     )
 
 
-def _why_not_declared(ctx: Context, name: str, wanted: dict[str, Any]) -> str:
+def _why_not_declared(ctx: Context, name: str, wanted: dict[str, Any]) -> str | None:
     """Plain words for "exists with other settings": which settings differ
-    and how to get the ones wanted."""
+    and how to get the ones wanted (None if nothing differs any more)."""
     have = asdict(ctx.client.queue(name))
-    diff = ", ".join(
-        f"{k} is {have[k]} (you asked {wanted[k]})" for k in have if have[k] != wanted.get(k)
-    )
-    users = sorted(q.name for q in ctx.client.queues() if q.dead_letter == name)
-    why = (
-        f" It was created with default settings as the dead-letter queue of "
-        f"{', '.join(users)}: declare a dead-letter queue before the queues that use it."
-        if users
-        else ""
-    )
+    diff = [f"{k} is {have[k]} (you asked {wanted[k]})" for k in have if have[k] != wanted[k]]
+    if not diff:
+        return None
     return (
-        f"queue {name!r} already exists with other settings: {diff}. A queue's settings "
-        f"do not change once declared.{why} To start over, empty it and run "
-        f"`tidings queues delete {name}`, then declare it again."
+        f"queue {name!r} already exists with other settings: {', '.join(diff)}. A queue's "
+        f"settings do not change once declared.{_dead_letter_note(ctx, name, have)} To start "
+        f"over, run `tidings queues delete {name}` (its messages go with it) and declare it again."
     )
+
+
+def _dead_letter_note(ctx: Context, name: str, have: dict[str, Any]) -> str:
+    users = ", ".join(sorted(q.name for q in ctx.client.queues() if q.dead_letter == name))
+    if not users:
+        return ""
+    if have == asdict(QueueConfig(name)):
+        return (
+            f" It was created with default settings as the dead-letter queue of {users}: "
+            "declare a dead-letter queue before the queues that use it."
+        )
+    return f" It is the dead-letter queue of {users}."
 
 
 def _list(args: argparse.Namespace, ctx: Context) -> int:
