@@ -3,11 +3,13 @@ prints nothing, and how it ends on SIGTERM (issue 8)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,3 +122,31 @@ def _wait_for_owner(url: str, group: str) -> None:
         if done.returncode == 0 and any(p["owner"] for p in json.loads(done.stdout)["partitions"]):
             return
     raise AssertionError(f"no member of {group} took a partition")
+
+
+def test_sigterm_ends_a_consume_blocked_on_a_full_pipe_committing_exactly_what_it_wrote(
+    url: str,
+) -> None:
+    """A reader that stops reading does not keep SIGTERM out; the commit
+    covers exactly the whole lines that reached the pipe."""
+    tidings(url, "topics", "create", "flood")
+    tidings(url, "produce", "flood", stdin="".join(f"{i:0300d}\n" for i in range(3000)))
+    argv = ("consume", "flood", "--group", "slow", "--from", "beginning")
+    with background(url, *argv) as proc:
+        assert proc.stdout is not None
+        _wait_until_pipe_holds(proc.stdout.fileno(), 60_000)  # the pipe is full: it blocks
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+        written = proc.stdout.read().count("\n")
+    assert 0 < written < 3000
+    assert committed(describe(url, "slow")) == {("flood", 0): written}
+
+
+def _wait_until_pipe_holds(fd: int, size: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pending = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        if int.from_bytes(pending, sys.byteorder) >= size:
+            return
+        time.sleep(0.01)  # the pipe fills from another process: nothing to wait on
+    raise AssertionError("the consumer never filled its pipe")

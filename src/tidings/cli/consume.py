@@ -110,12 +110,16 @@ def _mark_starts(
 def _print(ctx: Context, records: list[Record], marks: dict[TopicPartition, int]) -> None:
     """Print ``records``; mark those that reached the output. Raises
     BrokenPipeError when the reader has gone."""
-    text = [dumps(as_json(r)) + "\n" for r in records]
-    with shielded():  # a signal waits until what was written is marked
-        written = ctx.write_lines(text)
-        for r in records[:written]:
+    marked = 0
+
+    def mark(written: int) -> None:
+        nonlocal marked
+        for r in records[marked:written]:
             marks[TopicPartition(r.topic, r.partition)] = r.offset + 1
-    if written < len(records):
+        marked = written
+
+    text = [dumps(as_json(r)) + "\n" for r in records]
+    if ctx.write_lines(text, mark) < len(records):
         raise BrokenPipeError("standard output was closed")
 
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..client.client import Client
 from ..config import default_url
+from .signals import shielded
+
+Progress = Callable[[int], None]  # called with the number of whole lines written so far
 
 
 def dumps(obj: Any) -> str:
@@ -66,31 +71,63 @@ class Context:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         sys.stdout.flush()
 
-    def write_lines(self, lines: Sequence[str]) -> int:
+    def write_lines(self, lines: Sequence[str], on_written: Progress | None = None) -> int:
         """Write ``lines`` (each ending in one newline) to stdout; return how
-        many reached it whole. Fewer than given means the reader has gone:
-        callers settle or commit only what was written."""
+        many reached it whole. Fewer than given means the reader has gone.
+
+        ``on_written(n)`` is called each time the number of whole lines
+        written grows, with Ctrl-C and SIGTERM held (:func:`shielded`): what
+        the caller records as written (to commit or settle it) never lags
+        or leads what was written. Waiting for a slow reader is not held:
+        a signal still ends the command while the pipe is full."""
         fd = _fileno()
         if fd is None:  # not a real file (captured output): it cannot close
-            try:
+            with shielded():
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()
-            except BrokenPipeError:
-                return 0
+                if on_written is not None and lines:
+                    on_written(len(lines))
             return len(lines)
         sys.stdout.flush()  # what print() buffered goes first
-        data = "".join(lines).encode()
-        done = 0
-        try:
-            while done < len(data):
-                done += os.write(fd, data[done:])
-        except BrokenPipeError:
-            pass
-        return data.count(b"\n", 0, done)
+        return _write_fd(fd, "".join(lines).encode(), on_written)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def _write_fd(fd: int, data: bytes, on_written: Progress | None) -> int:
+    # Pieces of at most PIPE_BUF once the fd is writable never block, so a
+    # piece and its bookkeeping can be shielded together.
+    step = len(data) if _regular(fd) else select.PIPE_BUF
+    done = whole = 0
+    try:
+        while done < len(data):
+            _wait_writable(fd)
+            with shielded():
+                wrote = os.write(fd, data[done : done + step])
+                more = data.count(b"\n", done, done + wrote)
+                done += wrote
+                whole += more
+                if more and on_written is not None:
+                    on_written(whole)
+    except BrokenPipeError:
+        pass
+    return whole
+
+
+def _regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _wait_writable(fd: int) -> None:
+    try:
+        select.select([], [fd], [])
+    except (OSError, ValueError):  # not selectable: the write will tell
+        pass
 
 
 def _fileno() -> int | None:

@@ -15,7 +15,6 @@ from ..message import Delivery
 from . import options
 from .context import Context, dumps, fail
 from .lines import read_batches, stopped, too_large
-from .signals import shielded
 
 QUEUE = options.name("queue")
 T = TypeVar("T")
@@ -303,20 +302,17 @@ def _do_get(args: argparse.Namespace, ctx: Context) -> int:
     if parse_duration(args.delay, "delay") and not args.nack:
         raise ConfigurationError("--delay goes with --nack")
     got = ctx.client.get(args.queue, args.max, wait=args.wait)
-    written = 0
+    written = [0]
     try:
-        for d in got:
-            with shielded():  # a signal waits until the line is counted
-                if ctx.write_lines([dumps(as_json(d)) + "\n"]) == 0:
-                    break
-                written += 1
+        ctx.write_lines([dumps(as_json(d)) + "\n" for d in got], written.append)
     finally:
+        shown = got[: written[-1]]
         try:
-            _settle(args, ctx, got[:written])
+            _settle(args, ctx, shown)
         finally:
-            if written < len(got):  # never shown to anyone: back now, not after the lease
-                ctx.client.nack(got[written:])
-    if written < len(got):
+            if len(shown) < len(got):  # never shown to anyone: back now, not after the lease
+                ctx.client.nack(got[len(shown) :])
+    if len(shown) < len(got):
         raise BrokenPipeError("standard output was closed")
     return 0
 
