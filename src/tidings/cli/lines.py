@@ -7,14 +7,17 @@ import os
 import select
 from collections.abc import Iterator
 
-MAX_LINES = 1000
+MAX_LINES = 10_000  # per batch: fewer durable commits when input is all there
+MAX_BYTES = 8 << 20  # ... and memory bounded when lines are large
 
 
 def read_batches(fd: int) -> Iterator[list[bytes]]:
     """Lines from ``fd`` (without ``\\n`` or ``\\r\\n``) in batches: as many
-    as are available right now (at most MAX_LINES); waits only when nothing
-    is pending, so each batch can be stored before more input arrives."""
+    as are available right now (at most MAX_LINES; about MAX_BYTES at
+    most); waits only when nothing is pending, so each batch can be
+    stored before more input arrives."""
     pending: list[bytes] = []
+    size = 0
     partial = b""
     while True:
         ready = _readable(fd, wait=not pending)
@@ -28,10 +31,12 @@ def read_batches(fd: int) -> Iterator[list[bytes]]:
         if chunk:
             *lines, partial = (partial + chunk).split(b"\n")
             pending.extend(line.rstrip(b"\r") for line in lines)
-        if pending and (chunk is None or len(pending) >= MAX_LINES):
+            size += len(chunk)
+        if pending and (chunk is None or len(pending) >= MAX_LINES or size >= MAX_BYTES):
             while pending:
                 yield pending[:MAX_LINES]
                 pending = pending[MAX_LINES:]
+            size = len(partial)
 
 
 def _readable(fd: int, wait: bool) -> bool:

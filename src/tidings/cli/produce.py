@@ -1,6 +1,6 @@
 """``tidings produce TOPIC``: one record per stdin line.
 
-Lines are read as they arrive and sent in batches (up to 1,000 lines, or
+Lines are read as they arrive and sent in batches (up to 10,000 lines, or
 whatever is available without waiting), so ``--print-acks`` prints each
 line's ``partition offset`` as soon as its batch is durable, in input order.
 A line that cannot be stored (bad ``--key-field`` line, value over the
