@@ -161,4 +161,3 @@ def test_publish_with_an_idempotency_key_reads_one_message(url: str) -> None:
     assert done.stdout == "1\n"
     got = tidings(url, "get", "one", "--ack").stdout
     assert json.loads(got)["body"] == "a\nb"
-

@@ -28,9 +28,7 @@ def _options(p: argparse.ArgumentParser) -> None:
         help="also run RabbitMQ, NATS, Redis, PostgreSQL … (a missing driver or "
         "service is a line with an error)",
     )
-    p.add_argument(
-        "--records", type=options.count, help="records per workload (default 1,000,000)"
-    )
+    p.add_argument("--records", type=options.count, help="records per workload (default 1,000,000)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument(
         "--only",

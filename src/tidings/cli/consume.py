@@ -41,9 +41,12 @@ def register(sub: Any) -> None:
         default=None,
         help="beginning | end | OFFSET | ISO-TIME (default: the committed offset, else end)",
     )
-    p.add_argument("--max", type=options.count, help="stop after N records")
+    p.add_argument("--max", type=options.count, metavar="N", help="stop after N records")
     p.add_argument(
-        "--timeout", type=options.seconds, help="stop after S seconds with no new record"
+        "--timeout",
+        type=options.seconds,
+        metavar="S",
+        help="stop after S seconds with no new record",
     )
     p.set_defaults(handler=run)
 

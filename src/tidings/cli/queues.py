@@ -100,7 +100,11 @@ def _get(sub: Any) -> None:
     p = sub.add_parser("get", help="lease messages and print them as JSON lines")
     p.add_argument("queue", type=QUEUE, help="the queue")
     p.add_argument(
-        "--max", type=options.count, default=1, help="lease at most N messages (default 1)"
+        "--max",
+        type=options.count,
+        default=1,
+        metavar="N",
+        help="lease at most N messages (default 1)",
     )
     p.add_argument(
         "--wait",

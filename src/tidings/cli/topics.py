@@ -59,9 +59,7 @@ def register(sub: Any) -> None:
         p.set_defaults(handler=handler)
     grow = verbs.add_parser("add-partitions", help="raise the partition count")
     grow.add_argument("name", type=options.name("topic"), help="the topic")
-    grow.add_argument(
-        "--total", type=options.count, required=True, help="the new partition count"
-    )
+    grow.add_argument("--total", type=options.count, required=True, help="the new partition count")
     grow.set_defaults(handler=_add_partitions)
 
 
