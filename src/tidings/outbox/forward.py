@@ -1,11 +1,11 @@
 """Forwarding one batch of outbox events to the engine, through the client.
 
-Events are grouped by destination (in order of first appearance; each
-group keeps id order) and each group is one engine call: one append for a
-topic, one publish for a queue, each all or nothing. At the first failing
-call the batch stops; what is acknowledged is the contiguous prefix of ids
-before the first event that was not sent, so a later retry never lets a
-key's later event overtake an earlier one.
+Each run of consecutive events with the same destination is one engine
+call: one append for a topic, one publish for a queue, each all or nothing.
+At the first failing call the batch stops; what is acknowledged is the
+prefix before it, so a later retry never lets a later event overtake an
+earlier one (not even across destinations: an outbox whose events
+alternate between destinations forwards in smaller calls).
 
 Every event carries its idempotency key ``outbox:<instance>:<outbox>:<id>``
 (the original id for a re-dispatched copy): in the ``x-idempotency-key``
@@ -14,7 +14,6 @@ header, and for queues also as the message's native idempotency key (Q3).
 
 from __future__ import annotations
 
-import bisect
 import json
 from typing import Any
 
@@ -49,17 +48,14 @@ class Forwarder:
     def forward(self, rows: list[EventRow]) -> tuple[int | None, BaseException | None]:
         """Send ``rows`` (id order); (last id of the acknowledged prefix or
         None, the error that stopped the batch or None)."""
-        groups: dict[str, list[EventRow]] = {}
-        for row in rows:
-            groups.setdefault(row[1], []).append(row)
-        ordered = list(groups.items())
-        for i, (destination, group) in enumerate(ordered):
+        acked = None
+        for destination, run in _runs(rows):
             try:
-                self._send(destination, group)
+                self._send(destination, run)
             except Exception as exc:
-                first_unsent = min(g[0][0] for _, g in ordered[i:])
-                return _prefix_end(rows, first_unsent), exc
-        return rows[-1][0], None
+                return acked, exc
+            acked = run[-1][0]
+        return acked, None
 
     def _send(self, destination: str, rows: list[EventRow]) -> None:
         kind, name = parse_destination(destination)
@@ -99,7 +95,13 @@ def _group(key: Any, fifo: bool) -> str | None:
     return bytes(key).decode("utf-8", "backslashreplace")
 
 
-def _prefix_end(rows: list[EventRow], first_unsent: int) -> int | None:
-    ids = [r[0] for r in rows]
-    i = bisect.bisect_left(ids, first_unsent)
-    return ids[i - 1] if i else None
+def _runs(rows: list[EventRow]) -> list[tuple[str, list[EventRow]]]:
+    """Maximal runs of consecutive events with one destination: each run is
+    one engine call, and no event is ever sent before an earlier one."""
+    runs: list[tuple[str, list[EventRow]]] = []
+    for row in rows:
+        if runs and runs[-1][0] == row[1]:
+            runs[-1][1].append(row)
+        else:
+            runs.append((row[1], [row]))
+    return runs

@@ -126,8 +126,9 @@ class Relay:
     # ---- the loop ---------------------------------------------------------
     def run(self, stop: threading.Event | None = None, until_idle: bool = False) -> int:
         """Forward until ``stop`` is set (or, with ``until_idle``, nothing is
-        left); give the leases up on the way out. Events forwarded."""
+        left); give the leases up on the way out. Events forwarded by this call."""
         stop = stop or threading.Event()
+        before = self.forwarded
         try:
             while not stop.is_set():
                 if self.run_once():
@@ -137,7 +138,7 @@ class Relay:
                 self.db.wait(self._sleep())
         finally:
             self.release()
-        return self.forwarded
+        return self.forwarded - before
 
     def run_once(self) -> int:
         """One round over the shards; events forwarded in it."""
@@ -248,7 +249,7 @@ class Relay:
                     self.store.release(st.lease)
                 except TidingsError:
                     pass  # it expires on its own
-                st.lease = None
+                st.lease, st.acquire_at = None, 0.0
 
     def close(self) -> None:
         self.release()

@@ -58,6 +58,8 @@ CREATE FUNCTION {ADD_FUNCTION}(p_outbox text, p_hash bigint, p_destination text,
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE n integer; s integer; new_id bigint;
 BEGIN
+  IF (SELECT value FROM tidings_outbox_meta WHERE key = 'schema_version')
+     IS DISTINCT FROM '{SCHEMA_VERSION}' THEN RETURN NULL; END IF;
   SELECT shards INTO n FROM tidings_outboxes WHERE name = p_outbox;
   IF n IS NULL THEN RETURN NULL; END IF;
   s := p_hash % n;
@@ -121,6 +123,10 @@ def migrate(db: OutboxDb, outboxes: Mapping[str, int] | None = None) -> int:
     wanted = dict(outboxes or {"default": 1})
     for name, shards in wanted.items():
         _check_outbox(name, shards)
+    if db.dialect == "sqlite":
+        # The relay reads while the application writes: in WAL mode readers
+        # never block a commit (a rollback journal would). Persistent.
+        db.query("PRAGMA journal_mode=WAL")
     with db.transaction(lock=True):
         version = schema_version(db)
         if version is None:
