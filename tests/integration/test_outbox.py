@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from outbox_db import AppDb, app_db, keys_on_shards
 
-from tidings import JSON, Client, SerializationError, TopicNotFound
+from tidings import JSON, Client, EngineUnavailable, SerializationError, TopicNotFound, open_engine
 from tidings.errors import ConfigurationError
 from tidings.outbox import (
     IDEMPOTENCY_HEADER,
@@ -347,5 +347,66 @@ def test_status_shows_pending_lag_and_the_relay_holding_each_shard(db: AppDb) ->
     ]
     relay.close()
     assert [s.owner for s in status(db.url)] == [None, None]  # released on close
+    conn.close()
+    client.close()
+
+
+class _FlakyLog:
+    """A destination log that is down (EngineUnavailable) until told not to be."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.down, self.attempts = inner, True, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise EngineUnavailable("destination down (test)")
+        return self.inner.append(*args, **kwargs)
+
+
+class _FlakyEngine:
+    def __init__(self, url: str) -> None:
+        self.inner = open_engine(url)
+        self.log = _FlakyLog(self.inner.log)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_destination_down_pauses_with_backoff_then_resumes_in_order(db: AppDb) -> None:
+    """While the engine is unavailable the shard backs off (attempts grow
+    slower than polls) and nothing is marked; once it is back every event
+    arrives once, in order."""
+    migrate(db.url)
+    engine = _FlakyEngine("memory://")
+    client = Client(engine=engine)  # type: ignore[arg-type]
+    client.create_topic("ob-down")
+    conn = db.connect()
+    conn.execute(db.begin)
+    for i in range(20):
+        Outbox().add(conn, "topic:ob-down", f"{i}".encode(), key=f"k{i % 3}")
+    conn.execute("COMMIT")
+    relay = Relay(db.url, client, batch_size=7, backoff_base_s=0.02, backoff_max_s=0.2)
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        time.sleep(0.8)
+        attempts = engine.log.attempts
+        assert 2 <= attempts <= 12, attempts  # backed off: ~0.02+0.04+0.08+0.16+0.2…
+        shard = status(db.url)[0]
+        assert shard.pending == 20 and shard.failed == attempts
+        assert "EngineUnavailable" in (shard.last_error or "")
+        engine.log.down = False
+        _wait_for(lambda: status(db.url)[0].pending == 0)
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    values = [r.value for r in client.engine.log.read("ob-down", 0, 0, 100)]
+    assert values == [f"{i}".encode() for i in range(20)]
     conn.close()
     client.close()
