@@ -230,10 +230,15 @@ class Relay:
         return True
 
     def _sleep(self) -> float:
+        """Until the next lease renewal, acquire attempt or retry, at most 1 s
+        (a change in the outbox wakes the wait sooner)."""
         now = time.monotonic()
         wake = [now + self.config.lease_s / 4]
         for st in self._shards:
-            wake.append(st.acquire_at if st.lease is None else st.retry_at)
+            if st.lease is None:
+                wake.append(st.acquire_at)
+            elif st.failures:
+                wake.append(st.retry_at)
         return max(0.0, min(min(wake) - now, 1.0))
 
     # ---- lifecycle --------------------------------------------------------
