@@ -187,9 +187,12 @@ def test_out_of_order_commits_on_two_shards_are_never_skipped(pg_db: AppDb) -> N
     runner = threading.Thread(target=relay.run, args=(stop,))
     runner.start()
     try:
-        _wait_for(lambda: len(_log(client, "ob-skip")) == 1)  # b1 is not held up by a1
+        _wait_for(lambda: len(_log(client, "ob-skip")) == 1, 2.0)  # b1 is not held up by a1
+        time.sleep(2.0)  # the unrelated transaction and a1 stay open a while
         early.execute("COMMIT")
+        committed = time.monotonic()
         _wait_for(lambda: len(_log(client, "ob-skip")) == 2)  # the lower id is not skipped
+        assert time.monotonic() - committed < 1.0  # woken by NOTIFY, not a poll interval
     finally:
         stop.set()
         runner.join(10)
