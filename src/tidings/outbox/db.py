@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ConfigurationError, EngineTimeout, EngineUnavailable, TidingsError
 
+T = TypeVar("T")
 Params = Mapping[str, Any]
 _NO_PARAMS: Params = {}
 SQLITE_NOW = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
@@ -96,10 +97,14 @@ class SqliteOutboxDb:
     def __init__(self, url: str, poll_s: float = 0.002, busy_timeout_s: float = 30.0) -> None:
         self.url = url
         self._poll = poll_s
+        self._busy_timeout = busy_timeout_s
         try:
+            # timeout=0: SQLite's own busy handler sleeps up to 100 ms at a
+            # time while the application holds the write lock; we retry
+            # with sub-millisecond sleeps instead (see _retrying).
             self.conn = sqlite3.connect(
                 sqlite_path(url),
-                timeout=busy_timeout_s,
+                timeout=0,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -111,16 +116,29 @@ class SqliteOutboxDb:
         self._seen = self._data_version()
 
     def query(self, sql: str, params: Params = _NO_PARAMS) -> list[tuple[Any, ...]]:
-        try:
-            return self.conn.execute(sql.replace("{now}", SQLITE_NOW), params).fetchall()
-        except sqlite3.Error as exc:
-            raise translate_sqlite(exc) from exc
+        text = sql.replace("{now}", SQLITE_NOW)
+        return self._retrying(lambda: self.conn.execute(text, params).fetchall())
 
     def execute(self, sql: str, params: Params = _NO_PARAMS) -> int:
-        try:
-            return self.conn.execute(sql.replace("{now}", SQLITE_NOW), params).rowcount
-        except sqlite3.Error as exc:
-            raise translate_sqlite(exc) from exc
+        text = sql.replace("{now}", SQLITE_NOW)
+        return self._retrying(lambda: self.conn.execute(text, params).rowcount)
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``; while another connection holds the write lock, retry
+        every 0.1-2 ms (an application commit holds it for well under that)."""
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.0001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or self.conn.in_transaction or time.monotonic() > deadline:
+                    raise translate_sqlite(exc) from exc
+            except sqlite3.Error as exc:
+                raise translate_sqlite(exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
     def script(self, statements: Sequence[str]) -> None:
         for statement in statements:
