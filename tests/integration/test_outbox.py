@@ -413,3 +413,18 @@ def test_destination_down_pauses_with_backoff_then_resumes_in_order(db: AppDb) -
     assert values == [f"{i}".encode() for i in range(20)]
     conn.close()
     client.close()
+
+
+def test_an_events_shard_is_the_producers_partition_of_its_key(db: AppDb) -> None:
+    """Shards use the producer's stable hash: crc32_partition(key, shards)."""
+    from tidings.partitioner import crc32_partition
+
+    migrate(db.url, {"sharded": 5})
+    conn = db.connect()
+    conn.execute(db.begin)
+    keys = [f"booking-{i}" for i in range(40)]
+    ids = [Outbox("sharded").add(conn, "topic:t", b"x", key=k) for k in keys]
+    conn.execute("COMMIT")
+    rows = dict(conn.execute("SELECT id, shard FROM tidings_outbox").fetchall())
+    assert [rows[i] for i in ids] == [crc32_partition(k.encode(), 5) for k in keys]
+    conn.close()

@@ -36,7 +36,7 @@ from ..outbox import Outbox, Relay, migrate, status
 from .harness import Bench, Line, Stopwatch, Workload, line, percentile, rate
 
 VALUE = b"o" * 100
-BATCH = 2000
+BATCH = 5000
 PG_URL = "postgresql://127.0.0.1:5432/test"
 _STAMP = struct.Struct("<q")
 RATE = 200  # events per second for the latency workload

@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     _common(relay)
     relay.add_argument("--to", help="engine URL to forward to (default: --url / $TIDINGS_URL)")
     relay.add_argument("--shard", type=int, action="append", help="only these shards (repeat)")
-    relay.add_argument("--batch", type=int, default=2000, help="events per forward (2000)")
+    relay.add_argument("--batch", type=int, default=5000, help="events per forward (5000)")
     relay.add_argument("--lease", default="30s", help="shard lease; outlast the slowest publish")
     relay.add_argument("--drain", action="store_true", help="exit once nothing is pending")
     relay.set_defaults(handler=run_relay)

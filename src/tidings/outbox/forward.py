@@ -38,12 +38,18 @@ class Forwarder:
         self.producer = client.producer(retry_timeout_s=0)
         self._queues: dict[str, QueueConfig] = {}
 
-    def idempotency_key(self, row: EventRow) -> str:
-        return self.prefix + str(row[5] or row[0])
+    def idempotency_keys(self, rows: list[EventRow]) -> list[str]:
+        prefix = self.prefix
+        return [prefix + str(r[5] or r[0]) for r in rows]
 
-    def _headers(self, row: EventRow) -> Headers:
-        key = {IDEMPOTENCY_HEADER: self.prefix + str(row[5] or row[0])}
-        return {**json.loads(row[4]), **key} if row[4] else key
+    def _headers(self, rows: list[EventRow]) -> list[Headers]:
+        keys = self.idempotency_keys(rows)
+        if not any(r[4] for r in rows):  # the common case: no headers of its own
+            return [{IDEMPOTENCY_HEADER: k} for k in keys]
+        return [
+            {**json.loads(r[4]), IDEMPOTENCY_HEADER: k} if r[4] else {IDEMPOTENCY_HEADER: k}
+            for r, k in zip(rows, keys, strict=True)
+        ]
 
     def forward(self, rows: list[EventRow]) -> tuple[int | None, BaseException | None]:
         """Send ``rows`` (id order); (last id of the acknowledged prefix or
@@ -60,19 +66,17 @@ class Forwarder:
     def _send(self, destination: str, rows: list[EventRow]) -> None:
         kind, name = parse_destination(destination)
         if kind == "topic":
-            self.producer.send_batch(
-                name, [r[3] for r in rows], [r[2] for r in rows], [self._headers(r) for r in rows]
-            )
+            _, _, keys, values, _, _ = zip(*rows, strict=True)
+            self.producer.send_batch(name, values, keys, self._headers(rows))
         else:
             self._publish(name, rows)
 
     def _publish(self, queue: str, rows: list[EventRow]) -> None:
         fifo = self._queue(queue).fifo
+        keys = self.idempotency_keys(rows)
         messages = [
-            OutgoingMessage(
-                r[3], self._headers(r), self.idempotency_key(r), 0.0, None, _group(r[2], fifo)
-            )
-            for r in rows
+            OutgoingMessage(r[3], h, k, 0.0, None, _group(r[2], fifo))
+            for r, h, k in zip(rows, self._headers(rows), keys, strict=True)
         ]
         # Client.publish_batch takes no per-message idempotency keys: the
         # engine port does (and is what publish_batch calls).
@@ -98,6 +102,8 @@ def _group(key: Any, fifo: bool) -> str | None:
 def _runs(rows: list[EventRow]) -> list[tuple[str, list[EventRow]]]:
     """Maximal runs of consecutive events with one destination: each run is
     one engine call, and no event is ever sent before an earlier one."""
+    if len({r[1] for r in rows}) == 1:  # one destination: one run, no loop
+        return [(rows[0][1], rows)]
     runs: list[tuple[str, list[EventRow]]] = []
     for row in rows:
         if runs and runs[-1][0] == row[1]:

@@ -49,7 +49,7 @@ class RelayConfig:
 
     outbox: str = "default"
     shards: tuple[int, ...] | None = None
-    batch_size: int = 2000
+    batch_size: int = 5000
     lease_s: float = 30.0
     poll_s: float = 0.002
     backoff_base_s: float = 0.05
