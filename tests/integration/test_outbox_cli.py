@@ -129,3 +129,10 @@ def test_db_is_required(cli: Cli, tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli(f"sqlite:///{tmp_path / 'bus.db'}", *argv)
     assert exc.value.code == 2
+
+
+def test_a_relay_pointed_at_a_missing_file_creates_nothing(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    code, _, err = cli(f"sqlite:///{tmp_path / 'bus.db'}", "relay", "--db", f"sqlite:///{missing}")
+    assert code == 1 and "no such database file" in err
+    assert not missing.exists()

@@ -35,11 +35,11 @@ _BY_TIME = "t.created_at BETWEEN :lo AND :hi ORDER BY t.id"
 
 
 @contextlib.contextmanager
-def _opened(target: Target) -> Iterator[OutboxDb]:
+def _opened(target: Target, create: bool = False) -> Iterator[OutboxDb]:
     if not isinstance(target, str):
         yield target
         return
-    db = open_db(target)
+    db = open_db(target, create=create)
     try:
         yield db
     finally:
@@ -52,7 +52,7 @@ def migrate(target: Target, outboxes: Mapping[str, int] | None = None) -> int:
     Raises ConfigurationError (bad name or shard count, a declared outbox
     with another shard count), OutboxSchemaError (a newer schema),
     EngineUnavailable."""
-    with _opened(target) as db:
+    with _opened(target, create=True) as db:
         return _migrate(db, outboxes)
 
 

@@ -10,8 +10,10 @@ standard library); PostgreSQL in :mod:`tidings.engines.outbox_postgres`
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -55,13 +57,15 @@ class OutboxDb(Protocol):
     def close(self) -> None: ...
 
 
-def open_db(url: str, poll_s: float = 0.002) -> OutboxDb:
+def open_db(url: str, poll_s: float = 0.002, create: bool = False) -> OutboxDb:
     """The application database a URL names (``sqlite:///app.db``,
-    ``postgresql://host/db[?schema=NAME]``). Raises ConfigurationError for
-    another scheme, EngineUnavailable when it cannot be opened."""
+    ``postgresql://host/db[?schema=NAME]``); a SQLite file is created only
+    with ``create`` (the migration). Raises ConfigurationError for another
+    scheme, OutboxSchemaError for a missing SQLite file, EngineUnavailable
+    when it cannot be opened."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
-        return SqliteOutboxDb(url, poll_s)
+        return SqliteOutboxDb(url, poll_s, create=create)
     if scheme in ("postgresql", "postgres"):
         try:
             from ..engines.outbox_postgres import PgOutboxDb
@@ -87,6 +91,10 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+def _file_uri(path: str, create: bool) -> str:
+    return f"file:{urllib.parse.quote(path)}?mode={'rwc' if create else 'rw'}"
+
+
 class SqliteOutboxDb:
     """SQLite: autocommit connection, ``BEGIN IMMEDIATE`` transactions, and
     change detection by polling ``PRAGMA data_version`` every ``poll_s``
@@ -94,7 +102,9 @@ class SqliteOutboxDb:
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, poll_s: float = 0.002, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, poll_s: float = 0.002, busy_timeout_s: float = 30.0, create: bool = False
+    ) -> None:
         self.url = url
         self._poll = poll_s
         self._busy_timeout = busy_timeout_s
@@ -103,7 +113,8 @@ class SqliteOutboxDb:
             # time while the application holds the write lock; we retry
             # with sub-millisecond sleeps instead (see _retrying).
             self.conn = sqlite3.connect(
-                sqlite_path(url),
+                _file_uri(sqlite_path(url), create),
+                uri=True,
                 timeout=0,
                 isolation_level=None,
                 check_same_thread=False,
@@ -112,6 +123,13 @@ class SqliteOutboxDb:
             # idempotency keys (at-least-once): no fsync needed for it.
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
+            if not create and not os.path.exists(sqlite_path(url)):
+                from .errors import OutboxSchemaError
+
+                raise OutboxSchemaError(
+                    f"{url}: no such database file: check --db (the application database) "
+                    "or create the outbox with `tidings outbox migrate --db URL`"
+                ) from exc
             raise EngineUnavailable(f"{url}: cannot open the database ({exc})") from exc
         self._seen = self._data_version()
 
