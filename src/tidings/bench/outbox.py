@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import statistics
-import struct
 import subprocess
 import sys
 import threading
@@ -32,13 +31,12 @@ from typing import Any
 import psycopg
 
 from ..client.client import Client
-from ..outbox import Outbox, Relay, migrate, status
+from ..outbox import IDEMPOTENCY_HEADER, Outbox, Relay, migrate, status
 from .harness import Bench, Line, Stopwatch, Workload, line, percentile, rate
 
 VALUE = b"o" * 100
 BATCH = 5000
 PG_URL = "postgresql://127.0.0.1:5432/test"
-_STAMP = struct.Struct("<q")
 RATE = 200  # events per second for the latency workload
 
 
@@ -187,40 +185,39 @@ def relay_postgresql(bench: Bench) -> Iterator[Line]:
 
 
 # ---- outbox.latency -------------------------------------------------------
-def _stamped() -> bytes:
-    return _STAMP.pack(time.monotonic_ns()) + VALUE[_STAMP.size :]
-
-
-def _consume(client: Client, count: int, out: list[float], ready: threading.Event) -> None:
+def _consume(client: Client, count: int, seen: dict[int, int], ready: threading.Event) -> None:
+    """Arrival time of each event, by the event id in its idempotency key."""
     with client.consumer("events", start="beginning") as consumer:
         consumer.poll(timeout=0)
         ready.set()
-        while len(out) < count:
+        deadline = time.monotonic() + 60
+        while len(seen) < count and time.monotonic() < deadline:
             for record in consumer.poll(timeout=1.0):
-                sent = _STAMP.unpack_from(record.value or b"")[0]
-                out.append((time.monotonic_ns() - sent) / 1e6)
+                event_id = int(record.headers[IDEMPOTENCY_HEADER].rsplit(":", 1)[1])
+                seen.setdefault(event_id, time.monotonic_ns())
 
 
 def _latency(app_url: str, engine_url: str, connect: Callable[[], Any], count: int) -> list[float]:
+    """Commit returned → record delivered to a consumer, in ms, sorted."""
     relay = subprocess.Popen(
         [sys.executable, "-m", "tidings.cli.main", "relay", "--db", app_url, "--to", engine_url],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    out: list[float] = []
+    seen: dict[int, int] = {}
     try:
         with Client(engine_url) as client:
             ready = threading.Event()
-            reader = threading.Thread(target=_consume, args=(client, count, out, ready))
+            reader = threading.Thread(target=_consume, args=(client, count, seen, ready))
             reader.start()
             ready.wait(10)
             _await_holder(app_url)
-            _write_paced(connect(), count)
-            reader.join(30)
+            committed = _write_paced(connect(), count)
+            reader.join(60)
     finally:
         relay.terminate()
         relay.wait(10)
-    return sorted(out)
+    return sorted((seen[i] - t) / 1e6 for i, t in committed.items() if i in seen)
 
 
 def _await_holder(app_url: str) -> None:
@@ -230,7 +227,9 @@ def _await_holder(app_url: str) -> None:
         time.sleep(0.01)
 
 
-def _write_paced(conn: Any, count: int) -> None:
+def _write_paced(conn: Any, count: int) -> dict[int, int]:
+    """One event per business transaction at RATE; when each commit returned."""
+    committed: dict[int, int] = {}
     outbox, begin = Outbox(), "BEGIN IMMEDIATE" if isinstance(conn, sqlite3.Connection) else "BEGIN"
     start = time.monotonic()
     for i in range(count):
@@ -238,9 +237,11 @@ def _write_paced(conn: Any, count: int) -> None:
         if delay > 0:
             time.sleep(delay)
         conn.execute(begin)
-        outbox.add(conn, "topic:events", _stamped(), key=f"k{i % 10}")
+        event_id = outbox.add(conn, "topic:events", VALUE, key=f"k{i % 10}")
         conn.execute("COMMIT")
+        committed[event_id] = time.monotonic_ns()
     conn.close()
+    return committed
 
 
 def latency(bench: Bench) -> Iterator[Line]:
