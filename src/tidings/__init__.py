@@ -44,6 +44,7 @@ from .errors import (
 )
 from .features import Features
 from .message import Delivery, QueueStats, Record, RecordMetadata, TopicPartition
+from .outbox import AsyncOutbox, Outbox, OutboxNotFound, OutboxSchemaError, Relay, RelayFenced
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "AlreadySettled",
     "AsyncClient",
     "AsyncConsumer",
+    "AsyncOutbox",
     "AsyncProducer",
     "BytesCodec",
     "Client",
@@ -76,6 +78,9 @@ __all__ = [
     "JsonCodec",
     "LeaseLost",
     "NotFoundError",
+    "Outbox",
+    "OutboxNotFound",
+    "OutboxSchemaError",
     "PartitionNotFound",
     "Producer",
     "ProducerConfig",
@@ -88,6 +93,8 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "RecordTooLarge",
+    "Relay",
+    "RelayFenced",
     "SerializationError",
     "TidingsError",
     "TopicConfig",

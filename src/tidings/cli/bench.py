@@ -17,6 +17,8 @@ def register(sub: Any) -> None:
         p = kinds.add_parser(kind, help=text)
         _options(p)
         p.set_defaults(handler=run_log if kind == "log" else run_queue)
+    _options(outbox := kinds.add_parser("outbox", help="outbox relay, latency, writer cost"))
+    outbox.set_defaults(handler=run_outbox)
 
 
 def _options(p: argparse.ArgumentParser) -> None:
@@ -61,4 +63,11 @@ def run_queue(args: argparse.Namespace, ctx: Context) -> int:
     from ..bench import run_queue as run
 
     run(_settings(args), as_json=ctx.json)
+    return 0
+
+
+def run_outbox(args: argparse.Namespace, ctx: Context) -> int:
+    from ..bench.outbox import run_outbox as run
+
+    run(_settings(args), as_json=args.bench_json or ctx.json)
     return 0

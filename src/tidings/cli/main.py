@@ -32,6 +32,7 @@ COMMANDS = (
     "queues",
     "migrate",
     "bench",
+    "outbox",
 )
 
 URL_HELP = "engine URL (default: $TIDINGS_URL, else sqlite:///./tidings.db)"
