@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import ConfigurationError, NotFoundError, TidingsError
 from .context import Context
 
-COMMANDS = ("topics", "produce", "consume", "groups", "queues", "migrate", "bench")
+COMMANDS = ("topics", "produce", "consume", "groups", "queues", "migrate", "bench", "run", "failed")
 
 
 def build_parser() -> argparse.ArgumentParser:

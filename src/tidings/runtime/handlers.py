@@ -85,7 +85,12 @@ def inspect_handler(fn: Callable[..., Any], batch: bool) -> tuple[bool, bool, De
             f"handler {fn.__name__} must take (payload) or (payload, ctx), "
             f"it takes {len(params)} parameters"
         )
-    hints = typing.get_type_hints(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError) as exc:
+        raise ConfigurationError(
+            f"cannot resolve the annotations of handler {fn.__name__}: {exc}"
+        ) from exc
     annotation = hints.get(params[0].name, inspect.Parameter.empty)
     if batch:
         annotation = _item_type(fn.__name__, annotation)

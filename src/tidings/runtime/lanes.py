@@ -51,7 +51,7 @@ class Lanes:
     def sequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
         call, life = self.call1, self.life
         for i, m in enumerate(lane):
-            if life.blocked and key_of(m) in life.blocked:
+            if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
                 stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
                 if stop is not None:
                     return Outcome(i, stop)
@@ -124,7 +124,7 @@ class Lanes:
     async def asequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
         call, life = self.call1, self.life
         for i, m in enumerate(lane):
-            if life.blocked and key_of(m) in life.blocked:
+            if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
                 stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
                 if stop is not None:
                     return Outcome(i, stop)

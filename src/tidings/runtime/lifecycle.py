@@ -51,6 +51,8 @@ class Breaker:
         self._probing = False
 
     def success(self, n: int = 1) -> None:
+        if n <= 0:
+            return
         if self._probing:  # the first message after a pause went through: closed
             self._probing, self._pause = False, self.policy.pause
             self._failures.clear()
@@ -153,6 +155,22 @@ class Lifecycle:
 
     def forget(self, m: Message) -> None:
         self.history.pop(_where(m), None)
+
+    def over_limit(self, deliveries: int) -> bool:
+        """A message delivered this often without an outcome is parked
+        before the handler runs — unless the policy never skips (block)."""
+        policy = self.spec.policies.default
+        return deliveries > policy.rounds and policy.on_exhausted != "block"
+
+    def still_blocked(self, key: bytes | None) -> bool:
+        """Whether ``key`` is still blocked, re-read from the store (a read
+        per message of a blocked key, which is parked anyway) so a key
+        resolved by triage a moment ago flows again."""
+        try:
+            self.blocked = self.store.blocked_keys(self.app, self.spec.name)
+        except TidingsError as exc:  # cannot tell: keep it blocked
+            log.warning("reading blocked keys failed: %s", exc)
+        return key in self.blocked
 
     def park_blocked(self, m: Message, head: int) -> Stop | None:
         """Park a message whose key is blocked behind failed event ``head``."""

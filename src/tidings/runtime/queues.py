@@ -60,13 +60,12 @@ class QueueLoop:
             self._handle(got)
 
     def _handle(self, got: list[Delivery]) -> None:
-        limit = self.spec.policies.default.rounds
-        over = [d for d in got if d.delivery_count > limit]
+        over = [d for d in got if self.life.over_limit(d.delivery_count)]
         acks: list[Delivery] = [
             d for d in over if self.life.park_unfinished(d, d.delivery_count) is None
         ]
         nacks: list[tuple[Delivery, float]] = [(d, 1.0) for d in over if d not in acks]
-        lanes = self._lanes([d for d in got if d.delivery_count <= limit])
+        lanes = self._lanes([d for d in got if not self.life.over_limit(d.delivery_count)])
         for lane_acks, lane_nacks in self._run(lanes):
             acks += lane_acks
             nacks += lane_nacks

@@ -148,7 +148,7 @@ class TopicLoop:
 
     def _job(self, tp: TopicPartition, records: list[Record]) -> Callable[[], Any]:
         attempts = self._attempts(tp)
-        if attempts > self.life.spec.policies.default.rounds:
+        if self.life.over_limit(attempts):
             return lambda: self.lanes.unfinished(records[0], attempts)
         return lambda: self.lanes.run(records, attempts, self._pool)
 
@@ -168,7 +168,11 @@ class TopicLoop:
 
     def _pause(self, tp: TopicPartition, part: _Partition, offset: int, stop: Stop) -> None:
         mark = self.marks.get(tp.partition)
-        if mark is not None and mark.offset != offset:
+        if stop.whole and mark is not None:
+            # The breaker held it back: waiting out an outage is no delivery round.
+            attempts = mark.attempts - 1 if mark.offset == offset else 0
+            self.marks[tp.partition] = DeliveryMark(offset, attempts, mark.suspect_end)
+        elif mark is not None and mark.offset != offset:
             # Failed inside a range: the next round of this record is its second.
             self.marks[tp.partition] = DeliveryMark(offset, 1, max(mark.suspect_end, offset + 1))
             self.store.mark(self.group, tp.topic, tp.partition, self.marks[tp.partition])
