@@ -19,6 +19,7 @@ from .config import GroupConfig, ProducerConfig, QueueConfig, TopicConfig
 from .engines import open_engine
 from .errors import (
     AlreadyExists,
+    AlreadyResolved,
     AlreadySettled,
     ConfigurationError,
     ConflictError,
@@ -28,6 +29,7 @@ from .errors import (
     EngineProtocolError,
     EngineTimeout,
     EngineUnavailable,
+    FailedEventNotFound,
     FencedError,
     GroupNotFound,
     LeaseLost,
@@ -44,6 +46,7 @@ from .errors import (
 )
 from .features import Features
 from .message import Delivery, QueueStats, Record, RecordMetadata, TopicPartition
+from .runtime import App, BreakerPolicy, HandlerContext, Reject, Retry, RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -52,7 +55,10 @@ __all__ = [
     "JSON",
     "Ack",
     "AlreadyExists",
+    "AlreadyResolved",
     "AlreadySettled",
+    "App",
+    "BreakerPolicy",
     "AsyncClient",
     "AsyncConsumer",
     "AsyncProducer",
@@ -69,10 +75,12 @@ __all__ = [
     "EngineProtocolError",
     "EngineTimeout",
     "EngineUnavailable",
+    "FailedEventNotFound",
     "Features",
     "FencedError",
     "GroupConfig",
     "GroupNotFound",
+    "HandlerContext",
     "JsonCodec",
     "LeaseLost",
     "NotFoundError",
@@ -88,6 +96,9 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "RecordTooLarge",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
     "SerializationError",
     "TidingsError",
     "TopicConfig",

@@ -8,7 +8,6 @@ from collections import defaultdict
 from typing import Any
 
 import pydantic
-import pytest
 
 from tidings import Client
 from tidings.ports.failed import FailedFilter
@@ -332,7 +331,6 @@ def test_batch_handler_gets_lists_and_a_failing_batch_is_split() -> None:
         batches.append([i["n"] for i in items])
 
     with running(app, prepare=topic()) as r:
-        r.client.producer().send_many if False else None  # noqa: B018
         for n in range(6):
             r.client.produce("events", b'{"n": %d}' % n)
         r.wait_until(lambda: sum(len(b) for b in batches) == 5 and len(parked(r)) == 1)

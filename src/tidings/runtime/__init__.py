@@ -5,8 +5,18 @@ See docs/runtime.md."""
 
 from .app import App
 from .handlers import HandlerContext
+from .inbox import Inbox
 from .outcomes import Reject, Retry
 from .policy import BreakerPolicy, RetryPolicy
 from .runner import Runner
 
-__all__ = ["App", "BreakerPolicy", "HandlerContext", "Reject", "Retry", "RetryPolicy", "Runner"]
+__all__ = [
+    "App",
+    "BreakerPolicy",
+    "HandlerContext",
+    "Inbox",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
+    "Runner",
+]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..config import validate_name
+from ..config import GroupConfig, validate_name
 from ..errors import ConfigurationError
 from .alerts import AlertHook, Alerts
 from .handlers import HandlerSpec, Middleware, Ordering, check_middleware, inspect_handler
@@ -68,6 +68,7 @@ class App:
         start: Any = "beginning",
         max_in_flight: int = 1000,
         inbox: Any = None,
+        group_config: GroupConfig | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register the decorated function as the handler of a topic (its own
         consumer group ``<app>.<handler>`` unless ``group`` is given) or of a
@@ -76,6 +77,8 @@ class App:
         same key wait for each other. ``policy``/``on``/``classify``/
         ``breaker``: the failure lifecycle (policy.py). ``max_in_flight``:
         records fetched (leased) at a time — the backpressure bound.
+        ``inbox``: an :class:`~tidings.runtime.Inbox` (R5). ``group_config``:
+        session timeout and heartbeats of the handler's group membership.
 
         Raises ConfigurationError at definition for bad options, a payload
         type no codec can build, or a duplicate handler name."""
@@ -90,7 +93,7 @@ class App:
             handler_name = name or fn.__name__
             self._add(
                 handler_name, fn, topic, queue, group, batch, concurrency, ordering, policies,
-                tuple(middleware), start, max_in_flight, inbox,
+                tuple(middleware), start, max_in_flight, inbox, group_config,
             )  # fmt: skip
             return fn
 
@@ -98,7 +101,7 @@ class App:
 
     def _add(self, name: str, fn: Callable[..., Any], topic: str | None, queue: str | None,
              group: str | None, *rest: Any) -> None:  # fmt: skip
-        batch, concurrency, ordering, policies, middleware, start, max_in_flight, inbox = rest
+        batch, concurrency, ordering, policies, middleware, start, max_in_flight, inbox, gc = rest
         validate_name("handler", name)
         if name in self.handlers:
             raise ConfigurationError(f"app {self.name} already has a handler named {name!r}")
@@ -106,12 +109,13 @@ class App:
             if value is not None:
                 validate_name(kind, value)
         is_async, takes_ctx, decode = inspect_handler(fn, batch)
+        _check_inbox(name, inbox, batch)
         check_middleware(name, middleware, is_async)
         if topic is not None and group is None:
             group = f"{self.name}.{name}"
         self.handlers[name] = HandlerSpec(
             name, fn, topic, queue, group, batch, concurrency, ordering, policies, middleware,
-            start, max_in_flight, inbox, is_async, takes_ctx, decode,
+            start, max_in_flight, inbox, is_async, takes_ctx, decode, gc,
         )  # fmt: skip
 
     def run(self, url: str | None = None) -> None:
@@ -130,3 +134,14 @@ def _check_numbers(concurrency: int, max_in_flight: int, ordering: str) -> None:
         raise ConfigurationError(f"max_in_flight must be >= 1, got {max_in_flight}")
     if ordering not in ("partition", "key"):
         raise ConfigurationError(f"ordering must be partition or key, not {ordering!r}")
+
+
+def _check_inbox(name: str, inbox: Any, batch: bool) -> None:
+    from .inbox import Inbox
+
+    if inbox is None:
+        return
+    if not isinstance(inbox, Inbox):
+        raise ConfigurationError(f"inbox of {name} must be a tidings.runtime.Inbox")
+    if batch:
+        raise ConfigurationError(f"{name}: an inbox works per message, not with batch handlers")

@@ -70,6 +70,7 @@ class HandlerSpec:
     is_async: bool
     takes_ctx: bool
     decode: Decoder
+    group_config: Any = None
 
     @property
     def source(self) -> str:

@@ -4,7 +4,10 @@ nacks with a delay what must wait (the message alone waits; a FIFO group
 waits behind it, Q4), parks what the lifecycle gives up on.
 
 The engine's ``delivery_count`` is the durable delivery counter: it is
-incremented when the message is leased, before the handler runs.
+incremented when the message is leased, before the handler runs. Messages
+leased together with one that kills the process are counted once too;
+after that the loop leases one message at a time while redeliveries are
+at the head, so only the culprit keeps counting.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class QueueLoop:
         self._pool = ThreadPoolExecutor(spec.concurrency) if spec.concurrency > 1 else None
         self._loop = asyncio.new_event_loop() if spec.is_async else None
         self._blocked_refresh = 0.0
+        self._careful = True  # the first lease is a single message (see step)
         client.queue(self.queue)  # QueueNotFound now, not in the loop
 
     def step(self) -> None:
@@ -55,7 +59,12 @@ class QueueLoop:
             self.stop.wait(min(wait, 0.5))
             return
         self._refresh_blocked()
-        got = self.client.get(self.queue, self.spec.max_in_flight, wait=0.5)
+        size = 1 if self._careful else self.spec.max_in_flight
+        got = self.client.get(self.queue, size, wait=0.5)
+        # A redelivery at the head may be a message that killed the process
+        # holding it: lease one at a time until fresh messages come, so
+        # only the culprit's delivery count grows with each crash.
+        self._careful = any(d.delivery_count > 1 for d in got)
         if got:
             self._handle(got)
 

@@ -69,7 +69,7 @@ class TopicLoop:
         self._loop = asyncio.new_event_loop() if spec.is_async else None
         self.consumer = Consumer(
             engine, [self.topic], self.group, start=spec.start, auto_commit=False,
-            on_revoke=self._revoked,
+            on_revoke=self._revoked, group_config=spec.group_config,
         )  # fmt: skip
         self._blocked_refresh = 0.0
 
