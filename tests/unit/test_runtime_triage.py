@@ -40,7 +40,7 @@ def prepare(client: Client) -> None:
 
 def park_some(r: RunningApp, n_topic: int, n_queue: int) -> list[Any]:
     for i in range(n_topic):
-        r.client.produce("events", b"bad-t%d" % i, key="k%d" % i, headers={"h": "v"})
+        r.client.produce("events", b"bad-t%d" % i, key=f"k{i}", headers={"h": "v"})
     for i in range(n_queue):
         r.client.publish("jobs", b"bad-q%d" % i)
     r.wait_until(lambda: len(r.failed.find()) == n_topic + n_queue)
