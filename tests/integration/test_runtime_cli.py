@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import uuid
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -102,7 +102,7 @@ def test_list_filters_groups_and_show(cli: Cli, setup: tuple[str, str, object]) 
 def test_every_triage_action_round_trips_through_the_cli(
     cli: Cli, setup: tuple[str, str, object]
 ) -> None:
-    url, module, app = setup
+    url, module, _ = setup
     events = lines(cli(url, "--json", "failed", "list", "--topic", "orders")[1])
     o0, o1, o2 = (int(str(e["id"])) for e in events)
     mails = [
@@ -150,7 +150,7 @@ def test_every_triage_action_round_trips_through_the_cli(
 def test_bad_triage_input_is_a_typed_error_and_changes_nothing(
     cli: Cli, setup: tuple[str, str, object]
 ) -> None:
-    url, module, _ = setup
+    url, _, _ = setup
     ids = [int(str(e["id"])) for e in lines(cli(url, "--json", "failed", "list")[1])]
     code, _, err = cli(url, "failed", "discard", "424242")
     assert code == 1 and "FailedEventNotFound" in err

@@ -16,6 +16,8 @@ def register(sub: Any) -> None:
         p = kinds.add_parser(kind, help=text)
         _options(p)
         p.set_defaults(handler=run_log if kind == "log" else run_queue)
+    _options(p := kinds.add_parser("runtime", help="the consumer runtime over a raw consume loop"))
+    p.set_defaults(handler=run_runtime)
 
 
 def _options(p: argparse.ArgumentParser) -> None:
@@ -58,6 +60,13 @@ def run_log(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_queue(args: argparse.Namespace, ctx: Context) -> int:
     from ..bench import run_queue as run
+
+    run(_settings(args), as_json=args.bench_json or ctx.json)
+    return 0
+
+
+def run_runtime(args: argparse.Namespace, ctx: Context) -> int:
+    from ..bench.runtime import run_runtime as run
 
     run(_settings(args), as_json=args.bench_json or ctx.json)
     return 0
