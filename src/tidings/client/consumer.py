@@ -271,6 +271,15 @@ class Consumer:
         """The assigned partitions that are paused."""
         return self._paused & set(self._positions)
 
+    def expire_session(self) -> None:
+        """Stop heartbeating, so this member's session runs out: the group
+        gives its partitions to other members and its later commits are
+        fenced (used when a handler hangs past its maximum processing
+        interval). Safe from another thread; the next ``poll`` after the
+        session ended rejoins with a new member id."""
+        if self._membership is not None:
+            self._membership._stop.set()  # the heartbeat thread ends; poll restarts it on rejoin
+
     # ---- positions --------------------------------------------------------
     def position(self, tp: TopicPartition) -> int:
         return self._positions[tp]

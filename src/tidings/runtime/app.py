@@ -69,6 +69,7 @@ class App:
         max_in_flight: int = 1000,
         inbox: Any = None,
         group_config: GroupConfig | None = None,
+        max_processing: float | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register the decorated function as the handler of a topic (its own
         consumer group ``<app>.<handler>`` unless ``group`` is given) or of a
@@ -79,12 +80,17 @@ class App:
         records fetched (leased) at a time — the backpressure bound.
         ``inbox``: an :class:`~tidings.runtime.Inbox` (R5). ``group_config``:
         session timeout and heartbeats of the handler's group membership.
+        ``max_processing``: seconds one fetch's records may take; past it the
+        member lets its session lapse, so its partitions go to other
+        members and its late commit is fenced (topics only).
 
         Raises ConfigurationError at definition for bad options, a payload
         type no codec can build, or a duplicate handler name."""
         if (topic is None) == (queue is None):
             raise ConfigurationError("a handler takes exactly one of topic=... or queue=...")
         _check_numbers(concurrency, max_in_flight, ordering)
+        if max_processing is not None and max_processing <= 0:
+            raise ConfigurationError(f"max_processing must be > 0 seconds, got {max_processing}")
         policies = Policies(
             policy or RetryPolicy(), dict(on or {}), classify, breaker or BreakerPolicy()
         )
@@ -93,7 +99,7 @@ class App:
             handler_name = name or fn.__name__
             self._add(
                 handler_name, fn, topic, queue, group, batch, concurrency, ordering, policies,
-                tuple(middleware), start, max_in_flight, inbox, group_config,
+                tuple(middleware), start, max_in_flight, inbox, (group_config, max_processing),
             )  # fmt: skip
             return fn
 
@@ -101,7 +107,9 @@ class App:
 
     def _add(self, name: str, fn: Callable[..., Any], topic: str | None, queue: str | None,
              group: str | None, *rest: Any) -> None:  # fmt: skip
-        batch, concurrency, ordering, policies, middleware, start, max_in_flight, inbox, gc = rest
+        batch, concurrency, ordering, policies, middleware, start, max_in_flight, inbox, timing = (
+            rest
+        )
         validate_name("handler", name)
         if name in self.handlers:
             raise ConfigurationError(f"app {self.name} already has a handler named {name!r}")
@@ -115,7 +123,7 @@ class App:
             group = f"{self.name}.{name}"
         self.handlers[name] = HandlerSpec(
             name, fn, topic, queue, group, batch, concurrency, ordering, policies, middleware,
-            start, max_in_flight, inbox, is_async, takes_ctx, decode, gc,
+            start, max_in_flight, inbox, is_async, takes_ctx, decode, *timing,
         )  # fmt: skip
 
     def run(self, url: str | None = None) -> None:

@@ -71,6 +71,7 @@ class HandlerSpec:
     takes_ctx: bool
     decode: Decoder
     group_config: Any = None
+    max_processing: float | None = None
 
     @property
     def source(self) -> str:

@@ -138,6 +138,27 @@ class TopicLoop:
 
     # ---- running the handler ------------------------------------------------------
     def _run_all(self, work: dict[TopicPartition, list[Record]]) -> dict[TopicPartition, Any]:
+        if self.spec.max_processing is None:
+            return self._run_jobs(work)
+        # A hung handler must not hold its partitions forever: past the
+        # limit the member's session lapses and others take over (L4 fences
+        # this member's late commit).
+        watchdog = threading.Timer(self.spec.max_processing, self._hung)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._run_jobs(work)
+        finally:
+            watchdog.cancel()
+
+    def _hung(self) -> None:
+        log.warning(
+            "%s: handling took over %.1fs; giving up its partitions",
+            self.spec.name, self.spec.max_processing,
+        )  # fmt: skip
+        self.consumer.expire_session()
+
+    def _run_jobs(self, work: dict[TopicPartition, list[Record]]) -> dict[TopicPartition, Any]:
         jobs = {tp: self._job(tp, rs) for tp, rs in work.items()}
         if self._loop is not None:
             return self._loop.run_until_complete(_gather(jobs))
