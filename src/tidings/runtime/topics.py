@@ -15,7 +15,9 @@ counting costs nothing per record.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -90,9 +92,7 @@ class TopicLoop:
         return max(0.0, min(0.5, until))
 
     def _handle(self, records: list[Record]) -> None:
-        chunks: dict[TopicPartition, list[Record]] = {}
-        for r in records:
-            chunks.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+        chunks = _by_partition(records)
         work = {tp: self._prepare(tp, rs) for tp, rs in chunks.items() if tp in self.parts}
         work = {tp: w for tp, w in work.items() if w}
         self._store_marks(work)
@@ -102,7 +102,8 @@ class TopicLoop:
     # ---- marks and careful mode ----------------------------------------------------
     def _prepare(self, tp: TopicPartition, records: list[Record]) -> list[Record]:
         part = self.parts[tp]
-        records = [r for r in records if r.offset >= part.next]
+        if records[0].offset < part.next:  # re-read after a seek back: skip what was handled
+            records = [r for r in records if r.offset >= part.next]
         if part.done_ahead:
             records = self._skip_done(part, records)
         if not records:
@@ -290,3 +291,18 @@ class TopicLoop:
 async def _gather(jobs: dict[TopicPartition, Callable[[], Any]]) -> dict[TopicPartition, Any]:
     results = await asyncio.gather(*(job() for job in jobs.values()))
     return dict(zip(jobs, results))
+
+
+def _by_partition(records: list[Record]) -> dict[TopicPartition, list[Record]]:
+    """A poll's records per partition. A poll returns each partition's
+    records as one run, so runs are found without a step per record."""
+    first, last = records[0], records[-1]
+    if first.partition == last.partition and first.topic == last.topic:
+        return {TopicPartition(first.topic, first.partition): records}
+    chunks: dict[TopicPartition, list[Record]] = {}
+    for (topic, partition), run in itertools.groupby(records, key=_TP):
+        chunks.setdefault(TopicPartition(topic, partition), []).extend(run)
+    return chunks
+
+
+_TP = operator.itemgetter(0, 1)
