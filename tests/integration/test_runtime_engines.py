@@ -146,3 +146,44 @@ def test_inbox_skips_processed_ids_in_the_apps_database(url: str, tmp_path: Path
             r.wait_until(lambda: r.runner.loops["handle"].handled == 6)
         assert total() == 1116 and len(calls) == 6
     assert inbox.purge(older_than_s=-1) == 5  # retention removes old ids
+
+
+def test_inbox_in_a_postgresql_application_database() -> None:
+    """The inbox speaks psycopg too: the application's state, the inbox and
+    here the engine itself all live in one PostgreSQL database."""
+    require_engine("postgresql", service_reachable("127.0.0.1", 5432))
+    import psycopg
+
+    schema = f"rtapp_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        admin.execute(f'CREATE TABLE "{schema}".totals (id INT PRIMARY KEY, total INT)')
+        admin.execute(f'INSERT INTO "{schema}".totals VALUES (1, 0)')
+
+    def connect() -> Any:
+        return psycopg.connect(PG, options=f"-c search_path={schema}")
+
+    inbox = Inbox(connect)
+    app = App("pgledger")
+
+    @app.handler(topic="payments", inbox=inbox)
+    def handle(payload: dict[str, int], ctx: HandlerContext) -> None:
+        ctx.connection.execute(
+            "UPDATE totals SET total = total + %s WHERE id=1", (payload["amount"],)
+        )
+
+    def total() -> int:
+        with connect() as conn:
+            return int(conn.execute("SELECT total FROM totals").fetchone()[0])
+
+    url = f"{PG}?schema={schema}"
+    try:
+        with running(app, url, lambda c: c.create_topic("payments")) as r:
+            for _ in range(3):
+                r.client.produce("payments", b'{"amount": 2}', headers={"idempotency-key": "p-1"})
+            r.client.produce("payments", b'{"amount": 40}')
+            r.wait_until(lambda: r.runner.loops["handle"].handled == 4)
+        assert total() == 42
+    finally:
+        with psycopg.connect(PG, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

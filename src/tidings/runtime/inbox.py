@@ -74,14 +74,30 @@ class Inbox:
         self._local = threading.local()
         self._last_purge = 0.0
         self._lock = threading.Lock()
+        self._open: list[Any] = []
+        self._generation = 0
+
+    def close(self) -> None:
+        """Close every connection this inbox opened (the runner does it on
+        stop); a later use opens new ones."""
+        with self._lock:
+            conns, self._open = self._open, []
+            self._generation += 1
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # closing from another thread: best effort
+                pass
 
     # ---- connections ------------------------------------------------------------
     def connection(self) -> Any:
         """This thread's connection (created, and the table with it, on first use)."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or self._local.generation != self._generation:
             conn = self.connect()
-            self._local.conn = conn
+            with self._lock:
+                self._open.append(conn)
+            self._local.conn, self._local.generation = conn, self._generation
             self._local.mark = _placeholder(conn)
             self._execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (handler TEXT NOT NULL, "

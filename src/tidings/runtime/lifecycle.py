@@ -144,6 +144,9 @@ class Lifecycle:
                 self.alerts.send("blocked", self.app, self.spec.name, message=str(ident))
             return Stop(time.monotonic() + policy.backoff_max)
         blocks = policy.on_exhausted == "block_key" and key_of(m) is not None
+        if isinstance(out, Retry):  # the handler kept asking for more time
+            out = Reject(f"still asking to retry after {round_} deliveries")
+            return self._park(m, out, round_, blocks_key=blocks, kind="RetriesExhausted")
         return self._park(m, out, round_, blocks_key=blocks)
 
     def _remember(self, m: Message, out: Any) -> None:

@@ -99,6 +99,9 @@ class Runner:
         for t in self._threads.values():
             t.join(timeout)
         self.state = "stopped"
+        for spec in self.app.handlers.values():
+            if spec.inbox is not None:
+                spec.inbox.close()
         self._close_client()
         log.info("app %s stopped", self.app.name)
 
