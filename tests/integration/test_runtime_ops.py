@@ -63,7 +63,7 @@ def test_webhook_alerts_and_long_pause_alert() -> None:
     got = threading.Event()
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()

@@ -361,3 +361,24 @@ def test_middleware_wraps_the_call_in_order() -> None:
         r.client.produce("events", b"hi")
         r.wait_until(lambda: "<outer" in trail)
     assert trail == ["outer>", "inner:'hi'", "handler", "<outer"]
+
+
+def test_key_ordering_across_partitions_with_a_small_pool() -> None:
+    """Key lanes of several partitions share the handler's threads without
+    waiting on each other (two partitions, two threads: no deadlock)."""
+    app = App("shop")
+    seen: dict[str, list[int]] = defaultdict(list)
+    lock = threading.Lock()
+
+    @app.handler(topic="events", ordering="key", concurrency=2)
+    def handle(payload: dict[str, Any], ctx: HandlerContext) -> None:
+        time.sleep(0.001)
+        with lock:
+            seen[payload["k"]].append(payload["n"])
+
+    with running(app, prepare=topic(2)) as r:
+        with r.client.producer() as producer:
+            for n in range(200):
+                producer.send("events", b'{"n": %d, "k": "k%d"}' % (n, n % 9), key=f"k{n % 9}")
+        r.wait_until(lambda: sum(map(len, seen.values())) == 200, timeout=20)
+    assert all(v == sorted(v) for v in seen.values())

@@ -11,7 +11,6 @@ the handler is called; the decisions are shared (lifecycle.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from .handlers import HandlerSpec, Message, key_of
@@ -93,26 +92,6 @@ class Lanes:
                 return Outcome(len(lane), None)
         return self.sequence(lane, round_of)
 
-    def run(self, records: list[Any], attempts: int, pool: ThreadPoolExecutor | None) -> Any:
-        """A partition's records (sync handler): TopicResult."""
-        if self.spec.is_async:
-            return self.arun(records, attempts)
-        round_of = _const(attempts)
-        if self.spec.ordering == "key" and len(records) > 1:
-            return self._by_key(records, round_of, pool)
-        out = (self.batch if self.spec.batch else self.sequence)(records, round_of)
-        return _topic_result(records, out)
-
-    def _by_key(
-        self, records: list[Any], round_of: Callable[[Any], int], pool: ThreadPoolExecutor | None
-    ) -> TopicResult:
-        lanes = _split_by_key(records)
-        if pool is None:
-            outs = [self.sequence(lane, round_of) for lane in lanes]
-        else:
-            outs = list(pool.map(lambda lane: self.sequence(lane, round_of), lanes))
-        return _merge(lanes, outs)
-
     def unfinished(self, m: Message, deliveries: int) -> TopicResult:
         """Park a record that was delivered too often without an outcome."""
         stop = self.life.park_unfinished(m, deliveries)
@@ -164,35 +143,31 @@ class Lanes:
                 return Outcome(len(lane), None)
         return await self.asequence(lane, round_of)
 
-    async def arun(self, records: list[Any], attempts: int) -> TopicResult:
-        import asyncio
-
-        round_of = _const(attempts)
-        if self.spec.ordering == "key" and len(records) > 1:
-            lanes = _split_by_key(records)
-            outs = await asyncio.gather(*(self.asequence(lane, round_of) for lane in lanes))
-            return _merge(lanes, list(outs))
-        run = self.abatch if self.spec.batch else self.asequence
-        return _topic_result(records, await run(records, round_of))
+    def runner(self) -> Callable[[list[Any], Callable[[Any], int]], Any]:
+        """The function that handles one lane (a coroutine function for
+        async handlers)."""
+        if self.spec.is_async:
+            return self.abatch if self.spec.batch else self.asequence
+        return self.batch if self.spec.batch else self.sequence
 
 
-def _const(n: int) -> Callable[[Any], int]:
+def const(n: int) -> Callable[[Any], int]:
     return lambda _m: n
 
 
-def _topic_result(records: list[Any], out: Outcome) -> TopicResult:
+def topic_result(records: list[Any], out: Outcome) -> TopicResult:
     stop = None if out.stop is None else (records[out.handled].offset, out.stop)
     return TopicResult(out.handled, stop)
 
 
-def _split_by_key(records: list[Any]) -> list[list[Any]]:
+def split_by_key(records: list[Any]) -> list[list[Any]]:
     lanes: dict[Any, list[Any]] = {}
     for r in records:
         lanes.setdefault(r.key, []).append(r)
     return list(lanes.values())
 
 
-def _merge(lanes: list[list[Any]], outs: list[Outcome]) -> TopicResult:
+def merge(lanes: list[list[Any]], outs: list[Outcome]) -> TopicResult:
     """Key lanes back into one partition result: the partition stops at
     the earliest stopped record (a whole-handler stop wins); records of
     other keys after it that were handled are reported ahead, so they are

@@ -20,7 +20,6 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from ..ports.failed import DeliveryMark, FailedStore
 from .handlers import HandlerSpec, make_call
-from .lanes import Lanes
+from .lanes import Lanes, const, merge, split_by_key, topic_result
 from .lifecycle import Lifecycle, Stop
 
 log = logging.getLogger("tidings.runtime")
@@ -160,19 +159,34 @@ class TopicLoop:
         self.consumer.expire_session()
 
     def _run_jobs(self, work: dict[TopicPartition, list[Record]]) -> dict[TopicPartition, Any]:
-        jobs = {tp: self._job(tp, rs) for tp, rs in work.items()}
-        if self._loop is not None:
-            return self._loop.run_until_complete(_gather(jobs))
-        if self._pool is None or (len(jobs) == 1 and self.spec.ordering != "key"):
-            return {tp: job() for tp, job in jobs.items()}
-        futures = {tp: self._pool.submit(job) for tp, job in jobs.items()}
-        return {tp: f.result() for tp, f in futures.items()}
+        """Every lane of every partition at once (up to ``concurrency``),
+        then each partition's lanes merged back into its result."""
+        results: dict[TopicPartition, Any] = {}
+        lanes: dict[TopicPartition, list[list[Record]]] = {}
+        for tp, records in work.items():
+            attempts = self._attempts(tp)
+            if self.life.over_limit(attempts):
+                results[tp] = self.lanes.unfinished(records[0], attempts)
+            elif self.spec.ordering == "key" and len(records) > 1:
+                lanes[tp] = split_by_key(records)
+            else:
+                lanes[tp] = [records]
+        flat = [(tp, lane) for tp, ls in lanes.items() for lane in ls]
+        outs = self._run_lanes(flat)
+        for tp, ls in lanes.items():
+            mine = [outs.pop(0) for _ in ls]
+            results[tp] = topic_result(ls[0], mine[0]) if len(ls) == 1 else merge(ls, mine)
+        return results
 
-    def _job(self, tp: TopicPartition, records: list[Record]) -> Callable[[], Any]:
-        attempts = self._attempts(tp)
-        if self.life.over_limit(attempts):
-            return lambda: self.lanes.unfinished(records[0], attempts)
-        return lambda: self.lanes.run(records, attempts, self._pool)
+    def _run_lanes(self, flat: list[tuple[TopicPartition, list[Record]]]) -> list[Any]:
+        run = self.lanes.runner()
+        args = [(lane, const(self._attempts(tp))) for tp, lane in flat]
+        if self._loop is not None:
+            return self._loop.run_until_complete(_gather([run(*a) for a in args]))
+        if self._pool is None or len(args) == 1:
+            return [run(*a) for a in args]
+        futures = [self._pool.submit(run, *a) for a in args]
+        return [f.result() for f in futures]
 
     def _apply(self, tp: TopicPartition, records: list[Record], result: Any) -> None:
         part = self.parts.get(tp)
@@ -288,9 +302,8 @@ class TopicLoop:
                 self._loop.close()
 
 
-async def _gather(jobs: dict[TopicPartition, Callable[[], Any]]) -> dict[TopicPartition, Any]:
-    results = await asyncio.gather(*(job() for job in jobs.values()))
-    return dict(zip(jobs, results))
+async def _gather(coroutines: list[Any]) -> list[Any]:
+    return list(await asyncio.gather(*coroutines))
 
 
 def _by_partition(records: list[Record]) -> dict[TopicPartition, list[Record]]:
