@@ -382,3 +382,33 @@ def test_key_ordering_across_partitions_with_a_small_pool() -> None:
                 producer.send("events", b'{"n": %d, "k": "k%d"}' % (n, n % 9), key=f"k{n % 9}")
         r.wait_until(lambda: sum(map(len, seen.values())) == 200, timeout=20)
     assert all(v == sorted(v) for v in seen.values())
+
+
+def test_an_engine_error_between_fetch_and_handling_loses_nothing() -> None:
+    """The fetch advanced the consumer's positions; the delivery mark write
+    then failed (a database restart): the records are read again, not skipped."""
+    from tidings import EngineUnavailable
+
+    app = App("shop")
+    seen: list[int] = []
+
+    @app.handler(topic="events", max_in_flight=10)
+    def handle(payload: dict[str, int]) -> None:
+        seen.append(payload["n"])
+
+    with running(app, prepare=topic()) as r:
+        loop = r.runner.loops["handle"]
+        real_mark = loop.store.mark
+        failures = {"left": 1}
+
+        def flaky_mark(*args: Any) -> None:
+            if failures["left"] and seen:
+                failures["left"] -= 1
+                raise EngineUnavailable("database restarting")
+            real_mark(*args)
+
+        loop.store.mark = flaky_mark  # type: ignore[method-assign]
+        for n in range(50):
+            r.client.produce("events", b'{"n": %d}' % n)
+        r.wait_until(lambda: len(seen) >= 50 and failures["left"] == 0, timeout=15)
+    assert sorted(set(seen)) == list(range(50))

@@ -80,10 +80,23 @@ class TopicLoop:
         self._resume_due()
         wait = self._poll_wait()
         records = self.consumer.poll(wait, self.spec.max_in_flight)
-        self._sync_assignment(records)
-        if records:
-            self._handle(records)
-        self._commit()
+        try:
+            self._sync_assignment(records)
+            if records:
+                self._handle(records)
+            self._commit()
+        except BaseException:
+            self._rewind()
+            raise
+
+    def _rewind(self) -> None:
+        """After a failure between fetch and commit (an engine error), read
+        again from the first record not handled: the fetch moved the
+        consumer's positions past records nobody handled."""
+        owned = self.consumer.assignment()
+        for tp, part in self.parts.items():
+            if tp in owned:
+                self.consumer.seek(tp, part.next)
 
     def _poll_wait(self) -> float:
         pending = [p.resume_at for p in self.parts.values() if p.resume_at]
