@@ -19,6 +19,7 @@ from .config import GroupConfig, ProducerConfig, QueueConfig, TopicConfig
 from .engines import open_engine
 from .errors import (
     AlreadyExists,
+    AlreadyResolved,
     AlreadySettled,
     ConfigurationError,
     ConflictError,
@@ -28,6 +29,7 @@ from .errors import (
     EngineProtocolError,
     EngineTimeout,
     EngineUnavailable,
+    FailedEventNotFound,
     FencedError,
     GroupNotFound,
     LeaseLost,
@@ -45,6 +47,7 @@ from .errors import (
 from .features import Features
 from .message import Delivery, QueueStats, Record, RecordMetadata, TopicPartition
 from .outbox import AsyncOutbox, Outbox, OutboxNotFound, OutboxSchemaError, Relay, RelayFenced
+from .runtime import App, BreakerPolicy, HandlerContext, Reject, Retry, RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -53,7 +56,10 @@ __all__ = [
     "JSON",
     "Ack",
     "AlreadyExists",
+    "AlreadyResolved",
     "AlreadySettled",
+    "App",
+    "BreakerPolicy",
     "AsyncClient",
     "AsyncConsumer",
     "AsyncOutbox",
@@ -71,10 +77,12 @@ __all__ = [
     "EngineProtocolError",
     "EngineTimeout",
     "EngineUnavailable",
+    "FailedEventNotFound",
     "Features",
     "FencedError",
     "GroupConfig",
     "GroupNotFound",
+    "HandlerContext",
     "JsonCodec",
     "LeaseLost",
     "NotFoundError",
@@ -95,6 +103,9 @@ __all__ = [
     "RecordTooLarge",
     "Relay",
     "RelayFenced",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
     "SerializationError",
     "TidingsError",
     "TopicConfig",

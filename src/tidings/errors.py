@@ -18,12 +18,14 @@ A class's docstring is its default message.
     │   ├── TopicNotFound
     │   ├── PartitionNotFound
     │   ├── QueueNotFound
-    │   └── GroupNotFound
+    │   ├── GroupNotFound
+    │   └── FailedEventNotFound
     ├── ConflictError
     │   ├── AlreadyExists
     │   ├── FencedError             a member whose session expired or lost its assignment
     │   ├── RebalanceInProgress
-    │   └── QueueFull               max_length reached with overflow=reject
+    │   ├── QueueFull               max_length reached with overflow=reject
+    │   └── AlreadyResolved         triage on a failed event already replayed/republished/discarded
     ├── DeliveryError
     │   ├── LeaseLost               ack/nack after the lease expired
     │   └── AlreadySettled          ack/nack twice
@@ -137,3 +139,12 @@ class SerializationError(TidingsError, ValueError):
 
 class QueueFull(ConflictError):
     """The queue is at its max_length and its overflow policy is reject."""
+
+
+class FailedEventNotFound(NotFoundError):
+    """No failed event has this id: list them with `tidings failed list`."""
+
+
+class AlreadyResolved(ConflictError):
+    """The failed event was already replayed, republished or discarded (or
+    another triage action on it is under way); see `tidings failed show ID`."""

@@ -19,6 +19,8 @@ def register(sub: Any) -> None:
         p.set_defaults(handler=run_log if kind == "log" else run_queue)
     _options(outbox := kinds.add_parser("outbox", help="outbox relay, latency, writer cost"))
     outbox.set_defaults(handler=run_outbox)
+    _options(p := kinds.add_parser("runtime", help="the consumer runtime over a raw consume loop"))
+    p.set_defaults(handler=run_runtime)
 
 
 def _options(p: argparse.ArgumentParser) -> None:
@@ -69,5 +71,12 @@ def run_queue(args: argparse.Namespace, ctx: Context) -> int:
 def run_outbox(args: argparse.Namespace, ctx: Context) -> int:
     from ..bench.outbox import run_outbox as run
 
-    run(_settings(args), as_json=args.bench_json or ctx.json)
+    run(_settings(args), as_json=ctx.json)
+    return 0
+
+
+def run_runtime(args: argparse.Namespace, ctx: Context) -> int:
+    from ..bench.runtime import run_runtime as run
+
+    run(_settings(args), as_json=ctx.json)
     return 0

@@ -33,6 +33,8 @@ COMMANDS = (
     "migrate",
     "bench",
     "outbox",
+    "run",
+    "failed",
 )
 
 URL_HELP = "engine URL (default: $TIDINGS_URL, else sqlite:///./tidings.db)"

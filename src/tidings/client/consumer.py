@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -22,6 +22,10 @@ from .membership import Membership
 
 log = logging.getLogger("tidings.consumer")
 Start = Literal["beginning", "end"] | int | datetime
+#: Called with the partitions about to be taken away, before they are
+#: released (and, with auto-commit, committed): finish and commit their
+#: in-flight work here.
+RevokeListener = Callable[[set[TopicPartition]], None]
 
 
 class Consumer:
@@ -31,7 +35,8 @@ class Consumer:
     ``"end"``, an offset, or a datetime. With ``group``, offsets are
     committed every ``auto_commit_interval_s`` (at-least-once), on
     rebalance and on close; set ``auto_commit=False`` to call
-    :meth:`commit` yourself.
+    :meth:`commit` yourself. ``on_revoke(partitions)`` runs before
+    partitions are released in a rebalance (see :data:`RevokeListener`).
 
     Raises ``TopicNotFound``, ``PartitionNotFound``, ``CorruptDataError``
     (from ``poll``; seek past it) and ``FencedError`` (from ``commit``).
@@ -48,6 +53,7 @@ class Consumer:
         auto_commit: bool = True,
         auto_commit_interval_s: float = 1.0,
         group_config: GroupConfig | None = None,
+        on_revoke: RevokeListener | None = None,
     ) -> None:
         if not topics and not assign:
             raise ConfigurationError("give the consumer at least one topic")
@@ -67,6 +73,8 @@ class Consumer:
         self._committed: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
         self._rotate = 0
+        self._paused: set[TopicPartition] = set()
+        self._on_revoke = on_revoke
         topics = sorted(set(topics) | {tp.topic for tp in assign or []})
         for t in topics:
             self._log.get_topic(t)  # TopicNotFound early, with a clear message
@@ -150,6 +158,9 @@ class Consumer:
         m.join()
 
     def _give_up(self, m: Membership, lost: set[TopicPartition]) -> None:
+        if self._on_revoke is not None:
+            self._on_revoke(lost)  # finishes and commits in-flight work of these
+        self._paused -= lost
         if self._auto_commit:
             try:
                 self._commit_positions({tp: self._positions[tp] for tp in lost})
@@ -216,7 +227,7 @@ class Consumer:
         return 1.0
 
     def _fetch(self, max_records: int) -> list[Record]:
-        tps = list(self._positions)
+        tps = [tp for tp in self._positions if tp not in self._paused]
         if not tps:
             return []
         self._rotate = (self._rotate + 1) % len(tps)
@@ -241,6 +252,33 @@ class Consumer:
     def __iter__(self) -> Iterator[Record]:
         while True:
             yield from self.poll()
+
+    # ---- pause / resume ---------------------------------------------------
+    def pause(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop fetching from these assigned partitions; ``poll`` keeps the
+        membership alive and serves the others. Raises ConfigurationError
+        for a partition not assigned to this consumer."""
+        tps = set(tps)
+        if tps - set(self._positions):
+            raise ConfigurationError(f"{sorted(tps - set(self._positions))} not assigned here")
+        self._paused |= tps
+
+    def resume(self, tps: Iterable[TopicPartition]) -> None:
+        """Fetch from these partitions again (unknown ones are ignored)."""
+        self._paused -= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        """The assigned partitions that are paused."""
+        return self._paused & set(self._positions)
+
+    def expire_session(self) -> None:
+        """Stop heartbeating, so this member's session runs out: the group
+        gives its partitions to other members and its later commits are
+        fenced (used when a handler hangs past its maximum processing
+        interval). Safe from another thread; the next ``poll`` after the
+        session ended rejoins with a new member id."""
+        if self._membership is not None:
+            self._membership._stop.set()  # the heartbeat thread ends; poll restarts it on rejoin
 
     # ---- positions --------------------------------------------------------
     def position(self, tp: TopicPartition) -> int:

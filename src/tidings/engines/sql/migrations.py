@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SCHEMA_VERSION = 3
+from .failed import FAILED_SCHEMA
+
+SCHEMA_VERSION = 4
 
 _LEASES = (  # the same text for both dialects
     "CREATE TABLE leases (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
@@ -78,6 +80,9 @@ UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
             *_LEASES,
         ),
     },
+    # The consumer runtime's failed events, triage actions and durable
+    # delivery counters (see failed.py).
+    4: {"postgresql": FAILED_SCHEMA["postgresql"], "sqlite": FAILED_SCHEMA["sqlite"]},
 }
 
 

@@ -1,0 +1,186 @@
+"""Handing a run of messages to a handler, in order, with the lifecycle.
+
+A *lane* is a sequence that must be handled strictly in order: a
+partition's records, a key's records (``ordering="key"``), a FIFO group's
+messages. :meth:`Lanes.sequence` handles one lane until it ends or a
+message must wait (a :class:`Stop`); everything before that point is
+handled (succeeded, or parked). Written twice, sync and async, only where
+the handler is called; the decisions are shared (lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from .handlers import HandlerSpec, Message, key_of
+from .lifecycle import AGAIN, Lifecycle, Stop
+
+
+class Outcome(NamedTuple):
+    """``handled`` messages of the lane were done with (in order); the
+    lane stopped at ``lane[handled]`` with ``stop`` unless ``stop is None``."""
+
+    handled: int
+    stop: Stop | None
+
+
+class TopicResult(NamedTuple):
+    """A partition's outcome: how many records were handled, where and why
+    it stopped (``(offset, Stop)``), and, with ``ordering="key"``, the
+    offsets after that point already handled (other keys went on)."""
+
+    handled: int
+    stop: tuple[int, Stop] | None
+    ahead: tuple[int, ...] = ()
+
+
+def _failed(out: Any) -> bool:
+    """A handler result that is not a success: Retry and Reject."""
+    return out is not None and type(out).__module__ == "tidings.runtime.outcomes"
+
+
+class Lanes:
+    def __init__(self, spec: HandlerSpec, call: Callable[[Any], Any], life: Lifecycle) -> None:
+        self.spec, self.life = spec, life
+        self.call = call
+        self.call1: Callable[[Any], Any] = (lambda m: call([m])) if spec.batch else call
+
+    # ---- sync -----------------------------------------------------------------
+    def sequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        call, life = self.call1, self.life
+        for i, m in enumerate(lane):
+            if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
+                stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
+                if stop is not None:
+                    return Outcome(i, stop)
+                continue
+            try:
+                out = call(m)
+            except Exception as exc:
+                out = exc
+            if out is not None and (isinstance(out, Exception) or _failed(out)):
+                stop = self._settle(m, out, round_of(m))
+                if stop is not None:
+                    return Outcome(i, stop)
+        return Outcome(len(lane), None)
+
+    def _settle(self, m: Message, out: Any, round_: int) -> Stop | None:
+        tries = 1
+        while True:
+            verdict = self.life.decide(m, out, tries, round_)
+            if verdict != AGAIN:
+                return verdict  # type: ignore[return-value]
+            tries += 1
+            try:
+                out = self.call1(m)
+            except Exception as exc:
+                out = exc
+            if not (isinstance(out, Exception) or _failed(out)):
+                self.life.forget(m)
+                return None
+
+    def batch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        """A batch handler gets the whole lane; should that keep failing,
+        the lane is handled as batches of one to find the culprit."""
+        for _ in range(1 + self.spec.policies.default.immediate):
+            try:
+                out = self.call(lane)
+            except Exception:
+                continue
+            if not _failed(out):
+                return Outcome(len(lane), None)
+        return self.sequence(lane, round_of)
+
+    def unfinished(self, m: Message, deliveries: int) -> TopicResult:
+        """Park a record that was delivered too often without an outcome."""
+        stop = self.life.park_unfinished(m, deliveries)
+        if stop is not None:
+            return TopicResult(0, (m.offset, stop))  # type: ignore[union-attr]
+        return TopicResult(1, None)
+
+    # ---- async ------------------------------------------------------------------
+    async def asequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        call, life = self.call1, self.life
+        for i, m in enumerate(lane):
+            if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
+                stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
+                if stop is not None:
+                    return Outcome(i, stop)
+                continue
+            try:
+                out = await call(m)
+            except Exception as exc:
+                out = exc
+            if out is not None and (isinstance(out, Exception) or _failed(out)):
+                stop = await self._asettle(m, out, round_of(m))
+                if stop is not None:
+                    return Outcome(i, stop)
+        return Outcome(len(lane), None)
+
+    async def _asettle(self, m: Message, out: Any, round_: int) -> Stop | None:
+        tries = 1
+        while True:
+            verdict = self.life.decide(m, out, tries, round_)
+            if verdict != AGAIN:
+                return verdict  # type: ignore[return-value]
+            tries += 1
+            try:
+                out = await self.call1(m)
+            except Exception as exc:
+                out = exc
+            if not (isinstance(out, Exception) or _failed(out)):
+                self.life.forget(m)
+                return None
+
+    async def abatch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        for _ in range(1 + self.spec.policies.default.immediate):
+            try:
+                out = await self.call(lane)
+            except Exception:
+                continue
+            if not _failed(out):
+                return Outcome(len(lane), None)
+        return await self.asequence(lane, round_of)
+
+    def runner(self) -> Callable[[list[Any], Callable[[Any], int]], Any]:
+        """The function that handles one lane (a coroutine function for
+        async handlers)."""
+        if self.spec.is_async:
+            return self.abatch if self.spec.batch else self.asequence
+        return self.batch if self.spec.batch else self.sequence
+
+
+def const(n: int) -> Callable[[Any], int]:
+    return lambda _m: n
+
+
+def topic_result(records: list[Any], out: Outcome) -> TopicResult:
+    stop = None if out.stop is None else (records[out.handled].offset, out.stop)
+    return TopicResult(out.handled, stop)
+
+
+def split_by_key(records: list[Any]) -> list[list[Any]]:
+    lanes: dict[Any, list[Any]] = {}
+    for r in records:
+        lanes.setdefault(r.key, []).append(r)
+    return list(lanes.values())
+
+
+def merge(lanes: list[list[Any]], outs: list[Outcome]) -> TopicResult:
+    """Key lanes back into one partition result: the partition stops at
+    the earliest stopped record (a whole-handler stop wins); records of
+    other keys after it that were handled are reported ahead, so they are
+    not handled again when the partition is re-read."""
+    done: list[int] = []
+    stops: list[tuple[int, Stop]] = []
+    for lane, out in zip(lanes, outs):
+        done.extend(r.offset for r in lane[: out.handled])
+        if out.stop is not None:
+            stops.append((lane[out.handled].offset, out.stop))
+    if not stops:
+        return TopicResult(len(done), None)
+    at = min(offset for offset, _ in stops)
+    why = next((s for _, s in stops if s.whole), min(stops, key=lambda x: x[0])[1])
+    ahead = tuple(sorted(o for o in done if o > at))
+    return TopicResult(len(done), (at, why), ahead)
