@@ -23,7 +23,8 @@ A class's docstring is its default message.
     │   ├── AlreadyExists
     │   ├── FencedError             a member whose session expired or lost its assignment
     │   ├── RebalanceInProgress
-    │   └── QueueFull               max_length reached with overflow=reject
+    │   ├── QueueFull               max_length reached with overflow=reject
+    │   └── BufferFull              the producer's buffer stayed full for max_block_s
     ├── DeliveryError
     │   ├── LeaseLost               ack/nack after the lease expired
     │   └── AlreadySettled          ack/nack twice
@@ -137,3 +138,12 @@ class SerializationError(TidingsError, ValueError):
 
 class QueueFull(ConflictError):
     """The queue is at its max_length and its overflow policy is reject."""
+
+
+class BufferFull(ConflictError):
+    """The producer's buffer (``buffer_bytes``) stayed full for ``max_block_s``:
+    records are sent faster than the engine stores them. Slow down (await the
+    acks, ``flush()``), raise ``buffer_bytes`` or ``max_block_s``, or use
+    ``send_batch``. The record was not sent."""
+
+    retriable = True

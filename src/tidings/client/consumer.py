@@ -245,6 +245,16 @@ class Consumer:
                 return
             self._waiter.wait(min(left, self._wait_slice()))
 
+    def _take_one(self) -> Record | None:
+        """The next buffered record, handed out; None when the buffer is
+        empty. Counts what was handed out before as processed. No I/O."""
+        if not self._buffer:
+            return None
+        self._done.update(self._handed)
+        r = self._buffer.popleft()
+        self._handed[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        return r
+
     def _hand_out(self, max_records: int) -> list[Record]:
         """Up to ``max_records`` buffered records, now handed to the caller."""
         buffer, n = self._buffer, min(max_records, len(self._buffer))
@@ -316,8 +326,11 @@ class Consumer:
         processed when the loop asks for the next one (leave the loop and
         close: what was yielded is committed, nothing more)."""
         while True:
-            self._fill(1.0, 10_000)
-            yield from self._hand_out(1)
+            record = self._take_one()
+            if record is None:
+                self._fill(1.0, 10_000)
+            else:
+                yield record
 
     # ---- positions --------------------------------------------------------
     def position(self, tp: TopicPartition) -> int:
