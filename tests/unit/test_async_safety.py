@@ -9,7 +9,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ import pytest
 
 from tidings import AsyncClient, Client, ConfigurationError, TopicPartition
 from tidings.client import client as client_module
-from tidings.testing import FAST_GROUP
+from tidings.testing import FAST_GROUP, require_engine, service_reachable
+
+PG = "postgresql://127.0.0.1:5432/test"
 
 
 def _name() -> str:
@@ -50,11 +52,31 @@ def _produce_every_2ms(url: str, topic: str, n: int, stop: threading.Event) -> t
     return t
 
 
-async def test_cancelled_polls_lose_nothing(tmp_path: Path) -> None:
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.engine("sqlite")),
+        pytest.param("postgresql", marks=pytest.mark.engine("postgresql")),
+    ]
+)
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL two clients (two engine instances) can share."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    require_engine("postgresql", service_reachable("127.0.0.1", 5432))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{PG}?schema={schema}"
+    import psycopg
+
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_cancelled_polls_lose_nothing(shared_url: str) -> None:
     """L5: polls cancelled at random points (1-30 ms) while records arrive
     every 2 ms: every record is returned exactly once, in order, and the
     group's committed offset never passes what was returned."""
-    url = f"sqlite:///{tmp_path / 'cancel.db'}"
+    url = shared_url
     topic, group, n = _name(), _name(), 600
     rng = random.Random(8)
     async with AsyncClient(url) as client:

@@ -59,7 +59,8 @@ class AsyncClient(AsyncQueueMethods):
     ) -> None:
         self._url, self._engine = url, engine
         self._threads = Threads(AsyncConfig(threads, waiting_threads))
-        self._client: Client | None = None
+        # Given an engine there is nothing to open: a Client around it does no I/O.
+        self._client: Client | None = None if engine is None else Client(engine=engine)
         self._opening: asyncio.Lock | None = None
 
     @classmethod

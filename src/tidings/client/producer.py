@@ -213,7 +213,10 @@ class Producer:
                 self._ready, self._open = [], {}
                 if not flights and self._closed:
                     return
-            self._deliver(flights)
+            try:
+                self._deliver(flights)
+            finally:
+                self._release(flights)
 
     def _deliver(self, flights: list[_Flight]) -> None:
         by_topic: dict[str, dict[int, list[_Flight]]] = {}
@@ -230,7 +233,6 @@ class Producer:
                 continue
             for p, fs in parts.items():
                 _resolve(fs, results[p])
-        self._release(flights)
 
     def _release(self, flights: list[_Flight]) -> None:
         """Their records are stored or failed: give their buffer room back."""
