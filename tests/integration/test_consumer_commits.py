@@ -4,6 +4,7 @@ Run on every engine: memory, SQLite and PostgreSQL (a schema per test)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +119,57 @@ def test_poll_after_leaving_a_loop_returns_the_records_read_ahead(client: Client
         assert _committed(client, "g", topic) == 2
         assert c.position(TopicPartition(topic, 0)) == 2
         assert [r.offset for r in c.poll(timeout=5)] == list(range(2, 20))
+
+
+def test_seek_and_poll_inside_a_for_loop(client: Client) -> None:
+    """L5: seeking or polling in the body of a for loop takes effect at once:
+    the loop continues from the new position, nothing is yielded twice or
+    skipped."""
+    topic = _topic(client, 10)
+    tp = TopicPartition(topic, 0)
+    with client.consumer(topic, "g", start="beginning", group_config=FAST_GROUP) as c:
+        seen = []
+        for record in c:
+            seen.append(record.offset)
+            if seen == [0, 1, 2]:
+                c.seek(tp, 0)
+            if len(seen) == 5:
+                seen += [r.offset for r in c.poll(timeout=5, max_records=2)]
+            if len(seen) == 9:
+                break
+        assert seen == [0, 1, 2, 0, 1, 2, 3, 4, 5]
+    assert _committed(client, "g", topic) == 6
+
+
+def test_a_revoke_drops_read_ahead_and_commits_what_was_yielded(client: Client) -> None:
+    """L4/L5: a member that read ahead and loses a partition commits only
+    what it yielded of it; the new owner starts exactly there."""
+    topic = f"revoke-{uuid.uuid4().hex[:8]}"
+    client.create_topic(topic, partitions=2)
+    producer = client.producer()
+    for p in (0, 1):
+        producer.send_batch(topic, [b"%d" % i for i in range(50)], partition=p)
+    a = client.consumer(topic, "g", start="beginning", group_config=FAST_GROUP)
+    yielded: dict[int, list[int]] = {0: [], 1: []}
+    it = iter(a)
+    for _ in range(3):
+        r = next(it)
+        yielded[r.partition].append(r.offset)
+    b = client.consumer(topic, "g", start="beginning", group_config=FAST_GROUP)
+    try:
+        got_b: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 15
+        while len(a.assignment()) == 2 or not b.assignment():
+            assert time.monotonic() < deadline, "the rebalance did not complete"
+            for r in a.poll(timeout=0.05, max_records=1):
+                yielded[r.partition].append(r.offset)
+            got_b += [(r.partition, r.offset) for r in b.poll(timeout=0.05)]
+        (lost,) = {0, 1} - {tp.partition for tp in a.assignment()}
+        committed = client.engine.log.committed("g")[TopicPartition(topic, lost)]
+        assert committed == (yielded[lost][-1] + 1 if yielded[lost] else 0)
+        while len(got_b) < 50 - committed:
+            got_b += [(r.partition, r.offset) for r in b.poll(timeout=1)]
+        assert got_b == [(lost, o) for o in range(committed, 50)]
+    finally:
+        a.close()
+        b.close()

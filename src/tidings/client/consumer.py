@@ -9,15 +9,18 @@ has not had: *fetched* (the next offset to read from the engine; records
 read but not yet handed out wait in a buffer), *handed out* (just past the
 last record ``poll`` returned or iteration yielded) and *processed* (what
 the caller has certainly finished with, because it came back for more).
+Only the first is stored per partition; the other two are derived when a
+commit needs them from the buffer and the records handed out last, so
+handing out a record costs no per-record bookkeeping.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from itertools import islice
 from typing import Literal
 
 from ..backoff import Backoff
@@ -85,9 +88,13 @@ class Consumer:
         self._auto_commit = auto_commit and group is not None
         self._commit_every = auto_commit_interval_s
         self._positions: dict[TopicPartition, int] = {}  # next offset to fetch
-        self._handed: dict[TopicPartition, int] = {}  # past the last record handed out
-        self._done: dict[TopicPartition, int] = {}  # past the last processed record
-        self._buffer: deque[Record] = deque()  # fetched, not handed out yet
+        # The last read: chunk[:next] handed out, chunk[next:] read ahead;
+        # chunk[first_unprocessed:next] handed out last, processed once the
+        # caller asks for more (when iterating, only chunk[next - 1]).
+        self._chunk: list[Record] = []
+        self._next = 0
+        self._from = 0
+        self._singly = False
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._committed: dict[TopicPartition, int] = {}
         self._view: object = None  # the membership view last applied
@@ -135,21 +142,47 @@ class Consumer:
 
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
         """Fetch, hand out and count as processed from ``offset`` on."""
-        self._positions[tp] = self._handed[tp] = self._done[tp] = offset
-        if any(r.topic == tp.topic and r.partition == tp.partition for r in self._buffer):
-            self._drop_buffered({tp})
+        self._positions[tp] = offset
+        self._drop_buffered({tp})
 
     def _forget(self, tps: set[TopicPartition]) -> None:
-        for table in (self._positions, self._handed, self._done, self._committed):
+        for table in (self._positions, self._committed):
             for tp in tps:
                 table.pop(tp, None)
         self._drop_buffered(tps)
         self._assigned = frozenset(self._positions)
 
     def _drop_buffered(self, tps: set[TopicPartition]) -> None:
-        self._buffer = deque(
-            r for r in self._buffer if TopicPartition(r.topic, r.partition) not in tps
-        )
+        """Forget read-ahead and unprocessed records of ``tps``."""
+        keys = {(tp.topic, tp.partition) for tp in tps}
+        start = self._first_unprocessed()
+        if not any((r.topic, r.partition) in keys for r in islice(self._chunk, start, None)):
+            return
+        unprocessed = [r for r in self._chunk[start : self._next] if r[:2] not in keys]
+        ahead = [r for r in self._chunk[self._next :] if r[:2] not in keys]
+        self._chunk, self._from, self._singly = unprocessed + ahead, 0, False
+        self._next = len(unprocessed)
+
+    def _first_unprocessed(self) -> int:
+        return max(self._from, self._next - 1) if self._singly else self._from
+
+    def _buffered(self) -> bool:
+        return self._next < len(self._chunk)
+
+    def _handed(self) -> dict[TopicPartition, int]:
+        """Per partition, just past the last record handed out: the fetch
+        position, or the first record still read ahead."""
+        return _rewind_to_first(dict(self._positions), islice(self._chunk, self._next, None))
+
+    def _done(self) -> dict[TopicPartition, int]:
+        """Per partition, just past the last processed record: as
+        :meth:`_handed`, but not past the records handed out last."""
+        unprocessed = islice(self._chunk, self._first_unprocessed(), self._next)
+        return _rewind_to_first(self._handed(), unprocessed)
+
+    def _use(self, chunk: list[Record], handed: int) -> None:
+        """A new read, of which the first ``handed`` records are handed out."""
+        self._chunk, self._next, self._from, self._singly = chunk, handed, 0, False
 
     def _initial(self, tp: TopicPartition, where: Start) -> int:
         if where == "beginning":
@@ -201,7 +234,8 @@ class Consumer:
     def _give_up(self, m: Membership, lost: set[TopicPartition]) -> None:
         if self._auto_commit:
             try:
-                self._commit_positions({tp: self._done[tp] for tp in lost})
+                done = self._done()
+                self._commit_positions({tp: done[tp] for tp in lost})
             except FencedError:
                 pass  # not ours any more: the new owner re-reads from the last commit
         self._forget(lost)
@@ -214,18 +248,28 @@ class Consumer:
         records of the previous call as processed (see the class docstring).
         Retriable engine errors (a database restart) are retried until the
         timeout, so a consumer resumes on its own."""
-        self._fill(timeout, max_records)
-        return self._hand_out(max_records)
+        got = self._read(timeout, max_records)
+        if got is None:
+            return self._hand_out(max_records)
+        self._use(got, len(got))  # handed out as read
+        return got
 
     def _fill(self, timeout: float, max_records: int) -> None:
         """Count what was handed out as processed, then make sure the buffer
         holds records unless ``timeout`` passes first."""
-        self._done.update(self._handed)
-        if self._buffer:
+        got = self._read(timeout, max_records)
+        if got:
+            self._use(got, 0)
+
+    def _read(self, timeout: float, max_records: int) -> list[Record] | None:
+        """Count what was handed out as processed; None if records are
+        buffered, else what a read returns within ``timeout`` (maybe [])."""
+        self._from, self._singly = self._next, False  # the caller came back for more
+        if self._buffered():
             self._maybe_auto_commit()
             self._sync_membership()  # a revoke drops the partition's buffered records
-            if self._buffer:
-                return
+            if self._buffered():
+                return None
         deadline = time.monotonic() + timeout
         backoff = Backoff(0.05, 1.0)
         while True:
@@ -237,35 +281,27 @@ class Consumer:
                 log.warning("poll failed (%s); retrying", exc)
                 time.sleep(max(0.0, min(backoff.next(), deadline - time.monotonic())))
                 if time.monotonic() >= deadline:
-                    return
+                    return []
                 continue
             left = deadline - time.monotonic()
             if records or left <= 0:
-                self._buffer.extend(records)
-                return
+                return records
             self._waiter.wait(min(left, self._wait_slice()))
 
     def _take_one(self) -> Record | None:
         """The next buffered record, handed out; None when the buffer is
         empty. Counts what was handed out before as processed. No I/O."""
-        if not self._buffer:
+        i = self._next
+        if i >= len(self._chunk):
             return None
-        self._done.update(self._handed)
-        r = self._buffer.popleft()
-        self._handed[TopicPartition(r.topic, r.partition)] = r.offset + 1
-        return r
+        self._next, self._singly = i + 1, True
+        return self._chunk[i]
 
     def _hand_out(self, max_records: int) -> list[Record]:
         """Up to ``max_records`` buffered records, now handed to the caller."""
-        buffer, n = self._buffer, min(max_records, len(self._buffer))
-        if n == len(buffer):
-            out = list(buffer)
-            buffer.clear()
-        else:
-            out = [buffer.popleft() for _ in range(n)]
-        handed = self._handed
-        for r in out:
-            handed[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        start = self._next
+        out = self._chunk[start : start + max_records]
+        self._from, self._next, self._singly = start, start + len(out), False
         return out
 
     def _poll_once(self, max_records: int) -> list[Record]:
@@ -326,16 +362,26 @@ class Consumer:
         processed when the loop asks for the next one (leave the loop and
         close: what was yielded is committed, nothing more)."""
         while True:
-            record = self._take_one()
-            if record is None:
+            chunk, i = self._chunk, self._next  # re-read: the loop body may poll or seek
+            if i >= len(chunk):
                 self._fill(1.0, 10_000)
-            else:
-                yield record
+                continue
+            self._singly = True
+            n = len(chunk)
+            while True:  # until the loop body polls, seeks or loses partitions
+                i += 1
+                self._next = i
+                yield chunk[i - 1]
+                if i >= n or self._next != i or not self._singly or chunk is not self._chunk:
+                    break
 
     # ---- positions --------------------------------------------------------
     def position(self, tp: TopicPartition) -> int:
-        """The offset of the next record ``tp`` hands out."""
-        return self._handed[tp]
+        """The offset of the next record ``tp`` hands out; raises
+        ConfigurationError if ``tp`` is not assigned."""
+        if tp not in self._positions:
+            raise ConfigurationError(f"{tp} is not assigned to this consumer")
+        return self._handed()[tp]
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` next (records read ahead are dropped);
@@ -353,11 +399,12 @@ class Consumer:
     def lag(self) -> dict[TopicPartition, int]:
         """Records between each assigned partition's position and its end."""
         out = {}
-        for topic in sorted({tp.topic for tp in self._handed}):
+        handed = self._handed()
+        for topic in sorted({tp.topic for tp in handed}):
             for info in self._log.describe_partitions(topic):
                 tp = TopicPartition(topic, info.partition)
-                if tp in self._handed:
-                    out[tp] = max(0, info.next_offset - max(self._handed[tp], info.first_offset))
+                if tp in handed:
+                    out[tp] = max(0, info.next_offset - max(handed[tp], info.first_offset))
         return out
 
     # ---- commits ----------------------------------------------------------
@@ -369,7 +416,7 @@ class Consumer:
         member no longer owns a partition."""
         if self._group is None:
             raise ConfigurationError("commit needs a consumer group (Consumer(..., group=...))")
-        self._commit_positions(dict(offsets) if offsets is not None else dict(self._handed))
+        self._commit_positions(dict(offsets) if offsets is not None else self._handed())
 
     def _commit_positions(self, offsets: dict[TopicPartition, int]) -> None:
         todo = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
@@ -383,19 +430,19 @@ class Consumer:
     def _maybe_auto_commit(self) -> None:
         if self._auto_commit and time.monotonic() - self._last_commit >= self._commit_every:
             try:
-                self._commit_positions(dict(self._done))
+                self._commit_positions(self._done())
             except FencedError:
                 self._last_commit = time.monotonic()  # _sync_membership rejoins
 
     def close(self) -> None:
         """Commit what was handed out (with auto-commit), leave the group,
         release resources."""
-        self._close(self._handed)
+        self._close(self._handed())
 
     def _close(self, final: dict[TopicPartition, int]) -> None:
         try:
             if self._auto_commit:
-                self._commit_positions(dict(final))
+                self._commit_positions(final)
         except FencedError:
             pass  # not ours any more: the new owner re-reads from the last commit
         except TidingsError as exc:  # at-least-once: uncommitted work is redelivered
@@ -418,4 +465,21 @@ class Consumer:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         # Left by an exception: the records last handed out may not have been
         # processed, so only what the caller came back after is committed.
-        self._close(self._handed if exc_type is None else self._done)
+        self._close(self._handed() if exc_type is None else self._done())
+
+
+def _rewind_to_first(
+    positions: dict[TopicPartition, int], records: Iterable[Record]
+) -> dict[TopicPartition, int]:
+    """Set each partition's position back to its first record in
+    ``records`` (in offset order per partition); partitions not assigned
+    any more are left out."""
+    seen: set[tuple[str, int]] = set()
+    for r in records:
+        key = (r.topic, r.partition)
+        if key not in seen:
+            seen.add(key)
+            tp = TopicPartition(r.topic, r.partition)
+            if tp in positions:
+                positions[tp] = r.offset
+    return positions
