@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..codecs import BYTES, Codec
-from ..config import AsyncConfig, ProducerConfig, TopicConfig
+from ..config import AsyncConfig, ProducerConfig, TopicConfig, default_url
 from ..message import RecordMetadata, TopicPartition
 from ..ports.engine import Engine
 from ..ports.log import PartitionInfo
@@ -73,7 +73,7 @@ class AsyncClient(AsyncQueueMethods):
     @property
     def url(self) -> str:
         """The engine URL (known once opened; the URL given before that)."""
-        return self._client.url if self._client is not None else self._url or ""
+        return self._client.url if self._client is not None else self._url or default_url()
 
     async def create_topic(self, name: str, partitions: int = 1, **options: Any) -> TopicConfig:
         return await self._do(Client.create_topic, name, partitions, **options)
