@@ -12,8 +12,10 @@ it), its records wait on the loop, in order, while a thread reads them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from ..config import ProducerConfig
@@ -115,8 +117,7 @@ class AsyncProducer:
         acks = self._acks.get(flight)
         if acks is None:
             acks = self._acks[flight] = []
-            loop = asyncio.get_running_loop()
-            flight.add_done_callback(lambda f: loop.call_soon_threadsafe(self._resolve, f))
+            flight.add_done_callback(partial(_on_loop, asyncio.get_running_loop(), self._resolve))
         acks.append((ack, future))
 
     def _resolve(self, flight: Future[AppendResult]) -> None:
@@ -158,6 +159,16 @@ class AsyncProducer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _on_loop(
+    loop: asyncio.AbstractEventLoop,
+    fn: Callable[[Future[AppendResult]], None],
+    flight: Future[AppendResult],
+) -> None:
+    """Runs on the sender thread: hand the stored flight to the loop."""
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits the acks
+        loop.call_soon_threadsafe(fn, flight)
 
 
 def _estimate(value: Any) -> int:
