@@ -63,3 +63,18 @@ async def test_a_failed_append_fails_each_record_of_the_flight() -> None:
         results = await asyncio.gather(*futures, return_exceptions=True)
         assert all(isinstance(r, EngineProtocolError) for r in results)
         await producer.aclose()
+
+
+async def test_send_creates_no_task_per_record() -> None:
+    """send costs a plain future per record, not a Task: 1,000 sends to a
+    known topic leave no task behind."""
+    async with AsyncClient("memory://") as client:
+        topic = _name()
+        await client.create_topic(topic)
+        producer = client.producer()
+        await producer.send(topic, b"first")  # the topic's settings are known now
+        before = len(asyncio.all_tasks())
+        futures = [producer.send(topic, b"x") for _ in range(1000)]
+        assert len(asyncio.all_tasks()) == before
+        assert [(await f).offset for f in futures] == list(range(1, 1001))
+        await producer.aclose()
