@@ -4,23 +4,18 @@ Positions live here; committed offsets live in the engine. With a group,
 partitions arrive and leave through :class:`~.membership.Membership`;
 ``poll`` applies those changes, committing a partition before releasing it.
 
-Three positions per partition, so a commit never covers a record the caller
-has not had: *fetched* (the next offset to read from the engine; records
-read but not yet handed out wait in a buffer), *handed out* (just past the
-last record ``poll`` returned or iteration yielded) and *processed* (what
-the caller has certainly finished with, because it came back for more).
-Only the first is stored per partition; the other two are derived when a
-commit needs them from the buffer and the records handed out last, so
-handing out a record costs no per-record bookkeeping.
+Positions here are *fetched* positions (the next offset to read); records
+read but not handed out yet, and what the caller has processed, are
+:class:`~.readahead.ReadAhead`'s business, so a commit never covers a record
+the caller has not had.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from itertools import islice
 from typing import Literal
 
 from ..backoff import Backoff
@@ -29,6 +24,7 @@ from ..errors import ConfigurationError, EngineError, FencedError, PartitionNotF
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from .membership import Membership
+from .readahead import ReadAhead
 
 log = logging.getLogger("tidings.consumer")
 Start = Literal["beginning", "end"] | int | datetime
@@ -88,13 +84,7 @@ class Consumer:
         self._auto_commit = auto_commit and group is not None
         self._commit_every = auto_commit_interval_s
         self._positions: dict[TopicPartition, int] = {}  # next offset to fetch
-        # The last read: chunk[:next] handed out, chunk[next:] read ahead;
-        # chunk[first_unprocessed:next] handed out last, processed once the
-        # caller asks for more (when iterating, only chunk[next - 1]).
-        self._chunk: list[Record] = []
-        self._next = 0
-        self._from = 0
-        self._singly = False
+        self._ahead = ReadAhead()
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._committed: dict[TopicPartition, int] = {}
         self._view: object = None  # the membership view last applied
@@ -143,46 +133,20 @@ class Consumer:
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
         """Fetch, hand out and count as processed from ``offset`` on."""
         self._positions[tp] = offset
-        self._drop_buffered({tp})
+        self._ahead.drop({tp})
 
     def _forget(self, tps: set[TopicPartition]) -> None:
         for table in (self._positions, self._committed):
             for tp in tps:
                 table.pop(tp, None)
-        self._drop_buffered(tps)
+        self._ahead.drop(tps)
         self._assigned = frozenset(self._positions)
 
-    def _drop_buffered(self, tps: set[TopicPartition]) -> None:
-        """Forget read-ahead and unprocessed records of ``tps``."""
-        keys = {(tp.topic, tp.partition) for tp in tps}
-        start = self._first_unprocessed()
-        if not any((r.topic, r.partition) in keys for r in islice(self._chunk, start, None)):
-            return
-        unprocessed = [r for r in self._chunk[start : self._next] if r[:2] not in keys]
-        ahead = [r for r in self._chunk[self._next :] if r[:2] not in keys]
-        self._chunk, self._from, self._singly = unprocessed + ahead, 0, False
-        self._next = len(unprocessed)
-
-    def _first_unprocessed(self) -> int:
-        return max(self._from, self._next - 1) if self._singly else self._from
-
-    def _buffered(self) -> bool:
-        return self._next < len(self._chunk)
-
     def _handed(self) -> dict[TopicPartition, int]:
-        """Per partition, just past the last record handed out: the fetch
-        position, or the first record still read ahead."""
-        return _rewind_to_first(dict(self._positions), islice(self._chunk, self._next, None))
+        return self._ahead.handed(self._positions)
 
     def _done(self) -> dict[TopicPartition, int]:
-        """Per partition, just past the last processed record: as
-        :meth:`_handed`, but not past the records handed out last."""
-        unprocessed = islice(self._chunk, self._first_unprocessed(), self._next)
-        return _rewind_to_first(self._handed(), unprocessed)
-
-    def _use(self, chunk: list[Record], handed: int) -> None:
-        """A new read, of which the first ``handed`` records are handed out."""
-        self._chunk, self._next, self._from, self._singly = chunk, handed, 0, False
+        return self._ahead.processed(self._positions)
 
     def _initial(self, tp: TopicPartition, where: Start) -> int:
         if where == "beginning":
@@ -251,7 +215,7 @@ class Consumer:
         got = self._read(timeout, max_records)
         if got is None:
             return self._hand_out(max_records)
-        self._use(got, len(got))  # handed out as read
+        self._ahead.use(got, len(got))  # handed out as read
         return got
 
     def _fill(self, timeout: float, max_records: int) -> None:
@@ -259,16 +223,16 @@ class Consumer:
         holds records unless ``timeout`` passes first."""
         got = self._read(timeout, max_records)
         if got:
-            self._use(got, 0)
+            self._ahead.use(got, 0)
 
     def _read(self, timeout: float, max_records: int) -> list[Record] | None:
         """Count what was handed out as processed; None if records are
         buffered, else what a read returns within ``timeout`` (maybe [])."""
-        self._from, self._singly = self._next, False  # the caller came back for more
-        if self._buffered():
+        self._ahead.asked_again()
+        if self._ahead.buffered():
             self._maybe_auto_commit()
             self._sync_membership()  # a revoke drops the partition's buffered records
-            if self._buffered():
+            if self._ahead.buffered():
                 return None
         deadline = time.monotonic() + timeout
         backoff = Backoff(0.05, 1.0)
@@ -289,20 +253,12 @@ class Consumer:
             self._waiter.wait(min(left, self._wait_slice()))
 
     def _take_one(self) -> Record | None:
-        """The next buffered record, handed out; None when the buffer is
-        empty. Counts what was handed out before as processed. No I/O."""
-        i = self._next
-        if i >= len(self._chunk):
-            return None
-        self._next, self._singly = i + 1, True
-        return self._chunk[i]
+        """The next record read ahead, handed out; None if none. No I/O."""
+        return self._ahead.take_one()
 
     def _hand_out(self, max_records: int) -> list[Record]:
-        """Up to ``max_records`` buffered records, now handed to the caller."""
-        start = self._next
-        out = self._chunk[start : start + max_records]
-        self._from, self._next, self._singly = start, start + len(out), False
-        return out
+        """Up to ``max_records`` records read ahead, now handed out."""
+        return self._ahead.hand_out(max_records)
 
     def _poll_once(self, max_records: int) -> list[Record]:
         self._maybe_auto_commit()
@@ -361,18 +317,19 @@ class Consumer:
         """Yield records one at a time, forever; a yielded record counts as
         processed when the loop asks for the next one (leave the loop and
         close: what was yielded is committed, nothing more)."""
+        ahead = self._ahead
         while True:
-            chunk, i = self._chunk, self._next  # re-read: the loop body may poll or seek
+            chunk, i = ahead.chunk, ahead.next  # re-read: the loop body may poll or seek
             if i >= len(chunk):
                 self._fill(1.0, 10_000)
                 continue
-            self._singly = True
+            ahead.singly = True
             n = len(chunk)
-            while True:  # until the loop body polls, seeks or loses partitions
+            while True:  # inlined take_one, until the loop body polls, seeks or drops
                 i += 1
-                self._next = i
+                ahead.next = i
                 yield chunk[i - 1]
-                if i >= n or self._next != i or not self._singly or chunk is not self._chunk:
+                if i >= n or ahead.next != i or not ahead.singly or chunk is not ahead.chunk:
                     break
 
     # ---- positions --------------------------------------------------------
@@ -466,20 +423,3 @@ class Consumer:
         # Left by an exception: the records last handed out may not have been
         # processed, so only what the caller came back after is committed.
         self._close(self._handed() if exc_type is None else self._done())
-
-
-def _rewind_to_first(
-    positions: dict[TopicPartition, int], records: Iterable[Record]
-) -> dict[TopicPartition, int]:
-    """Set each partition's position back to its first record in
-    ``records`` (in offset order per partition); partitions not assigned
-    any more are left out."""
-    seen: set[tuple[str, int]] = set()
-    for r in records:
-        key = (r.topic, r.partition)
-        if key not in seen:
-            seen.add(key)
-            tp = TopicPartition(r.topic, r.partition)
-            if tp in positions:
-                positions[tp] = r.offset
-    return positions
