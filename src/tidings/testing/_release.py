@@ -78,3 +78,18 @@ class ReleaseContract(ContractBase):
         rest = client.get(topic, 20)
         assert len(rest) == 11
         assert {(d.delivery_count, d.redelivered) for d in rest} == {(1, False)}
+
+    def test_released_fifo_head_stays_first_in_its_group(self, client: Client, topic: str) -> None:
+        """Q4: a released FIFO message is its group's next delivery again,
+        uncounted; the messages behind it stay blocked until it is acked."""
+        client.declare_queue(topic, fifo=True, max_deliveries=1, dead_letter=topic + "-dlq")
+        for body in (b"a1", b"a2"):
+            client.publish(topic, body, group="a")
+        (head,) = client.get(topic, 10)
+        assert client.release(head) == 1
+        (again,) = client.get(topic, 10)
+        assert (again.body, again.delivery_count) == (b"a1", 1)
+        assert client.get(topic, 10) == []
+        client.ack(again)
+        (nxt,) = client.get(topic, 10)
+        assert nxt.body == b"a2"
