@@ -15,12 +15,13 @@ SQLite engine or an in-memory one (more engines to come)::
 
 from .client import Ack, AsyncClient, AsyncConsumer, AsyncProducer, Client, Consumer, Producer
 from .codecs import BYTES, JSON, BytesCodec, Codec, JsonCodec, PydanticCodec
-from .config import GroupConfig, ProducerConfig, QueueConfig, TopicConfig
+from .config import AsyncConfig, GroupConfig, ProducerConfig, QueueConfig, TopicConfig
 from .engines import open_engine
 from .errors import (
     AlreadyExists,
     AlreadyResolved,
     AlreadySettled,
+    BufferFull,
     ConfigurationError,
     ConflictError,
     CorruptDataError,
@@ -92,9 +93,11 @@ __all__ = [
     "PartitionNotFound",
     "Producer",
     "ProducerConfig",
+    "AsyncConfig",
     "PydanticCodec",
     "QueueConfig",
     "QueueFull",
+    "BufferFull",
     "QueueNotFound",
     "QueueStats",
     "RebalanceInProgress",

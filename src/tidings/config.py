@@ -132,13 +132,20 @@ class ProducerConfig:
     ``max_batch_bytes``, or ``linger_s`` after its first record. Appends that
     fail with a retriable engine error (database restarting, file locked)
     are retried with backoff for up to ``retry_timeout_s``; a retry after a
-    commit whose outcome was lost can store a record twice (at-least-once)."""
+    commit whose outcome was lost can store a record twice (at-least-once).
+
+    Backpressure: records sent and not yet durable hold at most
+    ``buffer_bytes`` (values, keys and headers); a ``send`` that would pass
+    it waits up to ``max_block_s`` for room, then raises ``BufferFull``
+    (``AsyncProducer.send`` never waits: it raises at once)."""
 
     linger_s: float = 0.0
     max_batch_records: int = 10_000
     max_batch_bytes: int = 4 << 20
     partitioner: Literal["crc32", "murmur2"] = "crc32"
     retry_timeout_s: float = 30.0
+    buffer_bytes: int = 32 << 20
+    max_block_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.linger_s < 0:
@@ -147,10 +154,33 @@ class ProducerConfig:
         _positive("max_batch_bytes", self.max_batch_bytes)
         if self.retry_timeout_s < 0:
             raise ConfigurationError("retry_timeout must not be negative")
+        _positive("buffer_bytes", self.buffer_bytes)
+        if self.max_block_s < 0:
+            raise ConfigurationError("max_block must not be negative")
         if self.partitioner not in ("crc32", "murmur2"):
             raise ConfigurationError(
                 f"partitioner must be crc32 or murmur2, got {self.partitioner!r}"
             )
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """The threads ``AsyncClient`` runs blocking calls on (never the event
+    loop's default executor, which DNS resolution needs).
+
+    ``threads`` run short calls (publish, ack, admin, send_batch);
+    ``waiting_threads`` run calls that wait for something to arrive
+    (``get(wait=...)``, ``flush``), so idle waits never hold up a short call.
+    More waits than ``waiting_threads`` queue for a waiting thread."""
+
+    threads: int = 4
+    waiting_threads: int = 32
+
+    def __post_init__(self) -> None:
+        for option in ("threads", "waiting_threads"):
+            value = getattr(self, option)
+            if type(value) is not int or value < 1:
+                raise ConfigurationError(f"{option} must be an int >= 1, got {value!r}")
 
 
 Overflow = Literal["reject", "dead-letter"]

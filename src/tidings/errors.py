@@ -25,7 +25,8 @@ A class's docstring is its default message.
     │   ├── FencedError             a member whose session expired or lost its assignment
     │   ├── RebalanceInProgress
     │   ├── QueueFull               max_length reached with overflow=reject
-    │   └── AlreadyResolved         triage on a failed event already replayed/republished/discarded
+    │   ├── AlreadyResolved         triage on a failed event already replayed/republished/discarded
+    │   └── BufferFull              the producer's buffer stayed full for max_block_s
     ├── DeliveryError
     │   ├── LeaseLost               ack/nack after the lease expired
     │   └── AlreadySettled          ack/nack twice
@@ -148,3 +149,12 @@ class FailedEventNotFound(NotFoundError):
 class AlreadyResolved(ConflictError):
     """The failed event was already replayed, republished or discarded (or
     another triage action on it is under way); see `tidings failed show ID`."""
+
+
+class BufferFull(ConflictError):
+    """The producer's buffer (``buffer_bytes``) stayed full for ``max_block_s``:
+    records are sent faster than the engine stores them. Slow down (await the
+    acks, ``flush()``), raise ``buffer_bytes`` or ``max_block_s``, or use
+    ``send_batch``. The record was not sent."""
+
+    retriable = True

@@ -1,17 +1,23 @@
 """Queue operations of :class:`~tidings.AsyncClient`: each one line over its
-blocking twin in :mod:`.queues` (one thread hop per call, never per message)."""
+blocking twin in :mod:`.queues` (one thread hop per call, never per message).
+
+``get`` is safe to cancel: a claim that completes after its caller was
+cancelled releases what it leased (uncounted), instead of leaving it
+leased until the lease runs out and counting a delivery nobody saw."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Sequence
-from functools import partial
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..config import QueueConfig
 from ..errors import ConfigurationError, TidingsError
 from ..message import Delivery, Headers, QueueStats
+from ..ports.engine import Engine
+from .aio_threads import Threads
 from .client import Client
 
 R = TypeVar("R")
@@ -20,61 +26,100 @@ R = TypeVar("R")
 class AsyncQueueMethods:
     """See :class:`~tidings.client.queues.QueueMethods` for each method's contract."""
 
-    _sync: Client
+    _threads: Threads
+    _url: str | None
+    _engine: Engine | None
+    _client: Client | None
+    _opening: asyncio.Lock | None
+
+    async def _opened(self) -> Client:
+        """The blocking client, opened on a thread the first time."""
+        if self._client is None:
+            self._opening = self._opening or asyncio.Lock()
+            async with self._opening:
+                if self._client is None:
+                    self._client = await self._threads.call(Client, self._url, engine=self._engine)
+        return self._client
+
+    async def _do(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``fn(client, *args, **kwargs)`` on a short-call thread."""
+        return await self._threads.call(fn, await self._opened(), *args, **kwargs)
+
+    async def _wait(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``fn(client, ...)`` on a waiting thread."""
+        return await self._threads.wait(fn, await self._opened(), *args, **kwargs)
 
     async def _q(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
+        return await self._do(fn, *args, **kwargs)
 
     async def declare_queue(self, name: str, **options: Any) -> QueueConfig:
-        return await self._q(self._sync.declare_queue, name, **options)
+        return await self._q(Client.declare_queue, name, **options)
 
     async def queues(self) -> list[QueueConfig]:
-        return await self._q(self._sync.queues)
+        return await self._q(Client.queues)
 
     async def queue(self, name: str) -> QueueConfig:
-        return await self._q(self._sync.queue, name)
+        return await self._q(Client.queue, name)
 
     async def queue_stats(self, name: str) -> QueueStats:
-        return await self._q(self._sync.queue_stats, name)
+        return await self._q(Client.queue_stats, name)
 
     async def purge_queue(self, name: str) -> int:
-        return await self._q(self._sync.purge_queue, name)
+        return await self._q(Client.purge_queue, name)
 
     async def delete_queue(self, name: str) -> None:
-        await self._q(self._sync.delete_queue, name)
+        await self._q(Client.delete_queue, name)
 
     async def publish(self, queue: str, body: bytes | str, **options: Any) -> int:
-        return await self._q(self._sync.publish, queue, body, **options)
+        return await self._q(Client.publish, queue, body, **options)
 
     async def publish_batch(
         self, queue: str, bodies: Sequence[bytes | str], **options: Any
     ) -> list[int]:
-        return await self._q(self._sync.publish_batch, queue, bodies, **options)
+        return await self._q(Client.publish_batch, queue, bodies, **options)
 
     async def get(
         self, queue: str, max_messages: int = 1, wait: float | str = 0, auto_ack: bool = False
     ) -> list[Delivery]:
-        return await self._q(self._sync.get, queue, max_messages, wait, auto_ack)
+        """See :meth:`Client.get`; waits run on a waiting thread, so they never
+        hold up short calls. Cancelling it loses nothing."""
+        client = await self._opened()
+        claim = self._threads.submit_wait(client.get, queue, max_messages, wait, auto_ack)
+        try:
+            return await asyncio.wrap_future(claim)
+        except asyncio.CancelledError:
+            if not auto_ack:
+                claim.add_done_callback(lambda f: self._release_late(client, f))
+            raise
+
+    def _release_late(self, client: Client, claim: Future[list[Delivery]]) -> None:
+        """A claim whose caller was cancelled: put back what it leased."""
+        if claim.cancelled() or claim.exception() is not None or not claim.result():
+            return
+        with contextlib.suppress(RuntimeError):  # the client closed meanwhile: leases expire
+            self._threads.submit_call(client.release, claim.result())
+
+    async def release(self, deliveries: Delivery | Sequence[Delivery]) -> int:
+        return await self._q(Client.release, deliveries)
 
     async def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
-        await self._q(self._sync.ack, deliveries)
+        await self._q(Client.ack, deliveries)
 
     async def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
-        await self._q(self._sync.nack, deliveries, delay)
+        await self._q(Client.nack, deliveries, delay)
 
     async def reject(
         self, deliveries: Delivery | Sequence[Delivery], reason: str = "rejected"
     ) -> None:
-        await self._q(self._sync.reject, deliveries, reason)
+        await self._q(Client.reject, deliveries, reason)
 
     async def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:
-        return await self._q(self._sync.extend_lease, delivery, lease)
+        return await self._q(Client.extend_lease, delivery, lease)
 
     async def subscribe(self, queue: str, prefetch: int = 10) -> AsyncGenerator[Delivery, None]:
         """Push-style, as the blocking ``subscribe``: at most ``prefetch``
         leased at a time, one thread hop per batch; deliveries not yet
-        yielded are put back when the iterator is closed."""
+        yielded are put back uncounted (``release``) when it is closed."""
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be >= 1, got {prefetch}")
         buffer: list[Delivery] = []
@@ -87,16 +132,16 @@ class AsyncQueueMethods:
         finally:
             if buffer:
                 with contextlib.suppress(TidingsError):  # else their leases run out
-                    self._sync.nack(buffer)
+                    await self.release(buffer)
 
     async def declare_exchange(self, name: str, kind: str = "fanout") -> None:
-        await self._q(self._sync.declare_exchange, name, kind)
+        await self._q(Client.declare_exchange, name, kind)
 
     async def bind(self, exchange: str, queue: str, key: str = "", weight: int = 1) -> None:
-        await self._q(self._sync.bind, exchange, queue, key, weight)
+        await self._q(Client.bind, exchange, queue, key, weight)
 
     async def bind_topic(self, topic: str, queue: str) -> None:
-        await self._q(self._sync.bind_topic, topic, queue)
+        await self._q(Client.bind_topic, topic, queue)
 
     async def publish_to(
         self,
@@ -105,13 +150,13 @@ class AsyncQueueMethods:
         routing_key: str = "",
         headers: Headers | None = None,
     ) -> dict[str, int]:
-        return await self._q(self._sync.publish_to, exchange, body, routing_key, headers)
+        return await self._q(Client.publish_to, exchange, body, routing_key, headers)
 
     async def dead_letters(self, queue: str, limit: int = 1000) -> list[Delivery]:
-        return await self._q(self._sync.dead_letters, queue, limit)
+        return await self._q(Client.dead_letters, queue, limit)
 
     async def redrive(self, queue: str, ids: Sequence[int] | None = None) -> int:
-        return await self._q(self._sync.redrive, queue, ids)
+        return await self._q(Client.redrive, queue, ids)
 
     async def purge_dead_letters(self, queue: str, ids: Sequence[int] | None = None) -> int:
-        return await self._q(self._sync.purge_dead_letters, queue, ids)
+        return await self._q(Client.purge_dead_letters, queue, ids)

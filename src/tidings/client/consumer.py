@@ -1,9 +1,13 @@
 """The consumer: standalone or as a member of a consumer group (L4, L5).
 
-Positions (the next offset to read) live here; committed offsets live in the
-engine. With a group, partitions arrive and leave through
-:class:`~.membership.Membership`; ``poll`` applies those changes, committing
-a partition before releasing it.
+Positions live here; committed offsets live in the engine. With a group,
+partitions arrive and leave through :class:`~.membership.Membership`;
+``poll`` applies those changes, committing a partition before releasing it.
+
+Positions here are *fetched* positions (the next offset to read); records
+read but not handed out yet, and what the caller has processed, are
+:class:`~.readahead.ReadAhead`'s business, so a commit never covers a record
+the caller has not had.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Literal
 
+from ..backoff import Backoff
 from ..config import GroupConfig, validate_name
 from ..errors import ConfigurationError, EngineError, FencedError, PartitionNotFound, TidingsError
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from .membership import Membership
+from .readahead import ReadAhead
 
 log = logging.getLogger("tidings.consumer")
 Start = Literal["beginning", "end"] | int | datetime
@@ -37,6 +43,20 @@ class Consumer:
     rebalance and on close; set ``auto_commit=False`` to call
     :meth:`commit` yourself. ``on_revoke(partitions)`` runs before
     partitions are released in a rebalance (see :data:`RevokeListener`).
+
+    What auto-commit commits (at-least-once): a record counts as processed
+    once the caller comes back for more, so
+
+    * records returned by ``poll()`` count when ``poll`` is called again;
+      iterating (``for record in consumer``) hands out one record at a
+      time, and a yielded record counts when the loop asks for the next one;
+    * records read ahead but never returned or yielded never count (leaving
+      a ``for`` loop after 3 of 500 fetched records commits 3);
+    * the last records handed out (the last ``poll``'s, or the record the
+      loop stopped at) count on :meth:`close` and on a ``with`` block left
+      normally, but not when the ``with`` block is left by an exception:
+      then they are redelivered;
+    * ``commit()`` without arguments commits everything handed out.
 
     Raises ``TopicNotFound``, ``PartitionNotFound``, ``CorruptDataError``
     (from ``poll``; seek past it) and ``FencedError`` (from ``commit``).
@@ -69,8 +89,11 @@ class Consumer:
         self._group = group
         self._auto_commit = auto_commit and group is not None
         self._commit_every = auto_commit_interval_s
-        self._positions: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}  # next offset to fetch
+        self._ahead = ReadAhead()
+        self._assigned: frozenset[TopicPartition] = frozenset()
         self._committed: dict[TopicPartition, int] = {}
+        self._view: object = None  # the membership view last applied
         self._last_commit = time.monotonic()
         self._rotate = 0
         self._paused: set[TopicPartition] = set()
@@ -99,17 +122,39 @@ class Consumer:
 
     # ---- assignment -------------------------------------------------------
     def assignment(self) -> set[TopicPartition]:
-        """The partitions this consumer reads now."""
-        return set(self._positions)
+        """The partitions this consumer reads now (safe from any thread)."""
+        return set(self._assigned)
 
     def _take(self, tps: set[TopicPartition]) -> None:
+        new = tps - set(self._positions)
+        if not new:
+            return
         committed = self._log.committed(self._group) if self._group else {}
-        for tp in sorted(tps - set(self._positions)):
+        for tp in sorted(new):
             if tp in committed:
-                self._positions[tp] = committed[tp]
+                self._set_position(tp, committed[tp])
                 self._committed[tp] = committed[tp]
             else:
-                self._positions[tp] = self._initial(tp, self._start)
+                self._set_position(tp, self._initial(tp, self._start))
+        self._assigned = frozenset(self._positions)
+
+    def _set_position(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch, hand out and count as processed from ``offset`` on."""
+        self._positions[tp] = offset
+        self._ahead.drop({tp})
+
+    def _forget(self, tps: set[TopicPartition]) -> None:
+        for table in (self._positions, self._committed):
+            for tp in tps:
+                table.pop(tp, None)
+        self._ahead.drop(tps)
+        self._assigned = frozenset(self._positions)
+
+    def _handed(self) -> dict[TopicPartition, int]:
+        return self._ahead.handed(self._positions)
+
+    def _done(self) -> dict[TopicPartition, int]:
+        return self._ahead.processed(self._positions)
 
     def _initial(self, tp: TopicPartition, where: Start) -> int:
         if where == "beginning":
@@ -137,8 +182,9 @@ class Consumer:
         if m.fenced or m.session_lapsed():
             self._check_fenced(m)
         view = m.view
-        if view is None:
-            return
+        if view is None or view is self._view:
+            return  # nothing changed since the last look (the common case)
+        self._view = view
         lost = set(self._positions) - (view.owned - view.revoke)
         if lost:
             self._give_up(m, lost)
@@ -153,8 +199,8 @@ class Consumer:
             pass
         # Fenced: everything we held may already be someone else's. Drop it
         # uncommitted (it will be redelivered to the new owner) and rejoin.
-        self._positions.clear()
-        self._committed.clear()
+        self._forget(set(self._positions))
+        self._view = None
         m.join()
 
     def _give_up(self, m: Membership, lost: set[TopicPartition]) -> None:
@@ -163,22 +209,44 @@ class Consumer:
         self._paused -= lost
         if self._auto_commit:
             try:
-                self._commit_positions({tp: self._positions[tp] for tp in lost})
+                done = self._done()
+                self._commit_positions({tp: done[tp] for tp in lost})
             except FencedError:
                 pass  # not ours any more: the new owner re-reads from the last commit
-        for tp in lost:
-            self._positions.pop(tp, None)
-            self._committed.pop(tp, None)
+        self._forget(lost)
         m.release(lost)
 
     # ---- reading ----------------------------------------------------------
     def poll(self, timeout: float = 1.0, max_records: int = 10_000) -> list[Record]:
         """Records from the assigned partitions, waiting up to ``timeout``
-        seconds for the first one; ``[]`` on timeout. Retriable engine errors
-        (a database restart) are retried until the timeout, so a consumer
-        resumes on its own."""
+        seconds for the first one; ``[]`` on timeout. Calling it counts the
+        records of the previous call as processed (see the class docstring).
+        Retriable engine errors (a database restart) are retried until the
+        timeout, so a consumer resumes on its own."""
+        got = self._read(timeout, max_records)
+        if got is None:
+            return self._hand_out(max_records)
+        self._ahead.use(got, len(got))  # handed out as read
+        return got
+
+    def _fill(self, timeout: float, max_records: int) -> None:
+        """Count what was handed out as processed, then make sure the buffer
+        holds records unless ``timeout`` passes first."""
+        got = self._read(timeout, max_records)
+        if got:
+            self._ahead.use(got, 0)
+
+    def _read(self, timeout: float, max_records: int) -> list[Record] | None:
+        """Count what was handed out as processed; None if records are
+        buffered, else what a read returns within ``timeout`` (maybe [])."""
+        self._ahead.asked_again()
+        if self._ahead.buffered():
+            self._maybe_auto_commit()
+            self._sync_membership()  # a revoke drops the partition's buffered records
+            if self._ahead.buffered():
+                return None
         deadline = time.monotonic() + timeout
-        backoff = 0.05
+        backoff = Backoff(0.05, 1.0)
         while True:
             try:
                 records = self._poll_once(max_records)
@@ -186,8 +254,7 @@ class Consumer:
                 if not exc.retriable:
                     raise
                 log.warning("poll failed (%s); retrying", exc)
-                records, backoff = [], min(backoff * 2, 1.0)
-                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+                time.sleep(max(0.0, min(backoff.next(), deadline - time.monotonic())))
                 if time.monotonic() >= deadline:
                     return []
                 continue
@@ -195,6 +262,14 @@ class Consumer:
             if records or left <= 0:
                 return records
             self._waiter.wait(min(left, self._wait_slice()))
+
+    def _take_one(self) -> Record | None:
+        """The next record read ahead, handed out; None if none. No I/O."""
+        return self._ahead.take_one()
+
+    def _hand_out(self, max_records: int) -> list[Record]:
+        """Up to ``max_records`` records read ahead, now handed out."""
+        return self._ahead.hand_out(max_records)
 
     def _poll_once(self, max_records: int) -> list[Record]:
         self._maybe_auto_commit()
@@ -250,8 +325,23 @@ class Consumer:
         return out
 
     def __iter__(self) -> Iterator[Record]:
+        """Yield records one at a time, forever; a yielded record counts as
+        processed when the loop asks for the next one (leave the loop and
+        close: what was yielded is committed, nothing more)."""
+        ahead = self._ahead
         while True:
-            yield from self.poll()
+            chunk, i = ahead.chunk, ahead.next  # re-read: the loop body may poll or seek
+            if i >= len(chunk):
+                self._fill(1.0, 10_000)
+                continue
+            ahead.singly = True
+            n = len(chunk)
+            while True:  # inlined take_one, until the loop body polls, seeks or drops
+                i += 1
+                ahead.next = i
+                yield chunk[i - 1]
+                if i >= n or ahead.next != i or not ahead.singly or chunk is not ahead.chunk:
+                    break
 
     # ---- pause / resume ---------------------------------------------------
     def pause(self, tps: Iterable[TopicPartition]) -> None:
@@ -261,6 +351,10 @@ class Consumer:
         tps = set(tps)
         if tps - set(self._positions):
             raise ConfigurationError(f"{sorted(tps - set(self._positions))} not assigned here")
+        handed = self._handed()
+        for tp in tps:  # records read ahead for them are fetched again on resume
+            self._positions[tp] = handed[tp]
+        self._ahead.drop(tps)
         self._paused |= tps
 
     def resume(self, tps: Iterable[TopicPartition]) -> None:
@@ -282,13 +376,18 @@ class Consumer:
 
     # ---- positions --------------------------------------------------------
     def position(self, tp: TopicPartition) -> int:
-        return self._positions[tp]
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        """Read ``tp`` from ``offset`` next."""
+        """The offset of the next record ``tp`` hands out; raises
+        ConfigurationError if ``tp`` is not assigned."""
         if tp not in self._positions:
             raise ConfigurationError(f"{tp} is not assigned to this consumer")
-        self._positions[tp] = offset
+        return self._handed()[tp]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` next (records read ahead are dropped);
+        raises ConfigurationError if ``tp`` is not assigned."""
+        if tp not in self._positions:
+            raise ConfigurationError(f"{tp} is not assigned to this consumer")
+        self._set_position(tp, offset)
 
     def seek_to(self, where: Start, tps: list[TopicPartition] | None = None) -> None:
         """Seek every (or the given) assigned partition to beginning, end,
@@ -299,21 +398,24 @@ class Consumer:
     def lag(self) -> dict[TopicPartition, int]:
         """Records between each assigned partition's position and its end."""
         out = {}
-        for topic in sorted({tp.topic for tp in self._positions}):
+        handed = self._handed()
+        for topic in sorted({tp.topic for tp in handed}):
             for info in self._log.describe_partitions(topic):
                 tp = TopicPartition(topic, info.partition)
-                if tp in self._positions:
-                    out[tp] = max(0, info.next_offset - max(self._positions[tp], info.first_offset))
+                if tp in handed:
+                    out[tp] = max(0, info.next_offset - max(handed[tp], info.first_offset))
         return out
 
     # ---- commits ----------------------------------------------------------
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        """Commit ``offsets`` (default: the current positions) for the group.
+        """Commit ``offsets`` (default: just past every record handed out so
+        far) for the group.
 
-        Raises FencedError when this member no longer owns a partition."""
+        Raises ConfigurationError without a group, FencedError when this
+        member no longer owns a partition."""
         if self._group is None:
             raise ConfigurationError("commit needs a consumer group (Consumer(..., group=...))")
-        self._commit_positions(dict(offsets) if offsets is not None else dict(self._positions))
+        self._commit_positions(dict(offsets) if offsets is not None else self._handed())
 
     def _commit_positions(self, offsets: dict[TopicPartition, int]) -> None:
         todo = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
@@ -327,15 +429,19 @@ class Consumer:
     def _maybe_auto_commit(self) -> None:
         if self._auto_commit and time.monotonic() - self._last_commit >= self._commit_every:
             try:
-                self._commit_positions(dict(self._positions))
+                self._commit_positions(self._done())
             except FencedError:
                 self._last_commit = time.monotonic()  # _sync_membership rejoins
 
     def close(self) -> None:
-        """Commit (with auto-commit), leave the group, release resources."""
+        """Commit what was handed out (with auto-commit), leave the group,
+        release resources."""
+        self._close(self._handed())
+
+    def _close(self, final: dict[TopicPartition, int]) -> None:
         try:
             if self._auto_commit:
-                self._commit_positions(dict(self._positions))
+                self._commit_positions(final)
         except FencedError:
             pass  # not ours any more: the new owner re-reads from the last commit
         except TidingsError as exc:  # at-least-once: uncommitted work is redelivered
@@ -355,5 +461,7 @@ class Consumer:
     def __enter__(self) -> Consumer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # Left by an exception: the records last handed out may not have been
+        # processed, so only what the caller came back after is committed.
+        self._close(self._handed() if exc_type is None else self._done())

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from ..backoff import Backoff
 from ..config import GroupConfig
 from ..errors import FencedError, TidingsError
 from ..groups.coordinator import GroupState, Member, MemberView
@@ -86,22 +87,27 @@ class Membership:
         return view
 
     def _loop(self) -> None:
+        retry = Backoff(_FAST, self.config.heartbeat_interval_s)
+        failing = False
         while not self._stop.is_set():
-            view = self.view
-            period = (
-                _FAST
-                if view is None or view.pending or view.revoke
-                else self.config.heartbeat_interval_s
-            )
-            if self._stop.wait(period):
+            if self._stop.wait(retry.next() if failing else self._period()):
                 return
             try:
                 self.heartbeat()
+                failing = False
+                retry.reset()
             except FencedError:
                 self.fenced = True
                 return
             except TidingsError as exc:  # engine hiccup: keep trying until the session ends
                 log.warning("heartbeat for group %s failed: %s", self.group, exc)
+                failing = True  # retry sooner than a period, members spread out
+
+    def _period(self) -> float:
+        view = self.view
+        if view is None or view.pending or view.revoke:
+            return _FAST
+        return self.config.heartbeat_interval_s
 
     def session_lapsed(self) -> bool:
         """True if no heartbeat succeeded for a whole session timeout (e.g. the

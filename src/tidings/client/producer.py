@@ -18,9 +18,10 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any, TypeVar, overload
 
+from ..backoff import Backoff
 from ..codecs import BYTES, Codec
 from ..config import ProducerConfig, TopicConfig
-from ..errors import EngineError, TidingsError, UnsupportedFeature
+from ..errors import BufferFull, EngineError, TidingsError, UnsupportedFeature
 from ..message import EMPTY_HEADERS, Headers, RecordMetadata
 from ..partitioner import PARTITIONERS
 from ..ports.engine import Engine
@@ -33,14 +34,15 @@ T = TypeVar("T")
 class _Flight:
     """Records bound for one partition, appended together."""
 
-    __slots__ = ("topic", "partition", "keys", "values", "headers", "nbytes", "future")
+    __slots__ = ("topic", "partition", "keys", "values", "headers", "nbytes", "held", "future")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic, self.partition = topic, partition
         self.keys: list[bytes | None] = []
         self.values: list[bytes | None] = []
         self.headers: list[Headers] = []
-        self.nbytes = 0
+        self.nbytes = 0  # value bytes: what a batch's size limit counts
+        self.held = 0  # value, key and header bytes: what the buffer bound counts
         self.future: Future[AppendResult] = Future()
 
     def columns(self) -> RecordColumns:
@@ -77,6 +79,7 @@ class Producer:
 
     Raises from ``send``/``send_batch``: ``TopicNotFound``,
     ``PartitionNotFound``, ``RecordTooLarge``, ``SerializationError``;
+    from ``send`` also ``BufferFull`` (see ``ProducerConfig.buffer_bytes``);
     from ``Ack.result``: whatever the append raised (``EngineError`` …).
     """
 
@@ -89,7 +92,10 @@ class Producer:
         self._sticky = itertools.count()
         self._open: dict[tuple[str, int], _Flight] = {}
         self._ready: list[_Flight] = []
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # wakes the sender thread
+        self._room = threading.Condition(lock)  # wakes sends waiting for buffer room
+        self._held = 0  # bytes of records sent and not yet stored or failed
         self._closed = False
         self._sender: threading.Thread | None = None
 
@@ -111,6 +117,19 @@ class Producer:
     def _key(self, key: bytes | str | None) -> bytes | None:
         return key.encode() if isinstance(key, str) else key
 
+    def prepare(self, topic: str) -> None:
+        """Load ``topic``'s settings now (a read), so sends to it never read
+        the engine. Raises TopicNotFound."""
+        self._topic(topic)
+
+    def held(self) -> int:
+        """Bytes of records sent and not yet stored or failed."""
+        return self._held
+
+    def prepared(self, topic: str) -> bool:
+        """True if a send to ``topic`` will not read the engine."""
+        return topic in self._topics
+
     # ---- buffered send ----------------------------------------------------
     def send(
         self,
@@ -121,12 +140,28 @@ class Producer:
         partition: int | None = None,
     ) -> Ack:
         """Buffer one record; the returned :class:`Ack` resolves when durable.
-        ``value=None`` sends a tombstone."""
+        ``value=None`` sends a tombstone. While the buffer is full, waits up
+        to ``max_block_s`` for room, then raises BufferFull."""
+        return self.send_within(topic, value, key, headers, partition, self._config.max_block_s)
+
+    def send_within(
+        self,
+        topic: str,
+        value: Any,
+        key: bytes | str | None,
+        headers: Headers | None,
+        partition: int | None,
+        max_block_s: float,
+    ) -> Ack:
+        """:meth:`send`, waiting at most ``max_block_s`` for buffer room."""
         data = None if value is None else self._codec.encode(value)
         k = self._key(key)
         p = self._route(topic, k, partition)
+        held = len(data or b"") + len(k or b"") + (_header_bytes(headers) if headers else 0)
         with self._cond:
             self._ensure_open()
+            if self._held and self._held + held > self._config.buffer_bytes:
+                self._wait_for_room(held, max_block_s)
             flight = self._open.get((topic, p))
             if flight is None:
                 flight = self._open[(topic, p)] = _Flight(topic, p)
@@ -135,12 +170,30 @@ class Producer:
             flight.values.append(data)
             flight.headers.append(headers or EMPTY_HEADERS)
             flight.nbytes += len(data or b"")
+            flight.held += held
+            self._held += held
             if len(flight.values) >= self._config.max_batch_records or (
                 flight.nbytes >= self._config.max_batch_bytes
             ):
                 self._ready.append(self._open.pop((topic, p)))
             self._cond.notify()
         return Ack(flight, index)
+
+    def _wait_for_room(self, held: int, max_block_s: float) -> None:
+        """Called holding the lock; returns once ``held`` more bytes fit (or
+        the buffer is empty: one record larger than it still goes alone)."""
+        deadline = time.monotonic() + max_block_s
+        limit = self._config.buffer_bytes
+        self._cond.notify()  # make sure the sender is draining
+        while self._held and self._held + held > limit:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closed:
+                raise BufferFull(
+                    f"the producer buffer holds {self._held} of {limit} bytes and a "
+                    f"{held}-byte record did not fit within max_block_s={max_block_s}: "
+                    "records are sent faster than the engine stores them"
+                )
+            self._room.wait(left)
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -160,7 +213,10 @@ class Producer:
                 self._ready, self._open = [], {}
                 if not flights and self._closed:
                     return
-            self._deliver(flights)
+            try:
+                self._deliver(flights)
+            finally:
+                self._release(flights)
 
     def _deliver(self, flights: list[_Flight]) -> None:
         by_topic: dict[str, dict[int, list[_Flight]]] = {}
@@ -178,19 +234,25 @@ class Producer:
             for p, fs in parts.items():
                 _resolve(fs, results[p])
 
+    def _release(self, flights: list[_Flight]) -> None:
+        """Their records are stored or failed: give their buffer room back."""
+        with self._cond:
+            self._held -= sum(f.held for f in flights)
+            self._room.notify_all()
+
     def _retrying(self, append: Callable[[], T]) -> T:
         """Retry retriable engine errors with backoff, up to retry_timeout_s."""
         deadline = time.monotonic() + self._config.retry_timeout_s
-        delay = 0.05
+        backoff = Backoff(0.05, 1.0)
         while True:
             try:
                 return append()
             except EngineError as exc:
+                delay = backoff.next()
                 if not exc.retriable or time.monotonic() + delay > deadline:
                     raise
                 log.warning("append failed (%s); retrying in %.2fs", exc, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything sent so far is durable (or failed)."""
@@ -273,6 +335,10 @@ class Producer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _header_bytes(headers: Headers) -> int:
+    return sum(len(k) + len(v) for k, v in headers.items())
 
 
 def _merged(flights: list[_Flight]) -> RecordColumns:

@@ -231,6 +231,19 @@ class QueueMethods:
         if errors:
             raise errors[0]
 
+    def release(self, deliveries: Delivery | Sequence[Delivery]) -> int:
+        """Put back deliveries that were leased ahead but never handed to the
+        code that processes them: ready again at once and *not* counted as a
+        delivery (a nack counts one, toward ``max_deliveries``). Do not use it
+        for a message that was looked at: nack that. Deliveries whose lease
+        already ended are left alone; returns how many were put back.
+        Raises QueueNotFound."""
+        items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)
+        by_queue: dict[str, list[tuple[int, str]]] = {}
+        for d in items:
+            by_queue.setdefault(d.queue, []).append((d.id, d.receipt))
+        return sum(self.engine.queues.release(q, leases) for q, leases in by_queue.items())
+
     def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:
         """Keep the message ``lease`` longer; the delivery with its new lease end."""
         until = self.engine.queues.extend(
@@ -241,7 +254,8 @@ class QueueMethods:
     def subscribe(self, queue: str, prefetch: int = 10) -> Generator[Delivery, None, None]:
         """Push-style: yields deliveries as they come, holding at most
         ``prefetch`` leased at a time; messages not yet yielded when the
-        iterator is closed are put back at once (nack)."""
+        iterator is closed are put back at once without counting a delivery
+        (:meth:`release`)."""
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be >= 1, got {prefetch}")
         buffer: list[Delivery] = []
@@ -254,7 +268,7 @@ class QueueMethods:
         finally:
             if buffer:
                 try:
-                    self.nack(buffer)
+                    self.release(buffer)
                 except TidingsError:
                     pass  # their leases simply expire and they come back then
 

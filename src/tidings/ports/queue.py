@@ -72,6 +72,14 @@ class QueueEngine(Protocol):
         (LeaseLost, AlreadySettled) — one stale receipt fails alone."""
         ...
 
+    def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        """End these (message id, receipt) leases as if the messages had never
+        been delivered: ready again at once, their delivery count undone (so
+        they do not move toward ``max_deliveries``). For deliveries a consumer
+        leased ahead and never handed to its caller. Leases that already
+        ended are left alone; returns how many were released."""
+        ...
+
     def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
         """Push the lease out to now + ``lease_s``; the new lease end (ms)."""
         ...

@@ -21,6 +21,7 @@ from ..errors import (
     UnsupportedFeature,
 )
 from ._base import ContractBase
+from ._release import ReleaseContract
 
 
 def _until(condition: object, patience: float = 5.0) -> None:
@@ -31,7 +32,7 @@ def _until(condition: object, patience: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-class QueueContract(ContractBase):
+class QueueContract(ReleaseContract, ContractBase):
     """Subclass it and provide ``engine_url``."""
 
     # ---- Q1 ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar
 
+from ...backoff import Backoff
 from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, TidingsError
 from .migrations import SCHEMA_VERSION, upgrade
 
@@ -259,7 +260,7 @@ class SQLiteSession:
             self.conn.execute(f"PRAGMA synchronous={mode}")
             self._sync_mode = mode
         deadline = time.monotonic() + self._lock_timeout
-        delay = 0.0001
+        backoff = Backoff(0.0001, 0.005)  # jittered: processes contending for the lock spread out
         while True:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -272,8 +273,7 @@ class SQLiteSession:
                         f"the database stayed locked by another process for "
                         f"{self._lock_timeout:.0f}s"
                     ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.005)
+                time.sleep(backoff.next())
 
     def commit(self, channels: set[str]) -> None:
         self.conn.execute("COMMIT")

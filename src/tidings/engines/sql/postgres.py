@@ -39,6 +39,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
+from ...backoff import full_jitter
 from ...config import parse_duration, validate_name
 from ...errors import ConfigurationError, EngineProtocolError, EngineUnavailable, TidingsError
 from ...features import Features
@@ -188,7 +189,7 @@ class Listener:
             except (psycopg.Error, TidingsError) as exc:
                 log.warning("PostgreSQL listener lost its connection, retrying: %s", exc)
                 self._waiters.notify_everyone()  # consumers re-read; nothing missed
-                self._stop.wait(0.5)
+                self._stop.wait(full_jitter(0, 1.0, 1.0))  # clients do not reconnect in step
 
     def _listen(self) -> None:
         conn = self._connect()

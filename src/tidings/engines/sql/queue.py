@@ -311,6 +311,26 @@ class SqlQueues(ExchangeStore):
             channels=("queue:" + queue,),
         )
 
+    def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        """End these (id, receipt) leases as if the messages were never
+        delivered: ready again at their place in the queue, delivery count
+        undone. Leases already ended are left alone; how many were released."""
+
+        def txn(conn: Any) -> int:
+            qid, _ = require(conn, queue)
+            by_receipt: dict[str, set[int]] = {}
+            for mid, receipt in leases:
+                by_receipt.setdefault(receipt, set()).add(mid)
+            batched.explode_receipts(conn, qid, set(by_receipt))  # ranges become rows
+            now = now_ms()
+            return sum(
+                _release_rows(conn, qid, receipt, chunk, now)
+                for receipt, ids in by_receipt.items()
+                for chunk in _chunks(sorted(ids))
+            )
+
+        return self._w.run(txn, fsync=False, channels=("queue:" + queue,))
+
     def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
         def txn(conn: Any) -> int:
             qid, _ = require(conn, queue)
@@ -486,6 +506,19 @@ def _delete_leased(
         f"AND id IN ({_marks(ids)}) RETURNING id, group_key"
     )
     return [(int(r[0]), r[1]) for r in conn.execute(sql, (qid, receipt, now, *ids)).fetchall()]
+
+
+def _release_rows(conn: Any, qid: int, receipt: str, ids: list[int], now: int) -> int:
+    # visible_at=enqueued_at puts the message back where it was in the claim
+    # order (ahead of later publishes), not behind everything published since.
+    return int(
+        conn.execute(
+            "UPDATE messages SET visible_at=enqueued_at, leased=0, receipt=NULL, "
+            "delivery_count=delivery_count-1 WHERE queue_id=? AND receipt=? AND visible_at>? "
+            f"AND id IN ({_marks(ids)})",
+            (qid, receipt, now, *ids),
+        ).rowcount
+    )
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
