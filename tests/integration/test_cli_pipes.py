@@ -68,8 +68,9 @@ def stats(url: str, queue: str) -> dict[str, Any]:
 def test_get_into_a_closed_pipe_acks_only_what_was_written(url: str) -> None:
     """``get --max 3000 --ack`` whose reader leaves after one line: exit
     quietly; what reached the pipe is acked, the rest is back at once
-    (ready, not leased until the lease runs out)."""
-    tidings(url, "queues", "declare", "work")
+    (ready, not leased until the lease runs out) with no delivery counted:
+    with max_deliveries=1 none of them is dead-lettered."""
+    tidings(url, "queues", "declare", "work", "--max-deliveries", "1")
     body = "x" * 200
     tidings(url, "publish", "work", stdin="".join(f"{i}-{body}\n" for i in range(3000)))
     with running(url, "get", "work", "--max", "3000", "--ack") as proc:
@@ -79,7 +80,7 @@ def test_get_into_a_closed_pipe_acks_only_what_was_written(url: str) -> None:
         assert proc.wait(timeout=30) == 141
         assert proc.stderr.read() == b""  # no BrokenPipeError traceback
     left = stats(url, "work")
-    assert left["leased"] == 0
+    assert left["leased"] == 0 and left["dead_lettered"] == 0
     assert 1 <= 3000 - left["ready"] < 3000  # some were written and acked, not all
     again = tidings(url, "get", "work", "--max", "3000", "--ack")
     assert len(again.stdout.splitlines()) == left["ready"]

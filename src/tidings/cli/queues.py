@@ -315,7 +315,7 @@ def _do_get(args: argparse.Namespace, ctx: Context) -> int:
             _settle(args, ctx, shown)
         finally:
             if len(shown) < len(got):  # never shown to anyone: back now, not after the lease
-                ctx.client.nack(got[len(shown) :])
+                ctx.client.release(got[len(shown) :])  # no delivery counted
     if len(shown) < len(got):
         raise BrokenPipeError("standard output was closed")
     return 0
