@@ -428,3 +428,36 @@ def test_an_events_shard_is_the_producers_partition_of_its_key(db: AppDb) -> Non
     rows = dict(conn.execute("SELECT id, shard FROM tidings_outbox").fetchall())
     assert [rows[i] for i in ids] == [crc32_partition(k.encode(), 5) for k in keys]
     conn.close()
+
+
+def test_a_relay_backing_off_keeps_its_lease(db: AppDb) -> None:
+    """During a destination outage longer than the lease the relay renews
+    its lease while it backs off: no standby could take the shard over."""
+    migrate(db.url)
+    engine = _FlakyEngine("memory://")
+    client = Client(engine=engine)  # type: ignore[arg-type]
+    client.create_topic("ob-keep")
+    conn = db.connect()
+    conn.execute(db.begin)
+    Outbox().add(conn, "topic:ob-keep", b"x")
+    conn.execute("COMMIT")
+    relay = Relay(
+        db.url, client, owner="keeper", lease_s=0.4, backoff_base_s=1.0, backoff_max_s=2.0
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        owners = []
+        for _ in range(25):  # 2.5 s of outage, lease 0.4 s, retries 1-2 s apart
+            time.sleep(0.1)
+            owners.append(status(db.url)[0].owner)
+        assert set(owners) == {"keeper"}, owners
+        engine.log.down = False
+        _wait_for(lambda: status(db.url)[0].pending == 0)
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    conn.close()
+    client.close()

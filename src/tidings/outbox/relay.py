@@ -156,7 +156,9 @@ class Relay:
         now = time.monotonic()
         if st.lease is None and now >= st.acquire_at:
             self._acquire(st, now)
-        if st.lease is None or now < st.retry_at or not self._fresh(st):
+        # Renew first: a shard backing off from a failing destination keeps
+        # its lease (no standby churn during an outage).
+        if st.lease is None or not self._fresh(st) or now < st.retry_at:
             return 0
         rows = self.store.read(self.config.outbox, st.shard, st.cursor, self.config.batch_size)
         if not rows or not self._fresh(st):  # checked again right before publishing
