@@ -461,3 +461,65 @@ def test_a_relay_backing_off_keeps_its_lease(db: AppDb) -> None:
         relay.close()
     conn.close()
     client.close()
+
+
+def test_an_outbox_without_notify_sends_none_and_is_still_relayed(pg_db: AppDb) -> None:
+    """PostgreSQL: notify=False spares writers the NOTIFY (a notifying commit
+    takes a database-wide lock); the relay polls and still forwards."""
+    import psycopg
+
+    db = pg_db
+    migrate(db.url, {"loud": 1})
+    migrate(db.url, {"quiet": 1}, notify=False)
+    client = Client(db.engine_url)
+    client.create_topic("ob-quiet")
+    listener = psycopg.connect("postgresql://127.0.0.1:5432/test", autocommit=True)
+    listener.execute("LISTEN tidings_outbox")
+    conn = db.connect()
+    heard = []
+    for name in ("quiet", "loud"):
+        conn.execute("BEGIN")
+        Outbox(name).add(conn, "topic:ob-quiet", name.encode())
+        conn.execute("COMMIT")
+        heard.append([n.payload for n in listener.notifies(timeout=0.5)])
+    assert heard[0] == [] and "loud" in heard[1]
+    relay = Relay(db.url, client, outbox="quiet", pg_poll_s=0.01)
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        _wait_for(lambda: status(db.url, "quiet")[0].pending == 0, 5.0)
+        conn.execute("BEGIN")
+        Outbox("quiet").add(conn, "topic:ob-quiet", b"later")
+        conn.execute("COMMIT")
+        committed = time.monotonic()
+        _wait_for(lambda: status(db.url, "quiet")[0].pending == 0, 5.0)
+        assert time.monotonic() - committed < 1.0
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    assert [v for _, v, _ in _log(client, "ob-quiet")] == [b"quiet", b"later"]
+    for c in (listener, conn):
+        c.close()
+    client.close()
+
+
+def test_cleanup_keeps_forwarded_events_younger_than_the_retention(db: AppDb) -> None:
+    client = _setup(db, "ob-keep-young")
+    conn = db.connect()
+    conn.execute(db.begin)
+    for i in range(5):
+        Outbox().add(conn, "topic:ob-keep-young", f"{i}".encode())
+    conn.execute("COMMIT")
+    assert _drain(db, client) == 5
+    assert cleanup(db.url, "1h") == 0
+    time.sleep(0.3)
+    conn.execute(db.begin)
+    Outbox().add(conn, "topic:ob-keep-young", b"young")
+    conn.execute("COMMIT")
+    assert _drain(db, client) == 1
+    assert cleanup(db.url, "200ms", page=2) == 5  # the old five, in pages of 2; not the young one
+    assert conn.execute("SELECT count(*) FROM tidings_outbox").fetchone()[0] == 1
+    conn.close()
+    client.close()
