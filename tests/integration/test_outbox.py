@@ -523,3 +523,39 @@ def test_cleanup_keeps_forwarded_events_younger_than_the_retention(db: AppDb) ->
     assert conn.execute("SELECT count(*) FROM tidings_outbox").fetchone()[0] == 1
     conn.close()
     client.close()
+
+
+def test_the_relay_survives_its_postgresql_connections_being_killed(pg_db: AppDb) -> None:
+    """A database restart or failover drops the relay's connections (reads
+    and LISTEN): it backs off, reconnects, and goes on in order."""
+    import psycopg
+
+    db = pg_db
+    client = _setup(db, "ob-reconnect")
+    conn = db.connect()
+    relay = Relay(db.url, client, backoff_base_s=0.01, backoff_max_s=0.1)
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        for i in range(3):
+            conn.execute("BEGIN")
+            Outbox().add(conn, "topic:ob-reconnect", f"{i}".encode(), key="k")
+            conn.execute("COMMIT")
+            _wait_for(lambda i=i: len(_log(client, "ob-reconnect")) == i + 1)  # type: ignore[misc]
+            with psycopg.connect("postgresql://127.0.0.1:5432/test", autocommit=True) as admin:
+                ours = [relay.db.conn.info.backend_pid, relay.db._listen().info.backend_pid]  # type: ignore[attr-defined]
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE pid = ANY(%s)",
+                    (ours,),
+                ).fetchone()
+                assert killed == (2,)  # the relay's reading and listening connections
+        assert runner.is_alive()
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    assert [v for _, v, _ in _log(client, "ob-reconnect")] == [b"0", b"1", b"2"]
+    conn.close()
+    client.close()

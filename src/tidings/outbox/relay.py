@@ -238,8 +238,12 @@ class Relay:
     def _wait(self, timeout: float) -> None:
         if self._polls:  # no NOTIFY from this outbox's writers: look again soon
             time.sleep(min(timeout, self.config.pg_poll_s))
-        else:
+            return
+        try:
             self.db.wait(timeout)
+        except TidingsError as exc:  # the listening connection broke: reopened next time
+            log.warning("waiting for outbox changes failed (%s); polling once", exc)
+            time.sleep(min(timeout, self.config.backoff_base_s))
 
     def _sleep(self) -> float:
         """Until the next lease renewal, acquire attempt or retry, at most 1 s
