@@ -428,3 +428,134 @@ def test_an_events_shard_is_the_producers_partition_of_its_key(db: AppDb) -> Non
     rows = dict(conn.execute("SELECT id, shard FROM tidings_outbox").fetchall())
     assert [rows[i] for i in ids] == [crc32_partition(k.encode(), 5) for k in keys]
     conn.close()
+
+
+def test_a_relay_backing_off_keeps_its_lease(db: AppDb) -> None:
+    """During a destination outage longer than the lease the relay renews
+    its lease while it backs off: no standby could take the shard over."""
+    migrate(db.url)
+    engine = _FlakyEngine("memory://")
+    client = Client(engine=engine)  # type: ignore[arg-type]
+    client.create_topic("ob-keep")
+    conn = db.connect()
+    conn.execute(db.begin)
+    Outbox().add(conn, "topic:ob-keep", b"x")
+    conn.execute("COMMIT")
+    relay = Relay(
+        db.url, client, owner="keeper", lease_s=0.4, backoff_base_s=1.0, backoff_max_s=2.0
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        owners = []
+        for _ in range(25):  # 2.5 s of outage, lease 0.4 s, retries 1-2 s apart
+            time.sleep(0.1)
+            owners.append(status(db.url)[0].owner)
+        assert set(owners) == {"keeper"}, owners
+        engine.log.down = False
+        _wait_for(lambda: status(db.url)[0].pending == 0)
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    conn.close()
+    client.close()
+
+
+def test_an_outbox_without_notify_sends_none_and_is_still_relayed(pg_db: AppDb) -> None:
+    """PostgreSQL: notify=False spares writers the NOTIFY (a notifying commit
+    takes a database-wide lock); the relay polls and still forwards."""
+    import psycopg
+
+    db = pg_db
+    migrate(db.url, {"loud": 1})
+    migrate(db.url, {"quiet": 1}, notify=False)
+    client = Client(db.engine_url)
+    client.create_topic("ob-quiet")
+    listener = psycopg.connect("postgresql://127.0.0.1:5432/test", autocommit=True)
+    listener.execute("LISTEN tidings_outbox")
+    conn = db.connect()
+    heard = []
+    for name in ("quiet", "loud"):
+        conn.execute("BEGIN")
+        Outbox(name).add(conn, "topic:ob-quiet", name.encode())
+        conn.execute("COMMIT")
+        heard.append([n.payload for n in listener.notifies(timeout=0.5)])
+    assert heard[0] == [] and "loud" in heard[1]
+    relay = Relay(db.url, client, outbox="quiet", pg_poll_s=0.01)
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        _wait_for(lambda: status(db.url, "quiet")[0].pending == 0, 5.0)
+        conn.execute("BEGIN")
+        Outbox("quiet").add(conn, "topic:ob-quiet", b"later")
+        conn.execute("COMMIT")
+        committed = time.monotonic()
+        _wait_for(lambda: status(db.url, "quiet")[0].pending == 0, 5.0)
+        assert time.monotonic() - committed < 1.0
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    assert [v for _, v, _ in _log(client, "ob-quiet")] == [b"quiet", b"later"]
+    for c in (listener, conn):
+        c.close()
+    client.close()
+
+
+def test_cleanup_keeps_forwarded_events_younger_than_the_retention(db: AppDb) -> None:
+    client = _setup(db, "ob-keep-young")
+    conn = db.connect()
+    conn.execute(db.begin)
+    for i in range(5):
+        Outbox().add(conn, "topic:ob-keep-young", f"{i}".encode())
+    conn.execute("COMMIT")
+    assert _drain(db, client) == 5
+    assert cleanup(db.url, "1h") == 0
+    time.sleep(0.3)
+    conn.execute(db.begin)
+    Outbox().add(conn, "topic:ob-keep-young", b"young")
+    conn.execute("COMMIT")
+    assert _drain(db, client) == 1
+    assert cleanup(db.url, "200ms", page=2) == 5  # the old five, in pages of 2; not the young one
+    assert conn.execute("SELECT count(*) FROM tidings_outbox").fetchone()[0] == 1
+    conn.close()
+    client.close()
+
+
+def test_the_relay_survives_its_postgresql_connections_being_killed(pg_db: AppDb) -> None:
+    """A database restart or failover drops the relay's connections (reads
+    and LISTEN): it backs off, reconnects, and goes on in order."""
+    import psycopg
+
+    db = pg_db
+    client = _setup(db, "ob-reconnect")
+    conn = db.connect()
+    relay = Relay(db.url, client, backoff_base_s=0.01, backoff_max_s=0.1)
+    stop = threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        for i in range(3):
+            conn.execute("BEGIN")
+            Outbox().add(conn, "topic:ob-reconnect", f"{i}".encode(), key="k")
+            conn.execute("COMMIT")
+            _wait_for(lambda i=i: len(_log(client, "ob-reconnect")) == i + 1)  # type: ignore[misc]
+            with psycopg.connect("postgresql://127.0.0.1:5432/test", autocommit=True) as admin:
+                ours = [relay.db.conn.info.backend_pid, relay.db._listen().info.backend_pid]  # type: ignore[attr-defined]
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE pid = ANY(%s)",
+                    (ours,),
+                ).fetchone()
+                assert killed == (2,)  # the relay's reading and listening connections
+        assert runner.is_alive()
+    finally:
+        stop.set()
+        runner.join(10)
+        relay.close()
+    assert [v for _, v, _ in _log(client, "ob-reconnect")] == [b"0", b"1", b"2"]
+    conn.close()
+    client.close()

@@ -46,6 +46,12 @@ def _migrate_parser(actions: Any) -> None:
     p = actions.add_parser("migrate", help="create the outbox tables, declare an outbox")
     _common(p)
     p.add_argument("--shards", type=int, default=1, help="shards of --outbox (default 1)")
+    p.add_argument(
+        "--no-notify",
+        dest="notify",
+        action="store_false",
+        help="PostgreSQL: writers send no NOTIFY (cheaper concurrent commits), relays poll",
+    )
     p.set_defaults(handler=run_migrate)
 
 
@@ -80,7 +86,7 @@ def _json(args: argparse.Namespace, ctx: Context) -> bool:
 def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     from ..outbox import migrate
 
-    version = migrate(args.db, {args.outbox: args.shards})
+    version = migrate(args.db, {args.outbox: args.shards}, notify=args.notify)
     obj = {"db": args.db, "schema_version": version, "outbox": args.outbox, "shards": args.shards}
     text = f"{args.db}: outbox schema version {version}; {args.outbox!r}: {args.shards} shard(s)"
     _say(args, ctx, obj, text)

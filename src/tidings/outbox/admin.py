@@ -46,14 +46,16 @@ def _opened(target: Target, create: bool = False) -> Iterator[OutboxDb]:
         db.close()
 
 
-def migrate(target: Target, outboxes: Mapping[str, int] | None = None) -> int:
+def migrate(target: Target, outboxes: Mapping[str, int] | None = None, notify: bool = True) -> int:
     """Create the outbox tables (if missing) and declare ``outboxes``
     (name -> shards; ``{"default": 1}`` when None); the schema version.
+    ``notify=False``: PostgreSQL writers of these outboxes send no NOTIFY
+    (cheaper concurrent commits) and relays poll every ``pg_poll_s``.
     Raises ConfigurationError (bad name or shard count, a declared outbox
     with another shard count), OutboxSchemaError (a newer schema),
     EngineUnavailable."""
     with _opened(target, create=True) as db:
-        return _migrate(db, outboxes)
+        return _migrate(db, outboxes, notify)
 
 
 def status(target: Target, outbox: str | None = None) -> list[ShardStatus]:

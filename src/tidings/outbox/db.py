@@ -179,7 +179,7 @@ class SqliteOutboxDb:
         return bool(rows)
 
     def _data_version(self) -> int:
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        return int(self.query("PRAGMA data_version")[0][0])
 
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -31,7 +31,7 @@ from ..errors import ConfigurationError, TidingsError
 from .db import OutboxDb, open_db
 from .errors import OutboxNotFound, RelayFenced
 from .forward import Forwarder
-from .schema import check_schema, instance_id, shard_count
+from .schema import check_schema, instance_id, notifies, shard_count
 from .store import OutboxStore, ShardLease
 
 log = logging.getLogger("tidings.relay")
@@ -45,6 +45,7 @@ def _owner() -> str:
 class RelayConfig:
     """``lease_s`` must outlast the slowest publish (a publish starts only
     with at least ``lease_s / 2`` left); ``poll_s``: SQLite change polling;
+    ``pg_poll_s``: polling a PostgreSQL outbox declared without NOTIFY;
     ``shards``: the shards this relay may hold (None: all of them)."""
 
     outbox: str = "default"
@@ -52,6 +53,7 @@ class RelayConfig:
     batch_size: int = 5000
     lease_s: float = 30.0
     poll_s: float = 0.002
+    pg_poll_s: float = 0.02
     backoff_base_s: float = 0.05
     backoff_max_s: float = 30.0
     owner: str = field(default_factory=_owner)
@@ -112,7 +114,9 @@ class Relay:
         self.forwarder = Forwarder(self.client, instance_id(self.db), self.config.outbox)
         self.forwarded = 0
         self._lease_ms = int(self.config.lease_s * 1000)
-        self.db.wait(0)  # start listening now: a commit after our first read wakes us
+        self._polls = self.db.dialect == "postgresql" and not notifies(self.db, self.config.outbox)
+        if not self._polls:
+            self.db.wait(0)  # start listening now: a commit after our first read wakes us
 
     def _assigned(self, count: int) -> list[_Shard]:
         wanted = self.config.shards if self.config.shards is not None else range(count)
@@ -135,7 +139,7 @@ class Relay:
                     continue
                 if until_idle and self._drained():
                     break
-                self.db.wait(self._sleep())
+                self._wait(self._sleep())
         finally:
             self.release()
         return self.forwarded - before
@@ -156,7 +160,9 @@ class Relay:
         now = time.monotonic()
         if st.lease is None and now >= st.acquire_at:
             self._acquire(st, now)
-        if st.lease is None or now < st.retry_at or not self._fresh(st):
+        # Renew first: a shard backing off from a failing destination keeps
+        # its lease (no standby churn during an outage).
+        if st.lease is None or not self._fresh(st) or now < st.retry_at:
             return 0
         rows = self.store.read(self.config.outbox, st.shard, st.cursor, self.config.batch_size)
         if not rows or not self._fresh(st):  # checked again right before publishing
@@ -228,6 +234,16 @@ class Relay:
         if failing:
             raise failing[0].error  # type: ignore[misc]
         return True
+
+    def _wait(self, timeout: float) -> None:
+        if self._polls:  # no NOTIFY from this outbox's writers: look again soon
+            time.sleep(min(timeout, self.config.pg_poll_s))
+            return
+        try:
+            self.db.wait(timeout)
+        except TidingsError as exc:  # the listening connection broke: reopened next time
+            log.warning("waiting for outbox changes failed (%s); polling once", exc)
+            time.sleep(min(timeout, self.config.backoff_base_s))
 
     def _sleep(self) -> float:
         """Until the next lease renewal, acquire attempt or retry, at most 1 s

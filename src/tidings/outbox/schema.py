@@ -7,7 +7,8 @@ an application table:
 * ``tidings_outbox_meta``: ``schema_version`` and ``instance``, a random id
   made at creation that goes into every idempotency key, so two services
   whose outboxes share a name never deduplicate each other's events.
-* ``tidings_outboxes``: the declared outboxes and their shard counts.
+* ``tidings_outboxes``: the declared outboxes, their shard counts, and
+  whether the PostgreSQL writer sends a NOTIFY (``notify``).
 * ``tidings_outbox``: the events; ``origin`` is set on a re-dispatched copy
   (the original id: its idempotency key is the original's).
 * ``tidings_outbox_shards``: per outbox and shard, the relay's progress
@@ -36,15 +37,17 @@ MAX_SHARDS = 1024
 
 _SQLITE = (
     "CREATE TABLE tidings_outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE tidings_outboxes (name TEXT PRIMARY KEY, shards INTEGER NOT NULL)",
+    "CREATE TABLE tidings_outboxes (name TEXT PRIMARY KEY, shards INTEGER NOT NULL, "
+    "notify INTEGER NOT NULL DEFAULT 1)",
     # AUTOINCREMENT: a plain rowid is max(rowid)+1, so once cleanup deleted
     # the newest forwarded rows a new event could reuse an id at or below
     # the relay's progress mark and never be forwarded.
     "CREATE TABLE tidings_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     "outbox TEXT NOT NULL, shard INTEGER NOT NULL, destination TEXT NOT NULL, "
     "key BLOB, value BLOB, headers TEXT, created_at INTEGER NOT NULL, origin INTEGER)",
+    # The one index: every event pays for it. Cleanup walks it in id order
+    # (within a shard created_at grows with id); re-dispatch by time scans.
     "CREATE INDEX tidings_outbox_order ON tidings_outbox (outbox, shard, id)",
-    "CREATE INDEX tidings_outbox_time ON tidings_outbox (outbox, created_at)",
     "CREATE TABLE tidings_outbox_shards (outbox TEXT NOT NULL, shard INTEGER NOT NULL, "
     "forwarded_id INTEGER NOT NULL DEFAULT 0, owner TEXT, epoch INTEGER NOT NULL DEFAULT 0, "
     "lease_until INTEGER NOT NULL DEFAULT 0, forwarded INTEGER NOT NULL DEFAULT 0, "
@@ -56,11 +59,11 @@ _PG_ADD = f"""
 CREATE FUNCTION {ADD_FUNCTION}(p_outbox text, p_hash bigint, p_destination text,
     p_key bytea, p_value bytea, p_headers text) RETURNS bigint
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE n integer; s integer; new_id bigint;
+DECLARE n integer; s integer; wake integer; new_id bigint;
 BEGIN
   IF (SELECT value FROM tidings_outbox_meta WHERE key = 'schema_version')
      IS DISTINCT FROM '{SCHEMA_VERSION}' THEN RETURN NULL; END IF;
-  SELECT shards INTO n FROM tidings_outboxes WHERE name = p_outbox;
+  SELECT shards, notify INTO n, wake FROM tidings_outboxes WHERE name = p_outbox;
   IF n IS NULL THEN RETURN NULL; END IF;
   s := p_hash % n;
   -- Held to the end of the caller's transaction: the next writer of this
@@ -70,19 +73,21 @@ BEGIN
   VALUES (p_outbox, s, p_destination, p_key, p_value, p_headers,
           (extract(epoch from clock_timestamp()) * 1000)::bigint)
   RETURNING id INTO new_id;
-  PERFORM pg_notify('{NOTIFY_CHANNEL}', p_outbox);
+  -- A notifying commit takes a database-wide lock (PostgreSQL serialises
+  -- them): outboxes declared with notify off spare writers that cost.
+  IF wake = 1 THEN PERFORM pg_notify('{NOTIFY_CHANNEL}', p_outbox); END IF;
   RETURN new_id;
 END $$
 """
 
 _POSTGRES = (
     "CREATE TABLE tidings_outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE tidings_outboxes (name TEXT PRIMARY KEY, shards INTEGER NOT NULL)",
+    "CREATE TABLE tidings_outboxes (name TEXT PRIMARY KEY, shards INTEGER NOT NULL, "
+    "notify INTEGER NOT NULL DEFAULT 1)",
     "CREATE TABLE tidings_outbox (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
     "outbox TEXT NOT NULL, shard INTEGER NOT NULL, destination TEXT NOT NULL, "
     "key BYTEA, value BYTEA, headers TEXT, created_at BIGINT NOT NULL, origin BIGINT)",
     "CREATE INDEX tidings_outbox_order ON tidings_outbox (outbox, shard, id)",
-    "CREATE INDEX tidings_outbox_time ON tidings_outbox (outbox, created_at)",
     "CREATE TABLE tidings_outbox_shards (outbox TEXT NOT NULL, shard INTEGER NOT NULL, "
     "forwarded_id BIGINT NOT NULL DEFAULT 0, owner TEXT, epoch BIGINT NOT NULL DEFAULT 0, "
     "lease_until BIGINT NOT NULL DEFAULT 0, forwarded BIGINT NOT NULL DEFAULT 0, "
@@ -113,9 +118,11 @@ def check_schema(db: OutboxDb) -> None:
         )
 
 
-def migrate(db: OutboxDb, outboxes: Mapping[str, int] | None = None) -> int:
+def migrate(db: OutboxDb, outboxes: Mapping[str, int] | None = None, notify: bool = True) -> int:
     """Create the outbox tables if missing and declare ``outboxes``
     (name -> shard count; ``{"default": 1}`` when None); the schema version.
+    ``notify=False``: their PostgreSQL writers send no NOTIFY and relays poll
+    (sets it for these outboxes, also when already declared).
 
     Safe to run concurrently and repeatedly. Raises OutboxSchemaError for a
     schema newer than this tidings, ConfigurationError for a bad name or
@@ -142,7 +149,7 @@ def migrate(db: OutboxDb, outboxes: Mapping[str, int] | None = None) -> int:
                 f"({SCHEMA_VERSION}): upgrade tidings"
             )
         for name, shards in wanted.items():
-            _declare(db, name, shards)
+            _declare(db, name, shards, notify)
     return SCHEMA_VERSION
 
 
@@ -152,7 +159,7 @@ def _check_outbox(name: str, shards: int) -> None:
         raise ConfigurationError(f"shards must be 1..{MAX_SHARDS}, got {shards!r}")
 
 
-def _declare(db: OutboxDb, name: str, shards: int) -> None:
+def _declare(db: OutboxDb, name: str, shards: int, notify: bool) -> None:
     rows = db.query("SELECT shards FROM tidings_outboxes WHERE name = :n", {"n": name})
     if rows and int(rows[0][0]) != shards:
         raise ConfigurationError(
@@ -160,9 +167,13 @@ def _declare(db: OutboxDb, name: str, shards: int) -> None:
             "would change and its order with it; declare a new outbox instead"
         )
     if rows:
+        db.execute(
+            "UPDATE tidings_outboxes SET notify = :w WHERE name = :n", {"n": name, "w": int(notify)}
+        )
         return
     db.execute(
-        "INSERT INTO tidings_outboxes (name, shards) VALUES (:n, :s)", {"n": name, "s": shards}
+        "INSERT INTO tidings_outboxes (name, shards, notify) VALUES (:n, :s, :w)",
+        {"n": name, "s": shards, "w": int(notify)},
     )
     for shard in range(shards):
         db.execute(
@@ -180,6 +191,12 @@ def shard_count(db: OutboxDb, name: str) -> int:
             f"--db URL --outbox {name} --shards N`"
         )
     return int(rows[0][0])
+
+
+def notifies(db: OutboxDb, name: str) -> bool:
+    """Whether the outbox's PostgreSQL writers send a NOTIFY on commit."""
+    rows = db.query("SELECT notify FROM tidings_outboxes WHERE name = :n", {"n": name})
+    return bool(rows and rows[0][0])
 
 
 def instance_id(db: OutboxDb) -> str:

@@ -73,10 +73,13 @@ _STATUS = (
     "FROM tidings_outbox_shards s WHERE (CAST(:outbox AS TEXT) IS NULL OR s.outbox = :outbox) "
     "ORDER BY s.outbox, s.shard"
 )
+# The oldest ``page`` forwarded events of the shard, those past retention.
+# Within a shard created_at grows with id, so a page with a younger event
+# deletes fewer than ``page`` and ends the cleanup: each page is bounded work.
 _CLEAN_PAGE = (
     "DELETE FROM tidings_outbox WHERE id IN (SELECT id FROM tidings_outbox "
-    "WHERE outbox = :outbox AND shard = :shard AND id <= :upto AND created_at < {now} - :keep "
-    "ORDER BY id LIMIT :page)"
+    "WHERE outbox = :outbox AND shard = :shard AND id <= :upto ORDER BY id LIMIT :page) "
+    "AND created_at < {now} - :keep"
 )
 
 
