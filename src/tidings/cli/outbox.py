@@ -72,8 +72,8 @@ def _cleanup_parser(actions: Any) -> None:
 def _redispatch_parser(actions: Any) -> None:
     p = actions.add_parser("redispatch", help="forward a range of events again")
     _common(p)
-    p.add_argument("--from-id", type=int)
-    p.add_argument("--to-id", type=int)
+    p.add_argument("--from-id", type=int, help="first event id of the range (inclusive)")
+    p.add_argument("--to-id", type=int, help="last event id of the range (inclusive)")
     p.add_argument("--since", type=datetime.fromisoformat, help="ISO time")
     p.add_argument("--until", type=datetime.fromisoformat, help="ISO time")
     p.set_defaults(handler=run_redispatch)
