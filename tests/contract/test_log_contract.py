@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -108,26 +109,35 @@ class TestSQLiteFile:
                 client.engine.log.read(topic, 0, 0, 100)
             assert [r.value for r in client.engine.log.read(topic, 0, 2, 100)] == [b"c"]
 
-    def test_foreign_sqlite_database_is_refused(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("journal", ["delete", "wal"])
+    def test_foreign_sqlite_database_is_refused(self, tmp_path: Path, journal: str) -> None:
         """Bad input: an SQLite file that is not a tidings database raises
-        EngineUnavailable saying so, and is left unchanged."""
+        EngineUnavailable saying so, and is left byte for byte as it was
+        (no switch to WAL mode), with no file added beside it."""
         path = tmp_path / "app.db"
         with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute(f"PRAGMA journal_mode={journal}")
             conn.execute("CREATE TABLE customers (id INTEGER)")
+            conn.execute("INSERT INTO customers VALUES (1)")
             conn.commit()
+        before, files = path.read_bytes(), sorted(os.listdir(tmp_path))
         with pytest.raises(EngineUnavailable, match="not a tidings"):
             Client(f"sqlite:///{path}")
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
-        assert tables == ["customers"]
+        assert path.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == files
 
-    def test_non_database_file_is_refused(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("size", [5, 7000])
+    def test_non_database_file_is_refused(self, tmp_path: Path, size: int) -> None:
         """Bad input: a file that is not an SQLite database at all raises
-        EngineUnavailable with a message saying what to do."""
+        EngineUnavailable with a message saying what to do; the file is left
+        byte for byte as it was."""
         path = tmp_path / "notes.txt"
-        path.write_bytes(b"these are my notes, not a database\n" * 200)
+        path.write_bytes((b"these are my notes, not a database\n" * 200)[:size])
+        before = path.read_bytes()
         with pytest.raises(EngineUnavailable, match="cannot be opened as a tidings database"):
             Client(f"sqlite:///{path}")
+        assert path.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
     def test_two_clients_share_one_file(self, url: str, topic: str) -> None:
         """Multi-process: two clients on one file (as two processes would)

@@ -17,9 +17,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,7 +35,11 @@ _FORMAT = "tidings"
 
 
 def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
-    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
+    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
+
+    A file that is not a tidings database is refused before anything is
+    written to it (WAL mode rewrites the file header): see :func:`refuse_foreign`."""
+    refuse_foreign(path)
     try:
         conn = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -50,8 +56,58 @@ def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def refuse_foreign(path: str) -> None:
+    """Raise :class:`EngineUnavailable` if ``path`` holds something other
+    than a tidings database (a new, empty or tidings file passes), reading
+    only: a file that is not ours is never modified, not even its header."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise EngineUnavailable(f"{path} cannot be opened: {exc}") from exc
+    if not head:
+        return
+    if head != _SQLITE_MAGIC:
+        raise EngineUnavailable(
+            f"{path} cannot be opened as a tidings database: it is not an SQLite file; "
+            "check the path, or point --url at a new file"
+        )
+    _refuse_foreign_tables(path)
+
+
+def _refuse_foreign_tables(path: str) -> None:
+    # Read-only and immutable: a read-write connection would roll back
+    # someone else's hot journal, and even a read-only one leaves -wal and
+    # -shm files beside a WAL-mode database. What only a -wal file holds is
+    # not seen here; ensure_schema checks again once the file is open.
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro&immutable=1"
+    try:
+        probe = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise EngineUnavailable(f"{path} cannot be opened as a tidings database ({exc})") from exc
+    try:
+        tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise EngineUnavailable(f"{path} cannot be read as a tidings database ({exc})") from exc
+    finally:
+        probe.close()
+    if tables and "tidings_meta" not in tables:
+        raise EngineUnavailable(
+            f"{path} is an SQLite database but not a tidings one "
+            f"(it has tables {sorted(tables)[:5]}); use another file"
+        )
+
+
 def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
-    """Create the schema in a new file; refuse files that are not ours."""
+    """Create the schema in a new file; refuse files that are not ours
+    (checked again here: another process may have created tables since)."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if tables and "tidings_meta" not in tables:
         raise EngineUnavailable(
