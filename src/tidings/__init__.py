@@ -44,6 +44,7 @@ from .errors import (
 )
 from .features import Features
 from .message import Delivery, QueueStats, Record, RecordMetadata, TopicPartition
+from .ports.engine import MaintenanceStatus
 
 __version__ = "0.1.0"
 
@@ -75,6 +76,7 @@ __all__ = [
     "GroupNotFound",
     "JsonCodec",
     "LeaseLost",
+    "MaintenanceStatus",
     "NotFoundError",
     "PartitionNotFound",
     "Producer",

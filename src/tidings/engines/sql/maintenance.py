@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
 
 from ...config import TopicConfig
 from . import recordbatch as rb
@@ -66,24 +69,126 @@ def retain_partition(
     return removed
 
 
-def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizon_ms: int) -> int:
-    """Keep the latest record per key; drop tombstones older than the horizon.
+# Compaction pages: batches read per statement, and batches rewritten per
+# write transaction. The write lock is held for one page's rewrite only.
+COMPACT_PAGE = 32
 
-    Two passes over the partition: the first finds each key's latest offset,
-    the second rewrites only the batches that lose records (offsets kept, as
-    deltas from the batch's base offset).
+
+def compact_partition(
+    read: Any, writer: Writer, tid: int, partition: int, horizon_ms: int
+) -> tuple[int, int | None]:
+    """Keep the latest record per key; drop tombstones older than the horizon.
+    Return (records removed, timestamp of the oldest tombstone kept).
+
+    Two passes over the partition on the read connection ``read``, a page
+    of batches at a time: the first finds each key's latest offset (memory:
+    one entry per distinct key, as Kafka's offset map), the second finds the
+    batches that lose records and rewrites each page of them in a short
+    write transaction (offsets kept, as deltas from the batch's base offset).
+    A batch is re-read under the write lock before it is rewritten, so a
+    concurrent change is never overwritten; a record appended after the
+    first pass is only compacted by the next compaction.
     """
-    latest = _latest_offsets(conn, tid, partition)
-    rows = conn.execute(
-        "SELECT id, base_offset, ts, crc, payload FROM batches WHERE topic_id=? AND partition=? "
-        "ORDER BY last_offset",
-        (tid, partition),
-    ).fetchall()
+    latest: dict[bytes, int] = {}
+    for _id, base, _ts, payload in _pages(read, tid, partition):
+        for delta, key, _value in _keyed(payload):
+            latest[key] = base + delta
+    removed, oldest = 0, None
+    for page in _chunked(_pages(read, tid, partition)):
+        doomed = []
+        for row_id, base, ts, payload in page:
+            drops, kept_tombstone = _plan(base, ts, payload, latest, horizon_ms)
+            if kept_tombstone:
+                oldest = ts if oldest is None else min(oldest, ts)
+            if drops:
+                doomed.append(row_id)
+        if doomed:
+            removed += writer.run(
+                partial(
+                    _rewrite_page,
+                    tid=tid,
+                    partition=partition,
+                    ids=doomed,
+                    latest=latest,
+                    horizon_ms=horizon_ms,
+                )
+            )
+    return removed, oldest
+
+
+def _pages(read: Any, tid: int, partition: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """(id, base offset, ts, payload) of each intact batch, in offset order,
+    fetched a page at a time. Damaged batches are left for reads to report,
+    never rewritten under a fresh checksum."""
+    after = -1
+    while True:
+        rows = read.execute(
+            "SELECT id, base_offset, last_offset, ts, crc, payload FROM batches "
+            "WHERE topic_id=? AND partition=? AND last_offset>? ORDER BY last_offset LIMIT ?",
+            (tid, partition, after, COMPACT_PAGE),
+        ).fetchall()
+        for row_id, base, _last, ts, crc, payload in rows:
+            if rb.checksum(payload) == crc:
+                yield row_id, base, ts, payload
+        if len(rows) < COMPACT_PAGE:
+            return
+        after = rows[-1][2]
+
+
+def _chunked(
+    rows: Iterator[tuple[int, int, int, bytes]],
+) -> Iterator[list[tuple[int, int, int, bytes]]]:
+    page: list[tuple[int, int, int, bytes]] = []
+    for row in rows:
+        page.append(row)
+        if len(page) == COMPACT_PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _keyed(payload: bytes) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """(delta, key, value) of the batch's records that have a key."""
+    d = rb.decode(payload)
+    if d.keys is not None:
+        for delta, key, value in zip(d.deltas, d.keys, d.values):
+            if key is not None:
+                yield delta, key, value
+
+
+def _plan(
+    base: int, ts: int, payload: bytes, latest: dict[bytes, int], horizon_ms: int
+) -> tuple[bool, bool]:
+    """(whether the batch loses records, whether it keeps a tombstone)."""
+    drops = kept_tombstone = False
+    for delta, key, value in _keyed(payload):
+        # A key first seen after the first pass is kept: the next compaction judges it.
+        superseded = latest.get(key, base + delta) != base + delta
+        if superseded or (value is None and ts < horizon_ms):
+            drops = True
+        elif value is None:
+            kept_tombstone = True
+    return drops, kept_tombstone
+
+
+def _rewrite_page(
+    conn: Any,
+    *,
+    tid: int,
+    partition: int,
+    ids: list[int],
+    latest: dict[bytes, int],
+    horizon_ms: int,
+) -> int:
     removed = freed = 0
-    for row_id, base, ts, crc, payload in rows:
-        if rb.checksum(payload) != crc:
-            continue  # damaged: left for reads to report, never rewritten under a fresh CRC
-        gone, delta = _rewrite(conn, row_id, base, ts, payload, latest, horizon_ms)
+    for row_id in ids:
+        row = conn.execute(
+            "SELECT base_offset, ts, crc, payload FROM batches WHERE id=?", (row_id,)
+        ).fetchone()
+        if row is None or rb.checksum(row[3]) != row[2]:
+            continue  # gone (retention) or damaged since it was read
+        gone, delta = _rewrite(conn, row_id, row[0], row[1], row[3], latest, horizon_ms)
         removed, freed = removed + gone, freed + delta
     if freed:
         conn.execute(
@@ -93,26 +198,8 @@ def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizo
     return removed
 
 
-def _latest_offsets(conn: sqlite3.Connection, tid: int, partition: int) -> dict[bytes, int]:
-    latest: dict[bytes, int] = {}
-    rows = conn.execute(
-        "SELECT base_offset, crc, payload FROM batches WHERE topic_id=? AND partition=? "
-        "ORDER BY last_offset",
-        (tid, partition),
-    )
-    for base, crc, payload in rows:
-        if rb.checksum(payload) != crc:
-            continue
-        d = rb.decode(payload)
-        if d.keys is not None:
-            for delta, key in zip(d.deltas, d.keys):
-                if key is not None:
-                    latest[key] = base + delta
-    return latest
-
-
 def _rewrite(
-    conn: sqlite3.Connection,
+    conn: Any,
     row_id: int,
     base: int,
     ts: int,
@@ -127,7 +214,10 @@ def _rewrite(
         i
         for i, (delta, key) in enumerate(zip(d.deltas, d.keys))
         if key is None
-        or (latest[key] == base + delta and not (d.values[i] is None and ts < horizon_ms))
+        or (
+            latest.get(key, base + delta) == base + delta
+            and not (d.values[i] is None and ts < horizon_ms)
+        )
     ]
     n = len(d.values)
     if len(keep) == n:
