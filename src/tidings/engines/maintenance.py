@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 from ..ports.engine import MaintenanceStatus
@@ -118,26 +119,20 @@ class Maintainer:
         A step that fails is logged and recorded in :meth:`status`; the
         other steps still run."""
         self._errors = []
+        configs = self._step("listing topics", self._log.list_topics) or []
+        for gone in self._compacted.keys() - {c.name for c in configs}:
+            del self._compacted[gone]  # deleted topics (or a failed listing: start afresh)
         retained = compacted = 0
-        for config in self._step("listing topics", self._log.list_topics) or []:
+        for config in configs:
+            name = config.name
             if config.retention_s is not None or config.retention_bytes is not None:
-                retained += (
-                    self._step(
-                        f"retention of {config.name!r}",
-                        lambda name=config.name: self._log.enforce_retention(name, now_ms),  # type: ignore[misc]
-                    )
-                    or 0
-                )
+                step = partial(self._log.enforce_retention, name, now_ms)
+                retained += self._step(f"retention of {name!r}", step) or 0
             if config.compact:
-                compacted += (
-                    self._step(
-                        f"compaction of {config.name!r}",
-                        lambda name=config.name: self._compact_if_due(name, now_ms),  # type: ignore[misc]
-                    )
-                    or 0
-                )
+                step = partial(self._compact_if_due, name, now_ms)
+                compacted += self._step(f"compaction of {name!r}", step) or 0
         if self._sweep is not None:
-            self._step("the TTL sweep", lambda: self._sweep(now_ms))  # type: ignore[misc]
+            self._step("the TTL sweep", partial(self._sweep, now_ms))
         if self._tidy is not None:
             self._step("tidying up", self._tidy)
         self._rounds += 1
