@@ -25,6 +25,7 @@ from tidings import Client
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(600),  # about a minute each; more on a loaded machine
     pytest.mark.skipif(
         not Path("/proc/self/clear_refs").exists(), reason="peak memory is read from Linux /proc"
     ),
@@ -144,42 +145,40 @@ def test_ttl_sweep_browse_redrive_and_purge_a_million(tmp_path: Path) -> None:
     messages: each in bounded memory, no write transaction longer than
     HOLD_S, every message accounted for."""
     path = tmp_path / "million.db"
-    client = Client(f"sqlite:///{path}?maintenance_interval=0")
-    client.declare_queue("big", ttl="1h")
-    _fill_expired(path, "big", N)
-    with measured(client) as m:
-        assert client.engine.queues.sweep_expired(int(time.time() * 1000)) == N
-    check(m)
-    assert client.queue_stats("big.dlq").ready == N
-    with measured(client) as m:
-        dead = client.dead_letters("big", limit=100)
-    check(m)
-    assert [d.headers["x-dead-letter-reason"] for d in dead] == ["expired"] * 100
-    with measured(client) as m:
-        assert client.redrive("big") == N
-    check(m)
-    assert (client.queue_stats("big").ready, client.queue_stats("big.dlq").ready) == (N, 0)
-    _back_to_dead_letters(path, "big")
-    with measured(client) as m:
-        assert client.purge_dead_letters("big") == N
-    check(m)
-    assert client.queue_stats("big.dlq").ready == 0
-    client.close()
+    with Client(f"sqlite:///{path}?maintenance_interval=0") as client:
+        client.declare_queue("big", ttl="1h")
+        _fill_expired(path, "big", N)
+        with measured(client) as m:
+            assert client.engine.queues.sweep_expired(int(time.time() * 1000)) == N
+        check(m)
+        assert client.queue_stats("big.dlq").ready == N
+        with measured(client) as m:
+            dead = client.dead_letters("big", limit=100)
+        check(m)
+        assert [d.headers["x-dead-letter-reason"] for d in dead] == ["expired"] * 100
+        with measured(client) as m:
+            assert client.redrive("big") == N
+        check(m)
+        assert (client.queue_stats("big").ready, client.queue_stats("big.dlq").ready) == (N, 0)
+        _back_to_dead_letters(path, "big")
+        with measured(client) as m:
+            assert client.purge_dead_letters("big") == N
+        check(m)
+        assert client.queue_stats("big.dlq").ready == 0
 
 
 def test_compaction_of_a_million_records(tmp_path: Path) -> None:
     """Compaction of 1,000,000 records (1,000 keys, each rewritten 1,000
     times): bounded memory, no write transaction longer than HOLD_S, and
     exactly the latest record of each key left."""
-    client = Client(f"sqlite:///{tmp_path}/compact.db?maintenance_interval=0")
-    client.create_topic("states", compact=True)
-    producer = client.producer()
-    keys = [f"k{i}" for i in range(1000)]
-    for round_ in range(N // 1000):
-        producer.send_batch("states", [b"%d" % round_ + b"." * 96] * 1000, keys=keys)
-    with measured(client) as m:
-        assert client.compact("states") == N - 1000
-    check(m)
-    kept = client.engine.log.read("states", 0, 0, 5000)
-    assert [r.offset for r in kept] == list(range(N - 1000, N))
-    client.close()
+    with Client(f"sqlite:///{tmp_path}/compact.db?maintenance_interval=0") as client:
+        client.create_topic("states", compact=True)
+        producer = client.producer()
+        keys = [f"k{i}" for i in range(1000)]
+        for round_ in range(N // 1000):
+            producer.send_batch("states", [b"%d" % round_ + b"." * 96] * 1000, keys=keys)
+        with measured(client) as m:
+            assert client.compact("states") == N - 1000
+        check(m)
+        kept = client.engine.log.read("states", 0, 0, 5000)
+        assert [r.offset for r in kept] == list(range(N - 1000, N))
