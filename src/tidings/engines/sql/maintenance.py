@@ -95,13 +95,13 @@ def compact_partition(
             latest[key] = base + delta
     removed, oldest = 0, None
     for page in _chunked(_pages(read, tid, partition)):
-        doomed = []
+        doomed: list[tuple[int, int]] = []
         for row_id, base, ts, payload in page:
             drops, kept_tombstone = _plan(base, ts, payload, latest, horizon_ms)
             if kept_tombstone:
                 oldest = ts if oldest is None else min(oldest, ts)
             if drops:
-                doomed.append(row_id)
+                doomed.append((row_id, base))
         if doomed:
             removed += writer.run(
                 partial(
@@ -163,13 +163,23 @@ def _plan(
     """(whether the batch loses records, whether it keeps a tombstone)."""
     drops = kept_tombstone = False
     for delta, key, value in _keyed(payload):
-        # A key first seen after the first pass is kept: the next compaction judges it.
-        superseded = latest.get(key, base + delta) != base + delta
-        if superseded or (value is None and ts < horizon_ms):
+        if _dropped(key, value, base + delta, ts, latest, horizon_ms):
             drops = True
         elif value is None:
             kept_tombstone = True
     return drops, kept_tombstone
+
+
+def _dropped(
+    key: bytes, value: bytes | None, offset: int, ts: int, latest: dict[bytes, int], horizon: int
+) -> bool:
+    """Whether compaction drops this keyed record, judged by the first
+    pass's map: superseded by a later record of its key, or a tombstone
+    past the horizon that the map knows as its key's latest (so the records
+    it deleted go in the same compaction). A record appended since the
+    first pass is kept: the next compaction judges it."""
+    known = latest.get(key, offset)
+    return known > offset or (value is None and ts < horizon and known == offset and key in latest)
 
 
 def _rewrite_page(
@@ -177,14 +187,19 @@ def _rewrite_page(
     *,
     tid: int,
     partition: int,
-    ids: list[int],
+    ids: list[tuple[int, int]],
     latest: dict[bytes, int],
     horizon_ms: int,
 ) -> int:
+    """Rewrite these batches, given as (row id, base offset), that are
+    still there and intact."""
     removed = freed = 0
-    for row_id in ids:
+    for row_id, base in ids:
+        # The base offset too: a row id freed by retention may have been reused.
         row = conn.execute(
-            "SELECT base_offset, ts, crc, payload FROM batches WHERE id=?", (row_id,)
+            "SELECT base_offset, ts, crc, payload FROM batches "
+            "WHERE id=? AND topic_id=? AND partition=? AND base_offset=?",
+            (row_id, tid, partition, base),
         ).fetchone()
         if row is None or rb.checksum(row[3]) != row[2]:
             continue  # gone (retention) or damaged since it was read
@@ -213,11 +228,7 @@ def _rewrite(
     keep = [
         i
         for i, (delta, key) in enumerate(zip(d.deltas, d.keys))
-        if key is None
-        or (
-            latest.get(key, base + delta) == base + delta
-            and not (d.values[i] is None and ts < horizon_ms)
-        )
+        if key is None or not _dropped(key, d.values[i], base + delta, ts, latest, horizon_ms)
     ]
     n = len(d.values)
     if len(keep) == n:
