@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -176,6 +178,29 @@ class TestSQLiteFile:
             assert values.get(b"k") is None and values[b"x"] == b"w"
             client.engine.log.compact_round(topic, later)
             assert [(r.key, r.value) for r in read_all(client, topic, 0)] == [(b"x", b"w")]
+
+    def test_opening_a_client_keeps_the_locks_this_process_holds(
+        self, url: str, tmp_path: Path
+    ) -> None:
+        """Multi-process safety: opening another client on a file this
+        process already uses never drops the process's SQLite locks (POSIX
+        locks go with any descriptor of the file that is closed). Were the
+        shared lock lost, another process closing its last connection would
+        think itself the last user and delete the WAL under our feet."""
+        path = url.removeprefix("sqlite:///")
+        with Client(url) as client:
+            client.create_topic("t")
+            client.produce("t", b"x")
+            Client(url).close()
+            closer = (
+                "import sqlite3, sys\n"
+                "c = sqlite3.connect(sys.argv[1])\n"
+                "c.execute('SELECT count(*) FROM topics').fetchall()\n"
+                "c.close()\n"
+            )
+            subprocess.run([sys.executable, "-c", closer, path], check=True)
+            assert os.path.exists(path + "-wal"), "another process took us for gone"
+            assert client.produce("t", b"y").offset == 1
 
     @pytest.mark.parametrize("journal", ["delete", "wal"])
     def test_foreign_sqlite_database_is_refused(self, tmp_path: Path, journal: str) -> None:

@@ -56,53 +56,54 @@ def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+_VERIFIED: set[str] = set()  # real paths of files seen holding a tidings schema
 
 
 def refuse_foreign(path: str) -> None:
     """Raise :class:`EngineUnavailable` if ``path`` holds something other
     than a tidings database (a new, empty or tidings file passes), reading
-    only: a file that is not ours is never modified, not even its header."""
+    only: a file that is not ours is never modified, not even its header.
+
+    The file is only ever opened through SQLite: closing a descriptor of
+    our own on it would drop the POSIX locks every SQLite connection of
+    this process holds on the same file."""
     if path == ":memory:" or path.startswith("file:"):
         return
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
+    real = os.path.realpath(path)
+    if real in _VERIFIED or not os.path.exists(real) or os.path.getsize(real) == 0:
         return
-    except OSError as exc:
-        raise EngineUnavailable(f"{path} cannot be opened: {exc}") from exc
-    if not head:
-        return
-    if head != _SQLITE_MAGIC:
-        raise EngineUnavailable(
-            f"{path} cannot be opened as a tidings database: it is not an SQLite file; "
-            "check the path, or point --url at a new file"
-        )
-    _refuse_foreign_tables(path)
-
-
-def _refuse_foreign_tables(path: str) -> None:
-    # Read-only and immutable: a read-write connection would roll back
-    # someone else's hot journal, and even a read-only one leaves -wal and
-    # -shm files beside a WAL-mode database. What only a -wal file holds is
-    # not seen here; ensure_schema checks again once the file is open.
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro&immutable=1"
-    try:
-        probe = sqlite3.connect(uri, uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise EngineUnavailable(f"{path} cannot be opened as a tidings database ({exc})") from exc
-    try:
-        tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error as exc:
-        raise EngineUnavailable(f"{path} cannot be read as a tidings database ({exc})") from exc
-    finally:
-        probe.close()
-    if tables and "tidings_meta" not in tables:
+    tables = _tables(real, path)
+    if "tidings_meta" in tables:
+        _VERIFIED.add(real)
+    elif tables:
         raise EngineUnavailable(
             f"{path} is an SQLite database but not a tidings one "
             f"(it has tables {sorted(tables)[:5]}); use another file"
         )
+
+
+def _tables(real: str, path: str) -> set[str]:
+    """The table names in the file, read without writing anything: first
+    immutable (no locks, no -wal/-shm files created beside a WAL-mode
+    database), then, should that read fail (a page changing under it),
+    read-only with locks. A read-write connection would, for instance,
+    roll back someone else's hot journal. What only a -wal file holds is
+    not seen here; ensure_schema checks again once the file is open."""
+    failure: sqlite3.Error | None = None
+    for mode in ("ro&immutable=1", "ro"):
+        try:
+            probe = sqlite3.connect(f"file:{urllib.parse.quote(real)}?mode={mode}", uri=True)
+            try:
+                rows = probe.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                return {r[0] for r in rows}
+            finally:
+                probe.close()
+        except sqlite3.Error as exc:
+            failure = exc
+    raise EngineUnavailable(
+        f"{path} cannot be opened as a tidings database ({failure}); "
+        "check the path, or point --url at a new file"
+    ) from failure
 
 
 def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
