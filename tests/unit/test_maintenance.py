@@ -151,3 +151,20 @@ def test_backoff_is_full_jitter_under_a_growing_cap() -> None:
     for failures, bound in [(1, 2.0), (3, 8.0), (10, 50.0), (1000, 50.0)]:
         delays = [full_jitter(1.0, failures, 50.0) for _ in range(2000)]
         assert 0 <= min(delays) < bound * 0.05 and bound * 0.95 < max(delays) <= bound
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])
+def test_ttl_sweep_moves_only_what_expired(scheme: str, tmp_path: Path) -> None:
+    """Q5: the paged TTL sweep dead-letters every expired message (more
+    than a page of them) and none of the fresher ones published after."""
+    url = "memory://" if scheme == "memory" else f"sqlite:///{tmp_path}/sweep.db"
+    with Client(url) as client:
+        client.declare_queue("sweep", ttl="0.3s", max_length=10_000)  # rows, not batch rows
+        client.publish_batch("sweep", [b"old"] * 1200)
+        time.sleep(0.35)
+        client.publish_batch("sweep", [b"new"] * 700)
+        assert client.engine.queues.sweep_expired(int(time.time() * 1000)) == 1200
+        stats = client.queue_stats("sweep")
+        assert (stats.ready, stats.dead_lettered) == (700, 1200)
+        assert client.queue_stats("sweep.dlq").ready == 1200
+        assert {d.body for d in client.get("sweep", 1000)} == {b"new"}

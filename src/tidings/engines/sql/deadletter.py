@@ -1,4 +1,5 @@
-"""Moving messages to a queue's dead-letter queue (Q2, Q5) and back.
+"""Moving messages to a queue's dead-letter queue (Q2, Q5) and back, and
+the TTL sweep that dead-letters expired messages nobody claimed.
 
 A dead letter is never dropped: it goes to the queue's ``dead_letter``
 queue, or, without one, to the queue's own ``<name>.dlq``
@@ -265,3 +266,51 @@ def _remove_many(conn: Any, queue: Queue, rows: Sequence[Sequence[Any]]) -> None
     conn.execute("UPDATE queues SET size=size-? WHERE id=?", (len(rows), queue[0]))
     if queue[1].fifo:
         promote(conn, queue[0], [r[3] for r in rows])
+
+
+# ---- the TTL sweep (Q5) -----------------------------------------------------------
+
+# How far (ms) publishers' clocks may disagree: TTL expiry follows id order
+# only up to that, so the sweep reads that far past the first unexpired row.
+CLOCK_SKEW_MS = 60_000
+
+
+def expired_pages(
+    read: Callable[[Callable[[Any], Any]], Any], queue: str, now: int
+) -> Iterator[list[int]]:
+    """Ids of unleased messages of a TTL queue whose TTL has passed, a page
+    at a time, in id order. Every message of the queue has the same TTL
+    from its publish time, so expiry follows id order (up to clock skew
+    between publishers) and the scan stops at the first message due more
+    than ``CLOCK_SKEW_MS`` from now: it reads what expired, not the backlog."""
+    after = 0
+    while True:
+        rows = read(
+            fetch(
+                "SELECT id, expires_at, leased FROM messages WHERE queue_id=(SELECT id FROM "
+                "queues WHERE name=?) AND id>? ORDER BY id LIMIT ?",
+                (queue, after, PAGE),
+            )
+        )
+        due = [int(i) for i, exp, leased in rows if exp is not None and exp <= now and not leased]
+        if due:
+            yield due
+        if len(rows) < PAGE or any(
+            exp is not None and exp > now + CLOCK_SKEW_MS for _, exp, _ in rows
+        ):
+            return
+        after = rows[-1][0]
+
+
+def sweep_page(conn: Any, *, queue: str, ids: list[int], now: int) -> int:
+    """Dead-letter those of ``ids`` that are still unleased and expired
+    (checked again under the write lock); return how many."""
+    qid, config = require(conn, queue)
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM messages WHERE queue_id=? AND leased=0 AND expires_at<=? "
+        f"AND id IN ({','.join('?' * len(ids))})",
+        (qid, now, *ids),
+    ).fetchall()
+    rows.sort(key=lambda r: r[0])
+    dead_letter_many(conn, qid, config, rows, "expired", "ttl elapsed before delivery", now)
+    return len(rows)

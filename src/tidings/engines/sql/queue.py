@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -192,15 +192,16 @@ class SqlQueues(ExchangeStore):
     def sweep_expired(self, now: int) -> int:
         """Dead-letter messages whose TTL passed while nobody claimed them
         (claims do it too); returns how many. Scans only queues with a TTL,
-        a page at a time (see :func:`_expired_pages`), each page moved in its
+        a page at a time (see :func:`deadletter.expired_pages`), each page moved in its
         own short write transaction."""
-        configs = [config_of(r[0]) for r in self._read(_all_configs)]
+        rows = self._read(deadletter.fetch("SELECT config FROM queues", ()))
         moved = 0
-        for config in configs:
+        for config in (config_of(r[0]) for r in rows):
             if config.ttl_s is not None:
-                for ids in _expired_pages(self._read, config.name, now):
+                for ids in deadletter.expired_pages(self._read, config.name, now):
                     moved += self._w.run(
-                        partial(_sweep_page, queue=config.name, ids=ids, now=now), fsync=False
+                        partial(deadletter.sweep_page, queue=config.name, ids=ids, now=now),
+                        fsync=False,
                     )
         return moved
 
@@ -341,56 +342,6 @@ class SqlQueues(ExchangeStore):
             self._w.run(partial(deadletter.purge_rows, queue=queue, ids=page, now=now_ms()))
             for page in deadletter.pages(self._read, queue, ids)
         )
-
-
-def _all_configs(conn: Any) -> list[Any]:
-    return conn.execute("SELECT config FROM queues").fetchall()  # type: ignore[no-any-return]
-
-
-# How far (ms) publishers' clocks may disagree: TTL expiry follows id order
-# only up to that, so the sweep reads that far past the first unexpired row.
-_CLOCK_SKEW_MS = 60_000
-
-
-def _expired_pages(
-    read: Callable[[Callable[[Any], Any]], Any], queue: str, now: int
-) -> Iterator[list[int]]:
-    """Ids of unleased messages of a TTL queue whose TTL has passed, a page
-    at a time, in id order. Every message of the queue has the same TTL
-    from its publish time, so expiry follows id order (up to clock skew
-    between publishers) and the scan stops at the first message due more
-    than ``_CLOCK_SKEW_MS`` from now: it reads what expired, not the backlog."""
-    after = 0
-    while True:
-        rows = read(
-            deadletter.fetch(
-                "SELECT id, expires_at, leased FROM messages WHERE queue_id=(SELECT id FROM "
-                "queues WHERE name=?) AND id>? ORDER BY id LIMIT ?",
-                (queue, after, deadletter.PAGE),
-            )
-        )
-        due = [int(i) for i, exp, leased in rows if exp is not None and exp <= now and not leased]
-        if due:
-            yield due
-        if len(rows) < deadletter.PAGE or any(
-            exp is not None and exp > now + _CLOCK_SKEW_MS for _, exp, _ in rows
-        ):
-            return
-        after = rows[-1][0]
-
-
-def _sweep_page(conn: Any, *, queue: str, ids: list[int], now: int) -> int:
-    qid, config = require(conn, queue)
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? AND leased=0 AND expires_at<=? "
-        f"AND id IN ({_marks(ids)})",
-        (qid, now, *ids),
-    ).fetchall()
-    rows.sort(key=lambda r: r[0])
-    deadletter.dead_letter_many(
-        conn, qid, config, rows, "expired", "ttl elapsed before delivery", now
-    )
-    return len(rows)
 
 
 def _fast_publish(
