@@ -69,9 +69,11 @@ def retain_partition(
     return removed
 
 
-# Compaction pages: batches read per statement, and batches rewritten per
-# write transaction. The write lock is held for one page's rewrite only.
+# Compaction pages: batches read per statement, and batches (or bytes of
+# them, whichever comes first) rewritten per write transaction. The write
+# lock is held for one page's rewrite only.
 COMPACT_PAGE = 32
+COMPACT_PAGE_BYTES = 1 << 20
 
 
 def compact_partition(
@@ -103,6 +105,8 @@ def compact_partition(
             if drops:
                 doomed.append((row_id, base))
         if doomed:
+            # Not fsynced: a power cut can only undo a rewrite, bringing
+            # back records the next compaction drops again.
             removed += writer.run(
                 partial(
                     _rewrite_page,
@@ -111,7 +115,8 @@ def compact_partition(
                     ids=doomed,
                     latest=latest,
                     horizon_ms=horizon_ms,
-                )
+                ),
+                fsync=False,
             )
     return removed, oldest
 
@@ -139,11 +144,13 @@ def _chunked(
     rows: Iterator[tuple[int, int, int, bytes]],
 ) -> Iterator[list[tuple[int, int, int, bytes]]]:
     page: list[tuple[int, int, int, bytes]] = []
+    size = 0
     for row in rows:
         page.append(row)
-        if len(page) == COMPACT_PAGE:
+        size += len(row[3])
+        if len(page) == COMPACT_PAGE or size >= COMPACT_PAGE_BYTES:
             yield page
-            page = []
+            page, size = [], 0
     if page:
         yield page
 
