@@ -48,6 +48,7 @@ from .errors import (
 from .features import Features
 from .message import Delivery, QueueStats, Record, RecordMetadata, TopicPartition
 from .outbox import AsyncOutbox, Outbox, OutboxNotFound, OutboxSchemaError, Relay, RelayFenced
+from .ports.engine import MaintenanceStatus
 from .runtime import App, BreakerPolicy, HandlerContext, Reject, Retry, RetryPolicy
 
 __version__ = "0.1.0"
@@ -86,6 +87,7 @@ __all__ = [
     "HandlerContext",
     "JsonCodec",
     "LeaseLost",
+    "MaintenanceStatus",
     "NotFoundError",
     "Outbox",
     "OutboxNotFound",

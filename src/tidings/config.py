@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +18,7 @@ from .errors import ConfigurationError
 DEFAULT_URL = "sqlite:///./tidings.db"
 Durability = Literal["fsync", "os"]
 
+_MAX_NAME = 249
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,248}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -192,7 +194,9 @@ class QueueConfig:
 
     ``lease_s``: how long a delivery stays invisible to others (visibility
     timeout). ``max_deliveries``: after that many deliveries the message goes
-    to ``dead_letter`` (or is dropped without one). ``dedup_window_s``: how
+    to the dead-letter queue: ``dead_letter``, or without one the queue's
+    own ``<name>.dlq`` (see :attr:`dead_letter_queue`); a dead letter is
+    never dropped. ``dedup_window_s``: how
     long an idempotency key is remembered. ``ttl_s``: a message not
     delivered within it expires (dead-lettered with reason ``expired``).
     ``max_length`` with ``overflow``: refuse new messages, or dead-letter
@@ -232,3 +236,21 @@ class QueueConfig:
                 f"overflow must be reject or dead-letter, not {self.overflow!r}"
             )
         _positive("max_body_bytes", self.max_body_bytes)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """Where this queue's dead letters go: ``dead_letter`` if set, else
+        ``<name>.dlq`` (created, plain, with the first dead letter; a name
+        too long for the suffix is shortened with a hash of it)."""
+        return self.dead_letter or implicit_dead_letter(self.name)
+
+
+_SUFFIX = ".dlq"
+
+
+def implicit_dead_letter(queue: str) -> str:
+    """``<queue>.dlq``, kept within the 249-character name limit."""
+    if len(queue) + len(_SUFFIX) <= _MAX_NAME:
+        return queue + _SUFFIX
+    digest = f"{zlib.crc32(queue.encode()):08x}"
+    return f"{queue[: _MAX_NAME - len(_SUFFIX) - len(digest) - 1]}.{digest}{_SUFFIX}"

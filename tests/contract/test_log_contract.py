@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -108,26 +112,125 @@ class TestSQLiteFile:
                 client.engine.log.read(topic, 0, 0, 100)
             assert [r.value for r in client.engine.log.read(topic, 0, 2, 100)] == [b"c"]
 
-    def test_foreign_sqlite_database_is_refused(self, tmp_path: Path) -> None:
+    def test_compaction_in_pages_keeps_what_is_appended_meanwhile(
+        self, url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """L6: compaction reads outside the write lock and rewrites a page
+        at a time; records appended between its read and its rewrite (here
+        before every page's write transaction) are all kept, and each key
+        ends with its latest value."""
+        from tidings.engines.sql import maintenance
+
+        monkeypatch.setattr(maintenance, "COMPACT_PAGE", 2)
+        with Client(url) as client:
+            client.create_topic(topic, compact=True)
+            producer = client.producer()
+            for i in range(7):
+                producer.send_batch(topic, [b"%d" % i] * 3, keys=["a", "b", f"c{i}"])
+            writer = client.engine._writer  # type: ignore[attr-defined]
+            real_run = writer.run
+            appended = []
+
+            def append_first(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+                if getattr(fn, "func", None) is maintenance._rewrite_page:
+                    appended.append(client.produce(topic, b"new%d" % len(appended), key="a"))
+                return real_run(fn, *args, **kwargs)
+
+            monkeypatch.setattr(writer, "run", append_first)
+            client.compact(topic)
+            monkeypatch.setattr(writer, "run", real_run)
+            assert len(appended) >= 2
+            latest = {r.key: r.value for r in read_all(client, topic, 0)}
+            assert latest[b"a"] == b"new%d" % (len(appended) - 1) and latest[b"b"] == b"6"
+            kept = [r.offset for r in read_all(client, topic, 0)]
+            assert {m.offset for m in appended} <= set(kept)
+            client.compact(topic)
+            assert [r.value for r in read_all(client, topic, 0) if r.key == b"a"] == [
+                b"new%d" % (len(appended) - 1)
+            ]
+
+    def test_tombstone_appended_during_compaction_deletes_its_key(
+        self, url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """L6: a tombstone appended while compaction runs (between its read
+        and its rewrite) is never dropped in that compaction, even when
+        already past the horizon (a publisher clock behind): the value it
+        deletes cannot come back. The next compaction drops both."""
+        from tidings.engines.sql import maintenance
+
+        monkeypatch.setattr(maintenance, "COMPACT_PAGE", 1)  # the tombstone's batch is read later
+        with Client(url) as client:
+            client.create_topic(topic, compact=True, tombstone_retention="0s")
+            client.producer().send_batch(topic, [b"v1", b"v2", b"w"], keys=["k", "k", "x"])
+            writer = client.engine._writer  # type: ignore[attr-defined]
+            real_run = writer.run
+
+            def delete_k_first(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+                if getattr(fn, "func", None) is maintenance._rewrite_page:
+                    monkeypatch.setattr(writer, "run", real_run)
+                    client.produce(topic, None, key="k")
+                return real_run(fn, *args, **kwargs)
+
+            monkeypatch.setattr(writer, "run", delete_k_first)
+            later = int(time.time() * 1000) + 60_000  # every tombstone is past the horizon
+            client.engine.log.compact_round(topic, later)
+            values = {r.key: r.value for r in read_all(client, topic, 0)}
+            assert values.get(b"k") is None and values[b"x"] == b"w"
+            client.engine.log.compact_round(topic, later)
+            assert [(r.key, r.value) for r in read_all(client, topic, 0)] == [(b"x", b"w")]
+
+    def test_opening_a_client_keeps_the_locks_this_process_holds(
+        self, url: str, tmp_path: Path
+    ) -> None:
+        """Multi-process safety: opening another client on a file this
+        process already uses never drops the process's SQLite locks (POSIX
+        locks go with any descriptor of the file that is closed). Were the
+        shared lock lost, another process closing its last connection would
+        think itself the last user and delete the WAL under our feet."""
+        path = url.removeprefix("sqlite:///")
+        with Client(url) as client:
+            client.create_topic("t")
+            client.produce("t", b"x")
+            Client(url).close()
+            closer = (
+                "import sqlite3, sys\n"
+                "c = sqlite3.connect(sys.argv[1])\n"
+                "c.execute('SELECT count(*) FROM topics').fetchall()\n"
+                "c.close()\n"
+            )
+            subprocess.run([sys.executable, "-c", closer, path], check=True)
+            assert os.path.exists(path + "-wal"), "another process took us for gone"
+            assert client.produce("t", b"y").offset == 1
+
+    @pytest.mark.parametrize("journal", ["delete", "wal"])
+    def test_foreign_sqlite_database_is_refused(self, tmp_path: Path, journal: str) -> None:
         """Bad input: an SQLite file that is not a tidings database raises
-        EngineUnavailable saying so, and is left unchanged."""
+        EngineUnavailable saying so, and is left byte for byte as it was
+        (no switch to WAL mode), with no file added beside it."""
         path = tmp_path / "app.db"
         with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute(f"PRAGMA journal_mode={journal}")
             conn.execute("CREATE TABLE customers (id INTEGER)")
+            conn.execute("INSERT INTO customers VALUES (1)")
             conn.commit()
+        before, files = path.read_bytes(), sorted(os.listdir(tmp_path))
         with pytest.raises(EngineUnavailable, match="not a tidings"):
             Client(f"sqlite:///{path}")
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
-        assert tables == ["customers"]
+        assert path.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == files
 
-    def test_non_database_file_is_refused(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("size", [5, 7000])
+    def test_non_database_file_is_refused(self, tmp_path: Path, size: int) -> None:
         """Bad input: a file that is not an SQLite database at all raises
-        EngineUnavailable with a message saying what to do."""
+        EngineUnavailable with a message saying what to do; the file is left
+        byte for byte as it was."""
         path = tmp_path / "notes.txt"
-        path.write_bytes(b"these are my notes, not a database\n" * 200)
+        path.write_bytes((b"these are my notes, not a database\n" * 200)[:size])
+        before = path.read_bytes()
         with pytest.raises(EngineUnavailable, match="cannot be opened as a tidings database"):
             Client(f"sqlite:///{path}")
+        assert path.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
     def test_two_clients_share_one_file(self, url: str, topic: str) -> None:
         """Multi-process: two clients on one file (as two processes would)

@@ -140,3 +140,11 @@ async def test_retention_and_compaction_calls() -> None:
         await client.produce(topic, b"2", key="k")
         assert await client.compact(topic) == 1
         assert await client.enforce_retention(topic) == 0
+
+
+async def test_async_client_reports_maintenance_status() -> None:
+    """The asyncio client tells when background maintenance last ran, as
+    the blocking one does."""
+    async with AsyncClient("memory://") as client:
+        status = await client.maintenance_status()
+    assert status.running and status.failures == 0 and status.last_error is None

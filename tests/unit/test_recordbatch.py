@@ -3,6 +3,12 @@ and checksums that catch damage."""
 
 from __future__ import annotations
 
+import gc
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -86,3 +92,102 @@ def test_unknown_version_is_refused() -> None:
     payload[0] = 99
     with pytest.raises(ValueError, match="version 99"):
         rb.decode(bytes(payload))
+
+
+class _DisablesCollectorMidway(list):  # type: ignore[type-arg]
+    """Values whose iteration calls ``gc.disable()``: the application
+    (another thread) turning the collector off while a batch is decoded."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        gc.disable()
+        return super().__iter__()
+
+
+@pytest.fixture
+def collector_state() -> Iterator[None]:
+    enabled, threshold = gc.isenabled(), gc.get_threshold()
+    yield
+    gc.set_threshold(*threshold)
+    (gc.enable if enabled else gc.disable)()
+
+
+@pytest.mark.usefixtures("collector_state")
+@pytest.mark.parametrize("enabled", [True, False])
+def test_to_records_leaves_the_collector_as_the_caller_had_it(enabled: bool) -> None:
+    """to_records never changes whether the garbage collector is enabled,
+    nor its thresholds, whatever the caller's state was."""
+    (gc.enable if enabled else gc.disable)()
+    gc.set_threshold(500, 7, 9)
+    d = rb.decode(rb.encode([b"v"] * 50, [b"k"] * 50))
+    assert len(rb.to_records("t", 0, 0, 1, d)) == 50
+    assert (gc.isenabled(), gc.get_threshold()) == (enabled, (500, 7, 9))
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_collector_disabled_by_the_application_during_a_decode_stays_disabled() -> None:
+    """An application that disables the collector while a batch is being
+    decoded (in another thread) finds it still disabled afterwards."""
+    gc.enable()
+    d = rb.decode(rb.encode([b"v"] * 50))
+    d = d._replace(values=_DisablesCollectorMidway(d.values))
+    assert len(rb.to_records("t", 0, 0, 1, d)) == 50
+    assert gc.isenabled() is False
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_concurrent_decodes_restore_the_thresholds() -> None:
+    """Threads decoding at once (overlapping pauses) leave the collector's
+    thresholds and enabled state as they found them."""
+    gc.enable()
+    gc.set_threshold(700, 10, 10)
+    d = rb.decode(rb.encode([b"v" * 10] * 2000, [b"k"] * 2000))
+
+    def work() -> None:
+        for _ in range(30):
+            rb.to_records("t", 0, 0, 1, d)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (gc.isenabled(), gc.get_threshold()) == (True, (700, 10, 10))
+
+
+def _batch_by_hand(order: str) -> bytes:
+    """The batch of ``_BY_HAND`` written field by field with explicit struct
+    formats: the columns in ``order`` ('<' or '>'), the head always '<'."""
+    values, keys = [b"ab", None, b""], [b"k1", b"k22", None]
+    head = struct.pack("<BBI", rb.VERSION, rb.F_KEYS | rb.F_SPARSE | rb.F_TOMBSTONES, 3)
+    deltas = struct.pack(f"{order}3I", 0, 5, 9)
+    vlens = struct.pack(f"{order}3i", *[-1 if v is None else len(v) for v in values])
+    klens = struct.pack(f"{order}3i", *[-1 if k is None else len(k) for k in keys])
+    return head + deltas + vlens + klens + b"ab" + b"k1k22"
+
+
+_BY_HAND = ([b"ab", None, b""], [b"k1", b"k22", None], [0, 5, 9])
+
+
+def test_batch_is_little_endian_as_the_format_says() -> None:
+    """The stored layout is little-endian: encode writes exactly the bytes
+    built with '<' formats, and decode reads them back."""
+    values, keys, deltas = _BY_HAND
+    little = _batch_by_hand("<")
+    assert rb.encode(values, keys, deltas=deltas) == little
+    d = rb.decode(little)
+    assert (d.values, list(d.keys or []), list(d.deltas)) == (values, keys, deltas)
+
+
+def test_host_of_the_other_byte_order_writes_and_reads_the_same_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The swap path a host of the other byte order takes (forced here):
+    columns are swapped on the way out and back on the way in, so that host
+    and this one agree on the stored bytes. Forced on this host, the swapped
+    columns come out as the '>' layout and decode from it losslessly."""
+    values, keys, deltas = _BY_HAND
+    other = "<" if sys.byteorder == "big" else ">"
+    monkeypatch.setattr(rb, "_SWAP", True)
+    assert rb.encode(values, keys, deltas=deltas) == _batch_by_hand(other)
+    d = rb.decode(_batch_by_hand(other))
+    assert (d.values, list(d.keys or []), list(d.deltas)) == (values, keys, deltas)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from ..codecs import BYTES, Codec
 from ..config import AsyncConfig, ProducerConfig, TopicConfig, default_url
 from ..message import RecordMetadata, TopicPartition
-from ..ports.engine import Engine
+from ..ports.engine import Engine, MaintenanceStatus
 from ..ports.log import PartitionInfo
 from .admin import GroupInfo
 from .aio_consumer import AsyncConsumer
@@ -98,6 +98,10 @@ class AsyncClient(AsyncQueueMethods):
 
     async def enforce_retention(self, name: str) -> int:
         return await self._do(Client.enforce_retention, name)
+
+    async def maintenance_status(self) -> MaintenanceStatus:
+        """See :meth:`Client.maintenance_status`."""
+        return await self._do(Client.maintenance_status)
 
     def producer(self, codec: Codec[Any] = BYTES, **options: Any) -> AsyncProducer:
         """A batching producer (never blocks the loop); ``options`` are

@@ -16,7 +16,7 @@ from ..config import (
 from ..engines import open_engine
 from ..features import Features
 from ..message import RecordMetadata, TopicPartition
-from ..ports.engine import Engine
+from ..ports.engine import Engine, MaintenanceStatus
 from ..ports.log import PartitionInfo
 from .admin import GroupInfo, describe_group, reset_offsets
 from .consumer import Consumer, Start
@@ -101,6 +101,12 @@ class Client(QueueMethods):
     def compact(self, name: str) -> int:
         """Compact the topic now; returns records removed."""
         return self.engine.log.compact(name, int(time.time() * 1000))
+
+    def maintenance_status(self) -> MaintenanceStatus:
+        """When background maintenance (retention, compaction, the TTL
+        sweep) last succeeded in this process, and its last error. Raises
+        nothing."""
+        return self.engine.maintenance_status()
 
     # ---- producing / consuming --------------------------------------------------
     def producer(self, codec: Codec[Any] = BYTES, **options: Any) -> Producer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..features import Features
 from .log import LogEngine
@@ -27,6 +27,26 @@ class Waiter(Protocol):
     def close(self) -> None: ...
 
 
+class MaintenanceStatus(NamedTuple):
+    """What the background maintenance of one engine has done.
+
+    ``last_success``: wall-clock time (seconds) of the last round in which
+    every step succeeded (``None``: none yet). ``last_error`` /
+    ``last_error_at``: the last step that failed (``"TypeName: message"``).
+    ``failures``: failed rounds since the last success. ``rounds``: rounds
+    this process ran (a round another process was due to run is not
+    counted). ``running``: the background thread is alive (``False`` when
+    ``maintenance_interval=0``, or after close)."""
+
+    running: bool
+    interval_s: float
+    rounds: int
+    last_success: float | None
+    last_error: str | None
+    last_error_at: float | None
+    failures: int
+
+
 class Engine(Protocol):
     """One opened engine (``open_engine(url)``); thread-safe."""
 
@@ -45,6 +65,11 @@ class Engine(Protocol):
     def waiter(self, channels: Collection[str]) -> Waiter:
         """A waiter woken by appends/publishes on these channels
         (``"log:<topic>"`` or ``"queue:<name>"``)."""
+        ...
+
+    def maintenance_status(self) -> MaintenanceStatus:
+        """What background maintenance (retention, compaction, TTL sweep)
+        has done: when it last succeeded, its last error."""
         ...
 
     def close(self) -> None: ...

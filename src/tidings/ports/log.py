@@ -48,6 +48,15 @@ class AppendResult(NamedTuple):
     timestamp: int
 
 
+class Compaction(NamedTuple):
+    """What one compaction did: ``removed`` records, and when the oldest
+    tombstone it kept becomes old enough to drop (ms; ``None``: none kept),
+    so a topic that receives nothing more is compacted again then (L6)."""
+
+    removed: int
+    tombstones_due_ms: int | None
+
+
 GroupTransition = Callable[[GroupState, dict[str, int]], T]
 
 
@@ -104,6 +113,10 @@ class LogEngine(Protocol):
     def compact(self, topic: str, now_ms: int) -> int:
         """Keep the latest record per key (offsets preserved), drop tombstones
         older than the topic's tombstone retention; return records removed."""
+        ...
+
+    def compact_round(self, topic: str, now_ms: int) -> Compaction:
+        """:meth:`compact`, also saying when a kept tombstone falls due."""
         ...
 
 

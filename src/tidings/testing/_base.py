@@ -49,6 +49,11 @@ class ContractBase:
             pytest.skip(f"{client.url} does not support {feature}")
 
 
+def with_option(url: str, name: str, value: str) -> str:
+    """``url`` with one more query option (``?`` or ``&`` as needed)."""
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
 def read_all(client: Client, topic: str, partition: int, offset: int = 0) -> list[Record]:
     """Every record of a partition from ``offset`` on, straight from the engine."""
     out: list[Record] = []

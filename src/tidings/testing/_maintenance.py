@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
 from ..client.client import Client
 from ..errors import ConfigurationError
-from ._base import ContractBase, offsets, read_all, wait_for_clock_past
+from ._base import PATIENCE_S, ContractBase, offsets, read_all, wait_for_clock_past, with_option
 
 _HOUR_MS = 3_600_000
 
@@ -82,19 +83,23 @@ class MaintenanceContract(ContractBase):
 
     def test_compaction_drops_tombstones_only_after_delay(self, client: Client, topic: str) -> None:
         """L6: a tombstone survives compaction until it is older than the
-        topic's tombstone retention, then goes with the records it deleted."""
+        topic's tombstone retention, then goes with the records it deleted;
+        compaction says when the oldest tombstone it kept falls due."""
         self.need(client, "compaction")
         client.create_topic(topic, compact=True, tombstone_retention="1h")
         client.produce(topic, b"v", key="k")
         tomb = client.produce(topic, None, key="k")
         client.produce(topic, b"other", key="o")
         log = client.engine.log
-        assert log.compact(topic, tomb.timestamp + _HOUR_MS - 1) == 1
+        first = log.compact_round(topic, tomb.timestamp + _HOUR_MS - 1)
+        assert (first.removed, first.tombstones_due_ms) == (1, tomb.timestamp + _HOUR_MS + 1)
         assert [(r.offset, r.value) for r in read_all(client, topic, 0)] == [
             (1, None),
             (2, b"other"),
         ]
-        assert log.compact(topic, tomb.timestamp + _HOUR_MS + 1) == 1
+        due = tomb.timestamp + _HOUR_MS + 1
+        assert log.compact_round(topic, due - 1).removed == 0
+        assert tuple(log.compact_round(topic, due)) == (1, None)
         assert [(r.offset, r.value) for r in read_all(client, topic, 0)] == [(2, b"other")]
 
     def test_compact_a_non_compacted_topic_is_refused(self, client: Client, topic: str) -> None:
@@ -107,3 +112,30 @@ class MaintenanceContract(ContractBase):
         with pytest.raises(ConfigurationError):
             client.engine.log.compact(topic, int(time.time() * 1000))
         assert offsets(read_all(client, topic, 0)) == [0, 1]
+
+    def test_quiet_topic_drops_tombstones_when_due(
+        self, client: Client, engine_url: str, topic: str
+    ) -> None:
+        """L6: background maintenance drops a tombstone once it is older than
+        the tombstone retention, on a topic that receives nothing more (no
+        append is needed to trigger the compaction that drops it)."""
+        self.need(client, "compaction")
+        with Client(with_option(engine_url, "maintenance_interval", "0.1s")) as busy:
+            busy.create_topic(topic, compact=True, tombstone_retention="1s")
+            busy.produce(topic, b"v", key="k")
+            tomb = busy.produce(topic, None, key="k")
+            busy.produce(topic, b"other", key="o")
+            # The round after the appends compacts: the tombstone stays, too young.
+            _wait_until(lambda: offsets(read_all(busy, topic, 0)) == [1, 2])
+            assert time.time() * 1000 < tomb.timestamp + 1000, "too slow to see the first round"
+            _wait_until(lambda: offsets(read_all(busy, topic, 0)) == [2])
+            assert time.time() * 1000 > tomb.timestamp + 1000
+            assert busy.partitions(topic)[0].next_offset == 3  # nothing was appended since
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached within {PATIENCE_S}s")
+        time.sleep(0.02)

@@ -243,6 +243,104 @@ class QueueContract(ReleaseContract, ContractBase):
         with pytest.raises(ConfigurationError, match="loops"):
             client.declare_queue(a, dead_letter=b)
 
+    def test_dead_letters_are_kept_without_a_dead_letter_queue(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q2: a queue declared without a dead-letter queue keeps its dead
+        letters in its own ``<name>.dlq`` (created with the first one):
+        browsable, redrivable, never dropped."""
+        client.declare_queue(topic, max_deliveries=1)
+        client.publish_batch(topic, [b"rejected", b"worn out", b"fine"])
+        bad, worn, fine = client.get(topic, 3)
+        client.reject(bad, reason="ValueError: nope")
+        client.nack(worn)
+        client.ack(fine)
+        dead = client.dead_letters(topic)
+        assert [(d.body, d.headers["x-dead-letter-reason"]) for d in dead] == [
+            (b"rejected", "rejected"),
+            (b"worn out", "max_deliveries"),
+        ]
+        assert client.queue(topic).dead_letter_queue == topic + ".dlq"
+        assert client.queue(topic + ".dlq").dead_letter is None  # plain
+        assert client.queue_stats(topic + ".dlq").ready == 2
+        assert client.queue_stats(topic).dead_lettered == 2
+        assert client.redrive(topic) == 2
+        assert sorted(d.body for d in client.get(topic, 5)) == [b"rejected", b"worn out"]
+
+    def test_expired_and_overflowing_messages_are_kept_without_a_dead_letter_queue(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q5: TTL expiry and max_length overflow dead-letter into the
+        implicit ``<name>.dlq`` too."""
+        client.declare_queue(topic, ttl="0.2s")
+        client.publish(topic, b"stale")
+        time.sleep(0.3)
+        assert client.get(topic) == []
+        assert [d.headers["x-dead-letter-reason"] for d in client.dead_letters(topic)] == [
+            "expired"
+        ]
+        full = topic + "-full"
+        client.declare_queue(full, max_length=1, overflow="dead-letter")
+        client.publish(full, b"old")
+        client.publish(full, b"new")
+        assert [d.body for d in client.dead_letters(full)] == [b"old"]
+
+    def test_deleted_dead_letter_queue_is_declared_again(self, client: Client, topic: str) -> None:
+        """Q2: a dead letter whose configured dead-letter queue was deleted
+        re-creates it (plain) instead of being dropped."""
+        dlq = topic + "-d"
+        client.declare_queue(topic, dead_letter=dlq)
+        client.delete_queue(dlq)
+        client.publish(topic, b"bad")
+        client.reject(client.get(topic), reason="boom")
+        (dead,) = client.dead_letters(topic)
+        assert (dead.body, dead.queue, dead.headers["x-last-error"]) == (b"bad", dlq, "boom")
+        assert client.queue(dlq).dead_letter is None
+
+    def test_longest_queue_name_gets_a_valid_dead_letter_queue(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q2: a queue whose name is at the length limit keeps its dead
+        letters in a valid, shortened ``….dlq`` name of its own."""
+        name = (topic + "x" * 249)[:249]
+        client.declare_queue(name)
+        client.publish(name, b"bad")
+        client.reject(client.get(name))
+        (dead,) = client.dead_letters(name)
+        assert dead.body == b"bad" and len(dead.queue) <= 249 and dead.queue.endswith(".dlq")
+        assert dead.queue == client.queue(name).dead_letter_queue
+
+    def test_loop_through_an_implicit_dead_letter_queue_is_refused(
+        self, client: Client, topic: str
+    ) -> None:
+        """Q2: ``<name>.dlq`` declared to dead-letter back into ``<name>``
+        would loop once ``<name>`` uses it: refused."""
+        client.declare_queue(topic + ".dlq", dead_letter=topic)
+        with pytest.raises(ConfigurationError, match="loops"):
+            client.declare_queue(topic)
+
+    def test_dead_letters_are_browsed_and_moved_in_pages(self, client: Client, topic: str) -> None:
+        """Q2: dead letters of two queues sharing a dead-letter queue, more
+        than a page of them: each queue sees, redrives and purges only its
+        own, in order, all of them."""
+        a, b, shared = topic + "-a", topic + "-b", topic + "-dlq"
+        client.declare_queue(a, dead_letter=shared)
+        client.declare_queue(b, dead_letter=shared)
+        for i in range(3):
+            client.publish_batch(a, [b"a%d-%d" % (i, n) for n in range(400)])
+            client.reject(client.get(a, 400))
+            client.publish(b, b"b%d" % i)
+            client.reject(client.get(b))
+        firsts = client.dead_letters(a, limit=450)
+        assert [d.body for d in firsts[:2]] == [b"a0-0", b"a0-1"] and len(firsts) == 450
+        assert [d.body for d in client.dead_letters(b)] == [b"b0", b"b1", b"b2"]
+        assert len(client.dead_letters(a, limit=5000)) == 1200
+        assert client.redrive(a, ids=[d.id for d in firsts]) == 450
+        assert client.purge_dead_letters(b) == 3
+        assert client.redrive(a) == 750
+        assert client.dead_letters(a) == [] and client.dead_letters(b) == []
+        assert client.queue_stats(a).ready == 1200 and client.queue_stats(shared).ready == 0
+
     # ---- Q3 ---------------------------------------------------------------
     def test_duplicate_idempotency_key_returns_original_id(
         self, client: Client, topic: str

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
 from .log import MemoryLog
 from .queue import memory_queues
@@ -41,6 +42,9 @@ class MemoryEngine:
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)
+
+    def maintenance_status(self) -> MaintenanceStatus:
+        return self._maintainer.status()
 
     def close(self) -> None:
         self._maintainer.stop()

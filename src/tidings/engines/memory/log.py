@@ -12,7 +12,7 @@ from ...config import TopicConfig
 from ...errors import AlreadyExists, ConfigurationError, GroupNotFound, TopicNotFound
 from ...groups.coordinator import GroupState
 from ...message import EMPTY_HEADERS, Record, TopicPartition
-from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordColumns, T
+from ...ports.log import AppendResult, Compaction, GroupTransition, PartitionInfo, RecordColumns, T
 from .._common import check_batches, check_partition, now_ms
 
 
@@ -194,17 +194,25 @@ class MemoryLog:
         return drop
 
     def compact(self, topic: str, now_ms: int) -> int:
+        return self.compact_round(topic, now_ms).removed
+
+    def compact_round(self, topic: str, now_ms: int) -> Compaction:
         with self._lock:
             t = self._topic(topic)
             if not t.config.compact:
                 raise ConfigurationError(
                     f"topic {topic!r} is not compacted (create it with compact)"
                 )
-            horizon = now_ms - int(t.config.tombstone_retention_s * 1000)
-            return sum(self._compact(p, horizon) for p in t.partitions)
+            keep_ms = int(t.config.tombstone_retention_s * 1000)
+            results = [self._compact(p, now_ms - keep_ms) for p in t.partitions]
+            oldest = [ts for _, ts in results if ts is not None]
+            due = min(oldest) + keep_ms + 1 if oldest else None
+            return Compaction(sum(n for n, _ in results), due)
 
     @staticmethod
-    def _compact(part: _Partition, horizon: int) -> int:
+    def _compact(part: _Partition, horizon: int) -> tuple[int, int | None]:
+        """Compact one partition; return (records removed, timestamp of the
+        oldest tombstone kept)."""
         latest: dict[bytes | None, int] = {}
         for r in part.records:
             latest[r.key] = r.offset
@@ -217,7 +225,8 @@ class MemoryLog:
         removed = len(part.records) - len(keep)
         part.records = keep
         part.offsets = [r.offset for r in keep]
-        return removed
+        tombstones = [r.timestamp for r in keep if r.value is None and r.key is not None]
+        return removed, min(tombstones, default=None)
 
     def _topic(self, name: str) -> _Topic:
         try:

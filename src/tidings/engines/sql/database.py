@@ -17,9 +17,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar
@@ -34,7 +36,11 @@ _FORMAT = "tidings"
 
 
 def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
-    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
+    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
+
+    A file that is not a tidings database is refused before anything is
+    written to it (WAL mode rewrites the file header): see :func:`refuse_foreign`."""
+    refuse_foreign(path)
     try:
         conn = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -51,8 +57,59 @@ def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
+_VERIFIED: set[str] = set()  # real paths of files seen holding a tidings schema
+
+
+def refuse_foreign(path: str) -> None:
+    """Raise :class:`EngineUnavailable` if ``path`` holds something other
+    than a tidings database (a new, empty or tidings file passes), reading
+    only: a file that is not ours is never modified, not even its header.
+
+    The file is only ever opened through SQLite: closing a descriptor of
+    our own on it would drop the POSIX locks every SQLite connection of
+    this process holds on the same file."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    real = os.path.realpath(path)
+    if real in _VERIFIED or not os.path.exists(real) or os.path.getsize(real) == 0:
+        return
+    tables = _tables(real, path)
+    if "tidings_meta" in tables:
+        _VERIFIED.add(real)
+    elif tables:
+        raise EngineUnavailable(
+            f"{path} is an SQLite database but not a tidings one "
+            f"(it has tables {sorted(tables)[:5]}); use another file"
+        )
+
+
+def _tables(real: str, path: str) -> set[str]:
+    """The table names in the file, read without writing anything: first
+    immutable (no locks, no -wal/-shm files created beside a WAL-mode
+    database), then, should that read fail (a page changing under it),
+    read-only with locks. A read-write connection would, for instance,
+    roll back someone else's hot journal. What only a -wal file holds is
+    not seen here; ensure_schema checks again once the file is open."""
+    failure: sqlite3.Error | None = None
+    for mode in ("ro&immutable=1", "ro"):
+        try:
+            probe = sqlite3.connect(f"file:{urllib.parse.quote(real)}?mode={mode}", uri=True)
+            try:
+                rows = probe.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                return {r[0] for r in rows}
+            finally:
+                probe.close()
+        except sqlite3.Error as exc:
+            failure = exc
+    raise EngineUnavailable(
+        f"{path} cannot be opened as a tidings database ({failure}); "
+        "check the path, or point --url at a new file"
+    ) from failure
+
+
 def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
-    """Create the schema in a new file; refuse files that are not ours."""
+    """Create the schema in a new file; refuse files that are not ours
+    (checked again here: another process may have created tables since)."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if tables and "tidings_meta" not in tables:
         raise EngineUnavailable(

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
 from .database import SQLiteSession, Writer, connect, ensure_schema, translate
 from .log import SqlLog
@@ -96,6 +97,9 @@ class SQLiteEngine:
 
     def waiter(self, channels: Collection[str]) -> SocketWaiter:
         return SocketWaiter(self._notifier.directory, channels)
+
+    def maintenance_status(self) -> MaintenanceStatus:
+        return self._maintainer.status()
 
     def close(self) -> None:
         self._maintainer.stop()

@@ -28,7 +28,14 @@ from ...errors import (
 )
 from ...groups.coordinator import GroupState
 from ...message import Record, TopicPartition
-from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordColumns, T
+from ...ports.log import (
+    AppendResult,
+    Compaction,
+    GroupTransition,
+    PartitionInfo,
+    RecordColumns,
+    T,
+)
 from .._common import check_batches, check_partition, now_ms
 from . import recordbatch as rb
 from .database import Writer
@@ -406,15 +413,21 @@ class SqlLog:
         return self._w.run(txn)
 
     def compact(self, topic: str, now_ms: int) -> int:
+        return self.compact_round(topic, now_ms).removed
+
+    def compact_round(self, topic: str, now_ms: int) -> Compaction:
         tid, config = self._topic(topic, refresh=True)
         if not config.compact:
             raise ConfigurationError(f"topic {topic!r} is not compacted (create it with --compact)")
-        horizon = now_ms - int(config.tombstone_retention_s * 1000)
-        # One transaction per partition keeps producers waiting briefly only.
-        return sum(
-            self._w.run(lambda conn, p=p: compact_partition(conn, tid, p, horizon))  # type: ignore[misc]
+        keep_ms = int(config.tombstone_retention_s * 1000)
+        # Read on a read connection, rewrite a page per write transaction:
+        # producers wait for one page's rewrite at most (maintenance.py).
+        results = [
+            compact_partition(self._reader(), self._w, tid, p, now_ms - keep_ms)
             for p in range(config.partitions)
-        )
+        ]
+        oldest = [ts for _, ts in results if ts is not None]
+        return Compaction(sum(n for n, _ in results), min(oldest) + keep_ms + 1 if oldest else None)
 
 
 def _append_txn(

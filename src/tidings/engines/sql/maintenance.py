@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
 
 from ...config import TopicConfig
 from . import recordbatch as rb
@@ -66,24 +69,148 @@ def retain_partition(
     return removed
 
 
-def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizon_ms: int) -> int:
-    """Keep the latest record per key; drop tombstones older than the horizon.
+# Compaction pages: batches read per statement, and batches (or bytes of
+# them, whichever comes first) rewritten per write transaction. The write
+# lock is held for one page's rewrite only.
+COMPACT_PAGE = 32
+COMPACT_PAGE_BYTES = 1 << 20
 
-    Two passes over the partition: the first finds each key's latest offset,
-    the second rewrites only the batches that lose records (offsets kept, as
-    deltas from the batch's base offset).
+
+def compact_partition(
+    read: Any, writer: Writer, tid: int, partition: int, horizon_ms: int
+) -> tuple[int, int | None]:
+    """Keep the latest record per key; drop tombstones older than the horizon.
+    Return (records removed, timestamp of the oldest tombstone kept).
+
+    Two passes over the partition on the read connection ``read``, a page
+    of batches at a time: the first finds each key's latest offset (memory:
+    one entry per distinct key, as Kafka's offset map), the second finds the
+    batches that lose records and rewrites each page of them in a short
+    write transaction (offsets kept, as deltas from the batch's base offset).
+    A batch is re-read under the write lock before it is rewritten, so a
+    concurrent change is never overwritten; a record appended after the
+    first pass is only compacted by the next compaction.
     """
-    latest = _latest_offsets(conn, tid, partition)
-    rows = conn.execute(
-        "SELECT id, base_offset, ts, crc, payload FROM batches WHERE topic_id=? AND partition=? "
-        "ORDER BY last_offset",
-        (tid, partition),
-    ).fetchall()
+    latest: dict[bytes, int] = {}
+    for _id, base, _ts, payload in _pages(read, tid, partition):
+        for delta, key, _value in _keyed(payload):
+            latest[key] = base + delta
+    removed, oldest = 0, None
+    for page in _chunked(_pages(read, tid, partition)):
+        doomed: list[tuple[int, int]] = []
+        for row_id, base, ts, payload in page:
+            drops, kept_tombstone = _plan(base, ts, payload, latest, horizon_ms)
+            if kept_tombstone:
+                oldest = ts if oldest is None else min(oldest, ts)
+            if drops:
+                doomed.append((row_id, base))
+        if doomed:
+            # Not fsynced: a power cut can only undo a rewrite, bringing
+            # back records the next compaction drops again.
+            removed += writer.run(
+                partial(
+                    _rewrite_page,
+                    tid=tid,
+                    partition=partition,
+                    ids=doomed,
+                    latest=latest,
+                    horizon_ms=horizon_ms,
+                ),
+                fsync=False,
+            )
+    return removed, oldest
+
+
+def _pages(read: Any, tid: int, partition: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """(id, base offset, ts, payload) of each intact batch, in offset order,
+    fetched a page at a time. Damaged batches are left for reads to report,
+    never rewritten under a fresh checksum."""
+    after = -1
+    while True:
+        rows = read.execute(
+            "SELECT id, base_offset, last_offset, ts, crc, payload FROM batches "
+            "WHERE topic_id=? AND partition=? AND last_offset>? ORDER BY last_offset LIMIT ?",
+            (tid, partition, after, COMPACT_PAGE),
+        ).fetchall()
+        for row_id, base, _last, ts, crc, payload in rows:
+            if rb.checksum(payload) == crc:
+                yield row_id, base, ts, payload
+        if len(rows) < COMPACT_PAGE:
+            return
+        after = rows[-1][2]
+
+
+def _chunked(
+    rows: Iterator[tuple[int, int, int, bytes]],
+) -> Iterator[list[tuple[int, int, int, bytes]]]:
+    page: list[tuple[int, int, int, bytes]] = []
+    size = 0
+    for row in rows:
+        page.append(row)
+        size += len(row[3])
+        if len(page) == COMPACT_PAGE or size >= COMPACT_PAGE_BYTES:
+            yield page
+            page, size = [], 0
+    if page:
+        yield page
+
+
+def _keyed(payload: bytes) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """(delta, key, value) of the batch's records that have a key."""
+    d = rb.decode(payload)
+    if d.keys is not None:
+        for delta, key, value in zip(d.deltas, d.keys, d.values):
+            if key is not None:
+                yield delta, key, value
+
+
+def _plan(
+    base: int, ts: int, payload: bytes, latest: dict[bytes, int], horizon_ms: int
+) -> tuple[bool, bool]:
+    """(whether the batch loses records, whether it keeps a tombstone)."""
+    drops = kept_tombstone = False
+    for delta, key, value in _keyed(payload):
+        if _dropped(key, value, base + delta, ts, latest, horizon_ms):
+            drops = True
+        elif value is None:
+            kept_tombstone = True
+    return drops, kept_tombstone
+
+
+def _dropped(
+    key: bytes, value: bytes | None, offset: int, ts: int, latest: dict[bytes, int], horizon: int
+) -> bool:
+    """Whether compaction drops this keyed record, judged by the first
+    pass's map: superseded by a later record of its key, or a tombstone
+    past the horizon that the map knows as its key's latest (so the records
+    it deleted go in the same compaction). A record appended since the
+    first pass is kept: the next compaction judges it."""
+    known = latest.get(key, offset)
+    return known > offset or (value is None and ts < horizon and known == offset and key in latest)
+
+
+def _rewrite_page(
+    conn: Any,
+    *,
+    tid: int,
+    partition: int,
+    ids: list[tuple[int, int]],
+    latest: dict[bytes, int],
+    horizon_ms: int,
+) -> int:
+    """Rewrite these batches, given as (row id, base offset), that are
+    still there and intact."""
     removed = freed = 0
-    for row_id, base, ts, crc, payload in rows:
-        if rb.checksum(payload) != crc:
-            continue  # damaged: left for reads to report, never rewritten under a fresh CRC
-        gone, delta = _rewrite(conn, row_id, base, ts, payload, latest, horizon_ms)
+    for row_id, base in ids:
+        # The base offset too: a row id freed by retention may have been reused.
+        row = conn.execute(
+            "SELECT base_offset, ts, crc, payload FROM batches "
+            "WHERE id=? AND topic_id=? AND partition=? AND base_offset=?",
+            (row_id, tid, partition, base),
+        ).fetchone()
+        if row is None or rb.checksum(row[3]) != row[2]:
+            continue  # gone (retention) or damaged since it was read
+        gone, delta = _rewrite(conn, row_id, row[0], row[1], row[3], latest, horizon_ms)
         removed, freed = removed + gone, freed + delta
     if freed:
         conn.execute(
@@ -93,26 +220,8 @@ def compact_partition(conn: sqlite3.Connection, tid: int, partition: int, horizo
     return removed
 
 
-def _latest_offsets(conn: sqlite3.Connection, tid: int, partition: int) -> dict[bytes, int]:
-    latest: dict[bytes, int] = {}
-    rows = conn.execute(
-        "SELECT base_offset, crc, payload FROM batches WHERE topic_id=? AND partition=? "
-        "ORDER BY last_offset",
-        (tid, partition),
-    )
-    for base, crc, payload in rows:
-        if rb.checksum(payload) != crc:
-            continue
-        d = rb.decode(payload)
-        if d.keys is not None:
-            for delta, key in zip(d.deltas, d.keys):
-                if key is not None:
-                    latest[key] = base + delta
-    return latest
-
-
 def _rewrite(
-    conn: sqlite3.Connection,
+    conn: Any,
     row_id: int,
     base: int,
     ts: int,
@@ -126,8 +235,7 @@ def _rewrite(
     keep = [
         i
         for i, (delta, key) in enumerate(zip(d.deltas, d.keys))
-        if key is None
-        or (latest[key] == base + delta and not (d.values[i] is None and ts < horizon_ms))
+        if key is None or not _dropped(key, d.values[i], base + delta, ts, latest, horizon_ms)
     ]
     n = len(d.values)
     if len(keep) == n:

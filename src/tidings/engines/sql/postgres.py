@@ -43,6 +43,7 @@ from ...backoff import full_jitter
 from ...config import parse_duration, validate_name
 from ...errors import ConfigurationError, EngineProtocolError, EngineUnavailable, TidingsError
 from ...features import Features
+from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
 from .database import Writer
@@ -378,6 +379,9 @@ class PostgresEngine:
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)
+
+    def maintenance_status(self) -> MaintenanceStatus:
+        return self._maintainer.status()
 
     def close(self) -> None:
         self._maintainer.stop()

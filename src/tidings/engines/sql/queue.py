@@ -20,9 +20,9 @@ from ...config import QueueConfig
 from ...errors import AlreadyExists, AlreadySettled, LeaseLost, QueueNotFound
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
-from . import batched, pg_fast
+from . import batched, deadletter, pg_fast
 from .database import Writer
-from .deadletter import dead_letter, purge_rows, redrive_rows
+from .deadletter import dead_letter
 from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
 from .fifo import BLOCKED, promote
@@ -191,27 +191,19 @@ class SqlQueues(ExchangeStore):
 
     def sweep_expired(self, now: int) -> int:
         """Dead-letter messages whose TTL passed while nobody claimed them
-        (claims do it too); returns how many. Scans only queues with a TTL."""
-
-        def txn(conn: Any) -> int:
-            moved = 0
-            for config in [config_of(r[0]) for r in conn.execute("SELECT config FROM queues")]:
-                if config.ttl_s is None:
-                    continue
-                qid, _ = require(conn, config.name)
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? AND leased=0 "
-                    "AND expires_at<=?",
-                    (qid, now),
-                ).fetchall()
-                for row in rows:
-                    dead_letter(
-                        conn, qid, config, row, "expired", "ttl elapsed before delivery", now
+        (claims do it too); returns how many. Scans only queues with a TTL,
+        a page at a time (see :func:`deadletter.expired_pages`), each page moved in its
+        own short write transaction."""
+        rows = self._read(deadletter.fetch("SELECT config FROM queues", ()))
+        moved = 0
+        for config in (config_of(r[0]) for r in rows):
+            if config.ttl_s is not None:
+                for ids in deadletter.expired_pages(self._read, config.name, now):
+                    moved += self._w.run(
+                        partial(deadletter.sweep_page, queue=config.name, ids=ids, now=now),
+                        fsync=False,
                     )
-                moved += len(rows)
-            return moved
-
-        return self._w.run(txn, fsync=False)
+        return moved
 
     # ---- consuming --------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
@@ -350,32 +342,26 @@ class SqlQueues(ExchangeStore):
 
     # ---- dead letters -----------------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
-        def read(conn: Any) -> list[Delivery]:
-            _, config = require(conn, queue)
-            if config.dead_letter is None:
-                return []
-            dlq_id, _ = require(conn, config.dead_letter)
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE queue_id=? ORDER BY id",
-                (dlq_id,),
-            ).fetchall()
-            out = [delivery(config.dead_letter, r, "", 0) for r in rows]
-            return [
-                d._replace(delivery_count=int(d.headers.get("x-delivery-count", 0)))
-                for d in out
-                if d.headers.get("x-original-queue") == queue
-            ][:limit]
-
-        return self._read(read)  # type: ignore[no-any-return]
+        name, rows = deadletter.browse(self._read, queue, limit)
+        return [
+            d._replace(delivery_count=int(d.headers.get("x-delivery-count", 0)))
+            for d in (delivery(name, r, "", 0) for r in rows)
+        ]
 
     def redrive(self, queue: str, ids: Sequence[int] | None) -> int:
-        return self._w.run(
-            lambda conn: redrive_rows(conn, queue, ids, now_ms()),
-            channels=("queue:" + queue,),
+        return sum(
+            self._w.run(
+                partial(deadletter.redrive_rows, queue=queue, ids=page, now=now_ms()),
+                channels=("queue:" + queue,),
+            )
+            for page in deadletter.pages(self._read, queue, ids)
         )
 
     def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
-        return self._w.run(lambda conn: purge_rows(conn, queue, ids, now_ms()))
+        return sum(
+            self._w.run(partial(deadletter.purge_rows, queue=queue, ids=page, now=now_ms()))
+            for page in deadletter.pages(self._read, queue, ids)
+        )
 
 
 def _fast_publish(

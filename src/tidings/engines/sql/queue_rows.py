@@ -37,9 +37,10 @@ def require(conn: Any, name: str) -> tuple[int, QueueConfig]:
 
 
 def check_no_loop(conn: Any, config: QueueConfig) -> None:
-    """Follow the dead-letter chain; reaching this queue again would loop."""
+    """Follow the dead-letter chain (implicit ``<name>.dlq`` queues too, as
+    far as they exist); reaching this queue again would loop."""
     seen = [config.name]  # in chain order: the error shows the path as it runs
-    nxt = config.dead_letter
+    nxt: str | None = config.dead_letter_queue
     while nxt is not None:
         if nxt in seen:
             raise ConfigurationError(
@@ -48,7 +49,7 @@ def check_no_loop(conn: Any, config: QueueConfig) -> None:
             )
         seen.append(nxt)
         found = find(conn, nxt)
-        nxt = None if found is None else found[1].dead_letter
+        nxt = None if found is None else found[1].dead_letter_queue
 
 
 def delivery(queue: str, row: Sequence[Any], receipt: str, until: int) -> Delivery:
