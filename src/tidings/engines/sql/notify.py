@@ -1,11 +1,18 @@
 """Cross-process wake-ups for the SQLite engine, without polling a core.
 
-Each waiting consumer binds a Unix datagram socket in ``<db>.notify/``;
-after a commit the writer sends the changed channel's name to every socket
-there. A datagram sent between ``arm()`` (drain) and ``wait()`` stays queued
-in the socket, so no wake-up is lost. Sockets of dead processes refuse the
-datagram and are removed. A full socket buffer already holds a wake-up, so
-that send is simply dropped.
+Each waiting consumer binds one Unix datagram socket and registers it under
+every channel it waits on: ``<db>.notify/<channel hash>/<waiter>`` (the
+first entry is the bound socket, the others hard links to it). After a
+commit the writer lists the directory of each channel it touched and sends
+one datagram to each waiter found there, so a commit costs nothing for
+waiters of other channels and wakes no one else.
+
+No wake-up is lost: a waiter is registered before it reads, and the writer
+lists the directories afresh after every commit (no cache), so a commit the
+waiter's read missed finds the registration. A datagram sent between
+``arm()`` (drain) and ``wait()`` stays queued in the socket. Sockets of
+dead processes refuse the datagram and are unlinked. A full socket buffer
+already holds a wake-up, so that send is simply dropped.
 """
 
 from __future__ import annotations
@@ -16,54 +23,55 @@ import os
 import select
 import socket
 import tempfile
-import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
+from functools import partial
+
+# A socket path holds at most 107 bytes: <directory>/<12 hex>/<name <= 22>.
+_MAX_DIRECTORY = 70
+_WAKE = b"\x01"
 
 
 def _dir_for(db_path: str) -> str:
-    """Socket paths are limited to ~107 bytes, so long database paths get a
-    short directory under the temp dir, named from the path's hash."""
+    """Long database paths get a short directory under the temp dir, named
+    from the path's hash, so socket paths stay within the limit."""
     direct = db_path + ".notify"
-    if len(direct) < 80:
+    if len(direct) <= _MAX_DIRECTORY:
         return direct
     digest = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"tidings-{digest}.notify")
 
 
+def channel_dir(directory: str, channel: str) -> str:
+    """Where the waiters of ``channel`` register (any name, fixed length)."""
+    return os.path.join(directory, hashlib.sha1(channel.encode()).hexdigest()[:12])
+
+
 class Notifier:
-    """Sends wake-ups to every socket in the directory."""
+    """Sends one wake-up to each waiter of the channels a commit touched."""
 
     def __init__(self, db_path: str) -> None:
         self.directory = _dir_for(db_path)
         os.makedirs(self.directory, exist_ok=True)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
-        self._lock = threading.Lock()
-        self._mtime = -1
-        self._targets: list[str] = []
-
-    def _refresh(self) -> list[str]:
-        try:
-            mtime = os.stat(self.directory).st_mtime_ns
-        except FileNotFoundError:  # nobody is waiting (the last one removed it)
-            return []
-        if mtime != self._mtime:
-            self._mtime = mtime
-            self._targets = [e.path for e in os.scandir(self.directory)]
-        return self._targets
 
     def notify(self, channels: Iterable[str]) -> None:
-        message = "\n".join(sorted(set(channels))).encode()[:4096]
-        if not message:
-            return
-        with self._lock:
-            for path in self._refresh():
-                self._send(path, message)
+        woken: set[str] = set()  # a waiter of several touched channels: once
+        for channel in set(channels):
+            folder = channel_dir(self.directory, channel)
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:  # nobody waits on it
+                continue
+            for name in names:
+                if name not in woken:
+                    woken.add(name)
+                    self._send(os.path.join(folder, name))
 
-    def _send(self, path: str, message: bytes) -> None:
+    def _send(self, path: str) -> None:
         try:
-            self._sock.sendto(message, path)
+            self._sock.sendto(_WAKE, path)
         except BlockingIOError:
             pass  # buffer full: a wake-up is already pending there
         except (ConnectionRefusedError, FileNotFoundError):
@@ -83,13 +91,31 @@ class SocketWaiter:
 
     def __init__(self, directory: str, channels: Collection[str]) -> None:
         SocketWaiter._counter += 1
-        self.path = os.path.join(directory, f"{os.getpid()}-{SocketWaiter._counter}-{id(self):x}")
-        self._channels = frozenset(channels)
+        self._name = f"{os.getpid():x}-{SocketWaiter._counter:x}-{os.urandom(3).hex()}"
+        self._folders = sorted({channel_dir(directory, c) for c in channels})
+        self._root = directory
+        self._paths: list[str] = []
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        os.makedirs(directory, exist_ok=True)  # another process may have removed it
-        self._sock.bind(self.path)
+        try:
+            self._register()
+        except BaseException:
+            self.close()
+            raise
         self._sock.setblocking(False)
         self._pending = False
+
+    def _register(self) -> None:
+        for folder in self._folders:
+            path = os.path.join(folder, self._name)
+            if self._paths:
+                _retry_in(folder, partial(os.link, self._paths[0], path))
+            else:
+                _retry_in(folder, partial(self._sock.bind, path))
+            self._paths.append(path)
+
+    def fileno(self) -> int:
+        """The socket: readable when a wake-up is pending (for event loops)."""
+        return self._sock.fileno()
 
     def arm(self) -> None:
         self._pending = self._drain()
@@ -98,13 +124,10 @@ class SocketWaiter:
         hit = False
         while True:
             try:
-                data = self._sock.recv(8192)
+                self._sock.recv(64)
             except (BlockingIOError, OSError):
                 return hit
-            hit = hit or self._matches(data)
-
-    def _matches(self, data: bytes) -> bool:
-        return bool(self._channels.intersection(data.decode(errors="replace").split("\n")))
+            hit = True
 
     def wait(self, timeout: float) -> bool:
         if self._pending:
@@ -121,8 +144,26 @@ class SocketWaiter:
 
     def close(self) -> None:
         self._sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        for path in self._paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for folder in self._folders:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only succeeds when no other waiter is left
+        self._paths = []
+
+
+def _retry_in(folder: str, make: Callable[[], object]) -> None:
+    """Create an entry in ``folder``, re-creating the folder should a
+    closing waiter remove it (empty) between our mkdir and our entry."""
+    for _ in range(100):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            make()
+            return
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"cannot register a waiter in {folder}")
 
 
 _now = time.monotonic
