@@ -393,17 +393,16 @@ class SqlLog:
 
     # ---- maintenance ----------------------------------------------------
     def enforce_retention(self, topic: str, now_ms: int) -> int:
-        tid, _ = self._topic(topic, refresh=True)
-
-        def txn(conn: sqlite3.Connection) -> int:
-            config = _config(
-                conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()[0]
-            )
-            return sum(
-                retain_partition(conn, tid, p, config, now_ms) for p in range(config.partitions)
-            )
-
-        return self._w.run(txn)
+        """Remove what the topic's limits no longer keep, a page of batches
+        per transaction (see ``RETENTION_PAGE``) so no writer waits long."""
+        tid, config = self._topic(topic, refresh=True)
+        removed = 0
+        for p in range(config.partitions):
+            more = True
+            while more:
+                gone, more = self._w.run(partial(_retain_page, tid=tid, partition=p, now=now_ms))
+                removed += gone
+        return removed
 
     def compact(self, topic: str, now_ms: int) -> int:
         tid, config = self._topic(topic, refresh=True)
@@ -445,6 +444,15 @@ def _append_txn(
         out[p] = AppendResult(base, n, ts)
     forward(conn, topic, batches, out)
     return out
+
+
+def _retain_page(
+    conn: sqlite3.Connection, *, tid: int, partition: int, now: int
+) -> tuple[int, bool]:
+    row = conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()
+    if row is None:  # deleted meanwhile
+        return 0, False
+    return retain_partition(conn, tid, partition, _config(row[0]), now)
 
 
 def _first_at_or_after(records: list[Record], offset: int) -> int:
