@@ -416,6 +416,26 @@ class SqlLog:
         )
 
 
+_INSERT_BATCH = (
+    "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
+    "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_BATCH_COLUMNS = (
+    "topic_id",
+    "partition",
+    "base_offset",
+    "last_offset",
+    "count",
+    "ts",
+    "crc",
+    "size",
+    "payload",
+)
+# Partitions reserved per statement: 3 parameters each, well under SQLite's
+# 32,766 and PostgreSQL's 65,535 bound parameters.
+_RESERVE_CHUNK = 500
+
+
 def _append_txn(
     conn: sqlite3.Connection,
     *,
@@ -424,9 +444,35 @@ def _append_txn(
     topic: str,
     batches: Mapping[int, RecordColumns],
 ) -> dict[int, AppendResult]:
+    """Reserve every partition's offsets in one statement (per 500), then
+    insert all batch rows at once: a batch spread over many partitions costs
+    a few statements, not two per partition."""
+    reserved = _reserve(conn, tid, encoded, now_ms())
     out: dict[int, AppendResult] = {}
-    now = now_ms()
+    rows = []
     for p, (payload, n) in encoded.items():
+        nxt, ts = reserved[p]
+        base = nxt - n
+        rows.append(
+            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload)
+        )
+        out[p] = AppendResult(base, n, ts)
+    if len(rows) > 1 and hasattr(conn, "copy_rows"):  # PostgreSQL: one COPY round trip
+        conn.copy_rows("batches", _BATCH_COLUMNS, rows)
+    else:
+        conn.executemany(_INSERT_BATCH, rows)
+    forward(conn, topic, batches, out)
+    return out
+
+
+def _reserve(
+    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]], now: int
+) -> dict[int, tuple[int, int]]:
+    """Add each partition's record count and bytes to its row; return its
+    new ``(next_offset, last_ts)``. Partitions in ascending order, so two
+    transactions lock PostgreSQL's rows in the same order."""
+    if len(encoded) == 1:
+        ((p, (payload, n)),) = encoded.items()
         row = conn.execute(
             "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, "
             "last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=? "
@@ -435,14 +481,25 @@ def _append_txn(
         ).fetchone()
         if row is None:
             raise _Stale()
-        base, ts = row[0] - n, row[1]
-        conn.execute(
-            "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
-            "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload),
-        )
-        out[p] = AppendResult(base, n, ts)
-    forward(conn, topic, batches, out)
+        return {p: (row[0], row[1])}
+    ordered = sorted(encoded)
+    out: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(ordered), _RESERVE_CHUNK):
+        chunk = ordered[start : start + _RESERVE_CHUNK]
+        params: list[int] = [now]
+        for p in chunk:
+            params += (p, encoded[p][1], len(encoded[p][0]))
+        values = ",".join(["(?,?,?)"] * len(chunk))
+        rows = conn.execute(
+            "UPDATE partitions SET next_offset=next_offset+v.column2, bytes=bytes+v.column3, "
+            f"last_ts=max(last_ts, ?) FROM (VALUES {values}) AS v "
+            "WHERE topic_id=? AND partition=v.column1 "
+            "RETURNING partition, next_offset, last_ts",
+            [*params, tid],
+        ).fetchall()
+        out.update((r[0], (r[1], r[2])) for r in rows)
+    if len(out) != len(encoded):
+        raise _Stale()
     return out
 
 
