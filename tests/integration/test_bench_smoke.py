@@ -21,6 +21,7 @@ LOG_WORKLOADS = {
     "log.append.bandwidth",
     "log.e2e.latency",
     "log.backlog.flatness",
+    "log.append.spread",
     "log.idle_waiters",
 }
 
