@@ -23,6 +23,7 @@ LOG_WORKLOADS = {
     "log.backlog.flatness",
     "log.append.spread",
     "log.idle_waiters",
+    "log.retention.space",
 }
 
 
@@ -59,7 +60,7 @@ def test_log_bench_on_memory_reports_latency_as_unsupported(
     lines = run_bench(["log", "--url", "memory://"], capsys)
     assert_shape(lines)
     errors = {ln["workload"] for ln in lines if "error" in ln}
-    assert errors == {"log.e2e.latency", "log.idle_waiters"}  # memory:// is one process
+    assert errors == {"log.e2e.latency", "log.idle_waiters", "log.retention.space"}
     assert {ln["engine"] for ln in lines} == {"disk", "tidings-memory"}
 
 

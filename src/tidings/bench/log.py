@@ -18,6 +18,7 @@ from .disk import disk_bandwidth, disk_fdatasync, process_write_bytes
 from .harness import Bench, Line, Stopwatch, Workload, rate
 from .latency import e2e_latency
 from .peers import Peer, all_peers, measure
+from .space import retention_space
 from .spread import append_spread
 from .waiters import idle_waiters
 
@@ -205,6 +206,7 @@ TIDINGS_WORKLOADS: list[Workload] = [
     Workload("log.backlog.flatness", backlog_flatness),
     Workload("log.append.spread", append_spread),
     Workload("log.idle_waiters", idle_waiters),
+    Workload("log.retention.space", retention_space),
 ]
 
 
