@@ -90,3 +90,13 @@ def test_waiter_of_several_channels_is_woken_once_per_commit(tmp_path: Path) -> 
     assert os.listdir(notifier.directory) == []
     notifier.close()
     assert not os.path.exists(notifier.directory)
+
+
+def test_registrations_of_dead_waiters_are_removed_by_the_next_commit(tmp_path: Path) -> None:
+    notifier = Notifier(str(tmp_path / "dead.db"))
+    waiter = SocketWaiter(notifier.directory, ["log:gone"])
+    waiter._sock.close()  # as if its process died: the registration stays
+    assert len(os.listdir(notifier.directory)) == 1
+    notifier.notify(["log:gone"])
+    assert os.listdir(notifier.directory) == []
+    notifier.close()

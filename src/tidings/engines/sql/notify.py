@@ -77,6 +77,7 @@ class Notifier:
         except (ConnectionRefusedError, FileNotFoundError):
             with contextlib.suppress(OSError):
                 os.unlink(path)  # its process is gone
+                os.rmdir(os.path.dirname(path))  # only succeeds when it was the last
 
     def close(self) -> None:
         self._sock.close()
