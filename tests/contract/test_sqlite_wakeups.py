@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import select
+import threading
+import time
 from pathlib import Path
 
 from tidings import Client
@@ -98,5 +100,37 @@ def test_registrations_of_dead_waiters_are_removed_by_the_next_commit(tmp_path: 
     waiter._sock.close()  # as if its process died: the registration stays
     assert len(os.listdir(notifier.directory)) == 1
     notifier.notify(["log:gone"])
+    assert os.listdir(notifier.directory) == []
+    notifier.close()
+
+
+def test_waiters_registering_and_closing_at_once_all_wake(tmp_path: Path) -> None:
+    """Threads register and close waiters on one channel at the same time
+    (a closing waiter removes the channel's directory when it was the last):
+    every registration succeeds and every waiter is woken by the commit
+    that follows it."""
+    notifier = Notifier(str(tmp_path / "race.db"))
+    errors: list[BaseException] = []
+    missed = 0
+    stop = time.monotonic() + 2.0
+
+    def churn() -> None:
+        nonlocal missed
+        try:
+            while time.monotonic() < stop:
+                waiter = SocketWaiter(notifier.directory, ["log:a", "log:b"])
+                waiter.arm()
+                notifier.notify(["log:a"])
+                missed += not waiter.wait(1.0)
+                waiter.close()
+        except BaseException as exc:  # a thread cannot fail the test: the assert below does
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and missed == 0
     assert os.listdir(notifier.directory) == []
     notifier.close()

@@ -156,13 +156,14 @@ class SocketWaiter:
 
 def _retry_in(folder: str, make: Callable[[], object]) -> None:
     """Create an entry in ``folder``, re-creating the folder should a
-    closing waiter remove it (empty) between our mkdir and our entry."""
+    closing waiter remove it (empty) between our mkdir and our entry (or
+    within ``makedirs``, which then reports it as existing)."""
     for _ in range(100):
         try:
             os.makedirs(folder, exist_ok=True)
             make()
             return
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):
             continue
     raise FileNotFoundError(f"cannot register a waiter in {folder}")
 
