@@ -431,9 +431,14 @@ _BATCH_COLUMNS = (
     "size",
     "payload",
 )
-# Partitions reserved per statement: 3 parameters each, well under SQLite's
-# 32,766 and PostgreSQL's 65,535 bound parameters.
+# Partitions reserved per SQLite statement: 3 parameters each, well under
+# its 32,766 bound parameters.
 _RESERVE_CHUNK = 500
+_RESERVE_ARRAYS = (
+    "UPDATE partitions SET next_offset=next_offset+v.n, bytes=bytes+v.b, "
+    "last_ts=max(last_ts, ?) FROM unnest(?::int[], ?::bigint[], ?::bigint[]) AS v(p, n, b) "
+    "WHERE topic_id=? AND partition=v.p RETURNING partition, next_offset, last_ts"
+)
 
 
 def _append_txn(
@@ -483,24 +488,48 @@ def _reserve(
             raise _Stale()
         return {p: (row[0], row[1])}
     ordered = sorted(encoded)
-    out: dict[int, tuple[int, int]] = {}
+    if hasattr(conn, "copy_rows"):  # PostgreSQL: three array parameters, one plan
+        rows = conn.execute(
+            _RESERVE_ARRAYS,
+            (
+                now,
+                ordered,
+                [encoded[p][1] for p in ordered],
+                [len(encoded[p][0]) for p in ordered],
+                tid,
+            ),
+        ).fetchall()
+    else:
+        rows = _reserve_values(conn, tid, encoded, ordered, now)
+    out = {r[0]: (r[1], r[2]) for r in rows}
+    if len(out) != len(encoded):
+        raise _Stale()
+    return out
+
+
+def _reserve_values(
+    conn: sqlite3.Connection,
+    tid: int,
+    encoded: Mapping[int, tuple[bytes, int]],
+    ordered: list[int],
+    now: int,
+) -> list[Any]:
+    """SQLite has no arrays: a VALUES list per 500 partitions."""
+    rows: list[Any] = []
     for start in range(0, len(ordered), _RESERVE_CHUNK):
         chunk = ordered[start : start + _RESERVE_CHUNK]
         params: list[int] = [now]
         for p in chunk:
             params += (p, encoded[p][1], len(encoded[p][0]))
         values = ",".join(["(?,?,?)"] * len(chunk))
-        rows = conn.execute(
+        rows += conn.execute(
             "UPDATE partitions SET next_offset=next_offset+v.column2, bytes=bytes+v.column3, "
             f"last_ts=max(last_ts, ?) FROM (VALUES {values}) AS v "
             "WHERE topic_id=? AND partition=v.column1 "
             "RETURNING partition, next_offset, last_ts",
             [*params, tid],
         ).fetchall()
-        out.update((r[0], (r[1], r[2])) for r in rows)
-    if len(out) != len(encoded):
-        raise _Stale()
-    return out
+    return rows
 
 
 def _retain_page(
