@@ -29,11 +29,12 @@ from ...errors import (
 from ...groups.coordinator import GroupState
 from ...message import Record, TopicPartition
 from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordColumns, T
-from .._common import check_batches, check_partition, now_ms
+from .._common import check_batches, check_partition
 from . import recordbatch as rb
+from .append import Stale, append_txn
 from .database import Writer
 from .dialect import SQLITE, Dialect
-from .forward import bound_queues, forward
+from .forward import bound_queues
 from .maintenance import compact_partition, retain_partition
 
 _READ = (
@@ -82,10 +83,6 @@ class _Reader:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return read_retrying(self._connect, lambda conn: conn.execute(sql, params), self._translate)
-
-
-class _Stale(Exception):
-    """The cached topic id no longer exists (deleted by another process)."""
 
 
 class SqlLog:
@@ -237,11 +234,11 @@ class SqlLog:
             queues = bound_queues(self._reader(), topic)
             try:
                 return self._w.run(
-                    partial(_append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
+                    partial(append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
                 )
-            except _Stale:
+            except Stale:
                 continue
         raise TopicNotFound(f"topic {topic!r} does not exist")
 
@@ -261,9 +258,9 @@ class SqlLog:
         }
         ours = self._dialect.wrap(conn)
         try:
-            result = _append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
+            result = append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
             self._dialect.notify_in(ours, "log:" + topic)
-        except _Stale:
+        except Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None
         except Exception as exc:
             err = self._translate(exc)
@@ -414,122 +411,6 @@ class SqlLog:
             self._w.run(lambda conn, p=p: compact_partition(conn, tid, p, horizon))  # type: ignore[misc]
             for p in range(config.partitions)
         )
-
-
-_INSERT_BATCH = (
-    "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
-    "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)"
-)
-_BATCH_COLUMNS = (
-    "topic_id",
-    "partition",
-    "base_offset",
-    "last_offset",
-    "count",
-    "ts",
-    "crc",
-    "size",
-    "payload",
-)
-# Partitions reserved per SQLite statement: 3 parameters each, well under
-# its 32,766 bound parameters.
-_RESERVE_CHUNK = 500
-_RESERVE_ARRAYS = (
-    "UPDATE partitions SET next_offset=next_offset+v.n, bytes=bytes+v.b, "
-    "last_ts=max(last_ts, ?) FROM unnest(?::int[], ?::bigint[], ?::bigint[]) AS v(p, n, b) "
-    "WHERE topic_id=? AND partition=v.p RETURNING partition, next_offset, last_ts"
-)
-
-
-def _append_txn(
-    conn: sqlite3.Connection,
-    *,
-    tid: int,
-    encoded: Mapping[int, tuple[bytes, int]],
-    topic: str,
-    batches: Mapping[int, RecordColumns],
-) -> dict[int, AppendResult]:
-    """Reserve every partition's offsets in one statement (per 500), then
-    insert all batch rows at once: a batch spread over many partitions costs
-    a few statements, not two per partition."""
-    reserved = _reserve(conn, tid, encoded, now_ms())
-    out: dict[int, AppendResult] = {}
-    rows = []
-    for p, (payload, n) in encoded.items():
-        nxt, ts = reserved[p]
-        base = nxt - n
-        rows.append(
-            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload)
-        )
-        out[p] = AppendResult(base, n, ts)
-    if len(rows) > 1 and hasattr(conn, "copy_rows"):  # PostgreSQL: one COPY round trip
-        conn.copy_rows("batches", _BATCH_COLUMNS, rows)
-    else:
-        conn.executemany(_INSERT_BATCH, rows)
-    forward(conn, topic, batches, out)
-    return out
-
-
-def _reserve(
-    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]], now: int
-) -> dict[int, tuple[int, int]]:
-    """Add each partition's record count and bytes to its row; return its
-    new ``(next_offset, last_ts)``. Partitions in ascending order, so two
-    transactions lock PostgreSQL's rows in the same order."""
-    if len(encoded) == 1:
-        ((p, (payload, n)),) = encoded.items()
-        row = conn.execute(
-            "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, "
-            "last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=? "
-            "RETURNING next_offset, last_ts",
-            (n, len(payload), now, tid, p),
-        ).fetchone()
-        if row is None:
-            raise _Stale()
-        return {p: (row[0], row[1])}
-    ordered = sorted(encoded)
-    if hasattr(conn, "copy_rows"):  # PostgreSQL: three array parameters, one plan
-        rows = conn.execute(
-            _RESERVE_ARRAYS,
-            (
-                now,
-                ordered,
-                [encoded[p][1] for p in ordered],
-                [len(encoded[p][0]) for p in ordered],
-                tid,
-            ),
-        ).fetchall()
-    else:
-        rows = _reserve_values(conn, tid, encoded, ordered, now)
-    out = {r[0]: (r[1], r[2]) for r in rows}
-    if len(out) != len(encoded):
-        raise _Stale()
-    return out
-
-
-def _reserve_values(
-    conn: sqlite3.Connection,
-    tid: int,
-    encoded: Mapping[int, tuple[bytes, int]],
-    ordered: list[int],
-    now: int,
-) -> list[Any]:
-    """SQLite has no arrays: a VALUES list per 500 partitions."""
-    rows: list[Any] = []
-    for start in range(0, len(ordered), _RESERVE_CHUNK):
-        chunk = ordered[start : start + _RESERVE_CHUNK]
-        params: list[int] = [now]
-        for p in chunk:
-            params += (p, encoded[p][1], len(encoded[p][0]))
-        values = ",".join(["(?,?,?)"] * len(chunk))
-        rows += conn.execute(
-            "UPDATE partitions SET next_offset=next_offset+v.column2, bytes=bytes+v.column3, "
-            f"last_ts=max(last_ts, ?) FROM (VALUES {values}) AS v "
-            "WHERE topic_id=? AND partition=v.column1 "
-            "RETURNING partition, next_offset, last_ts",
-            [*params, tid],
-        ).fetchall()
-    return rows
 
 
 def _retain_page(
