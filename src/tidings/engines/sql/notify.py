@@ -94,7 +94,6 @@ class SocketWaiter:
         SocketWaiter._counter += 1
         self._name = f"{os.getpid():x}-{SocketWaiter._counter:x}-{os.urandom(3).hex()}"
         self._folders = sorted({channel_dir(directory, c) for c in channels})
-        self._root = directory
         self._paths: list[str] = []
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
