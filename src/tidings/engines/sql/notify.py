@@ -12,7 +12,10 @@ lists the directories afresh after every commit (no cache), so a commit the
 waiter's read missed finds the registration. A datagram sent between
 ``arm()`` (drain) and ``wait()`` stays queued in the socket. Sockets of
 dead processes refuse the datagram and are unlinked. A full socket buffer
-already holds a wake-up, so that send is simply dropped.
+already holds a wake-up, so that send is simply dropped. Channel
+directories stay until an engine closes (re-creating one per wait would
+cost more than the wait's socket); a waiter whose directory was removed
+meanwhile creates it again.
 """
 
 from __future__ import annotations
@@ -77,12 +80,17 @@ class Notifier:
         except (ConnectionRefusedError, FileNotFoundError):
             with contextlib.suppress(OSError):
                 os.unlink(path)  # its process is gone
-                os.rmdir(os.path.dirname(path))  # only succeeds when it was the last
 
     def close(self) -> None:
+        """Remove the channel directories no waiter uses any more (they are
+        kept while the engine is open: re-creating one per wait costs more
+        than the wait's own socket), then the directory if it is empty."""
         self._sock.close()
         with contextlib.suppress(OSError):
-            os.rmdir(self.directory)  # only succeeds when no waiter is left
+            for entry in os.scandir(self.directory):
+                with contextlib.suppress(OSError):
+                    os.rmdir(entry.path)  # only succeeds when empty
+            os.rmdir(self.directory)
 
 
 class SocketWaiter:
@@ -147,23 +155,19 @@ class SocketWaiter:
         for path in self._paths:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        for folder in self._folders:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only succeeds when no other waiter is left
         self._paths = []
 
 
 def _retry_in(folder: str, make: Callable[[], object]) -> None:
-    """Create an entry in ``folder``, re-creating the folder should a
-    closing waiter remove it (empty) between our mkdir and our entry (or
-    within ``makedirs``, which then reports it as existing)."""
+    """Create an entry in ``folder``, creating the folder when missing (or
+    removed meanwhile by a closing engine) and trying again."""
     for _ in range(100):
         try:
-            os.makedirs(folder, exist_ok=True)
             make()
             return
-        except (FileNotFoundError, FileExistsError):
-            continue
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError, FileNotFoundError):
+                os.makedirs(folder, exist_ok=True)
     raise FileNotFoundError(f"cannot register a waiter in {folder}")
 
 
