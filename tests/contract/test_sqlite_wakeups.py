@@ -19,6 +19,8 @@ def _readable(waiter: SocketWaiter, timeout: float) -> bool:
 
 
 def _registrations(directory: str) -> list[str]:
+    if not os.path.exists(directory):  # removed by the last engine to close
+        return []
     return [name for folder in os.scandir(directory) for name in os.listdir(folder.path)]
 
 
