@@ -20,6 +20,9 @@ LOG_WORKLOADS = {
     "log.append.bandwidth",
     "log.e2e.latency",
     "log.backlog.flatness",
+    "log.append.spread",
+    "log.idle_waiters",
+    "log.retention.space",
 }
 
 
@@ -54,7 +57,7 @@ def test_log_bench_on_memory_reports_latency_as_unsupported(
     lines = run_bench(["log", "--url", "memory://"], capsys)
     assert_shape(lines)
     errors = {ln["workload"] for ln in lines if "error" in ln}
-    assert errors == {"log.e2e.latency"}  # memory:// cannot span two processes
+    assert errors == {"log.e2e.latency", "log.idle_waiters", "log.retention.space"}
     assert {ln["engine"] for ln in lines} == {"disk", "tidings-memory"}
 
 

@@ -191,3 +191,12 @@ def test_host_of_the_other_byte_order_writes_and_reads_the_same_layout(
     assert rb.encode(values, keys, deltas=deltas) == _batch_by_hand(other)
     d = rb.decode(_batch_by_hand(other))
     assert (d.values, list(d.keys or []), list(d.deltas)) == (values, keys, deltas)
+
+@given(st.binary(max_size=40), st.one_of(st.none(), st.lists(maybe_bytes, min_size=1, max_size=1)))
+def test_one_record_shortcut_writes_the_general_layout(
+    value: bytes, keys: list[bytes | None] | None
+) -> None:
+    """A one-record batch (a batch spread over many partitions gives many)
+    is encoded by a shortcut into exactly the bytes of the general encoder."""
+    assert rb.encode([value], keys) == rb.encode_columns([value], keys)
+    assert rb.decode(rb.encode([value], keys)).values == [value]

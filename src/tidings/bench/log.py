@@ -18,6 +18,9 @@ from .disk import disk_bandwidth, disk_fdatasync, process_write_bytes
 from .harness import Bench, Line, Stopwatch, Workload, rate
 from .latency import e2e_latency
 from .peers import Peer, all_peers, measure
+from .space import retention_space
+from .spread import append_spread
+from .waiters import idle_waiters
 
 RECORD = b"r" * 100  # 100-byte records (DESIGN.md, Performance)
 BATCH = 1_000
@@ -201,6 +204,9 @@ TIDINGS_WORKLOADS: list[Workload] = [
     Workload("log.append.bandwidth", append_bandwidth),
     Workload("log.e2e.latency", e2e_latency),
     Workload("log.backlog.flatness", backlog_flatness),
+    Workload("log.append.spread", append_spread),
+    Workload("log.idle_waiters", idle_waiters),
+    Workload("log.retention.space", retention_space),
 ]
 
 

@@ -18,12 +18,13 @@ from .disk import disk_fdatasync
 from .harness import Bench, Line, Workload
 from .peers import Peer, all_peers, measure
 from .queue_tidings import WORKLOADS as QUEUE_WORKLOADS
+from .space import drain_space
 
 BODY_BYTES = 256  # DESIGN.md: queue workloads use 256-byte bodies
 PUBLISH, CONSUME = "queue.publish.batched", "queue.consume.ack"
 COMPARED = (PUBLISH, CONSUME)
 
-TIDINGS_WORKLOADS: list[Workload] = list(QUEUE_WORKLOADS)
+TIDINGS_WORKLOADS: list[Workload] = [*QUEUE_WORKLOADS, Workload("queue.drain.space", drain_space)]
 
 
 def _peer_workload(peer: Peer) -> Workload:

@@ -35,8 +35,20 @@ GATHER_S = 0.0005
 _FORMAT = "tidings"
 
 
-def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
+SECURE_DELETE_PRAGMA = {"fast": "FAST", "on": "ON", "off": "OFF"}
+# What the WAL file keeps after a checkpoint resets it: without a limit it
+# stays as large as the largest transaction ever written, until the last
+# connection closes.
+JOURNAL_SIZE_LIMIT = 16 << 20
+
+
+def connect(path: str, busy_timeout_s: float, secure_delete: str = "fast") -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
+
+    ``secure_delete``: ``fast`` (default) zeroes deleted content only in
+    pages that are written anyway; ``on`` overwrites every freed page (full
+    erasure, about twice the bytes written for deletes); ``off`` leaves
+    deleted bytes in free pages. Chosen here because SQLite builds differ.
 
     A file that is not a tidings database is refused before anything is
     written to it (WAL mode rewrites the file header): see :func:`refuse_foreign`."""
@@ -45,15 +57,24 @@ def connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
         conn = sqlite3.connect(
             path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # A new file: only now (before any page is written) can the file
+            # be made to give space back (see vacuum.py).
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as exc:
         raise EngineUnavailable(
             f"{path} cannot be opened as a tidings database ({exc}); "
             "check the path, or point --url at a new file"
         ) from exc
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA wal_autocheckpoint=4000")
+    for pragma in (
+        "synchronous=FULL",
+        "foreign_keys=OFF",
+        "wal_autocheckpoint=4000",
+        f"secure_delete={SECURE_DELETE_PRAGMA[secure_delete]}",
+        f"journal_size_limit={JOURNAL_SIZE_LIMIT}",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
     return conn
 
 

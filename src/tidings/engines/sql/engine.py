@@ -15,11 +15,12 @@ from ...errors import ConfigurationError
 from ...features import Features
 from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
-from .database import SQLiteSession, Writer, connect, ensure_schema, translate
+from .database import SECURE_DELETE_PRAGMA, SQLiteSession, Writer, connect, ensure_schema, translate
 from .log import SqlLog
 from .maintenance import claim_maintenance
 from .notify import Notifier, SocketWaiter
 from .queue import SqlQueues
+from .vacuum import reclaim
 
 T = TypeVar("T")
 
@@ -38,13 +39,24 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
+def _secure_delete(value: str) -> str:
+    if value.lower() not in SECURE_DELETE_PRAGMA:
+        raise ConfigurationError(
+            f"secure_delete: {value!r} is not one of fast (default), on (overwrite "
+            "deleted content everywhere) or off"
+        )
+    return value.lower()
+
+
 class SQLiteEngine:
     """One SQLite file; safe to share between threads and processes on one host.
 
     URL options: ``lock_timeout`` (default ``60s``): how long a write waits
     for another process's transaction before :class:`EngineTimeout`;
     ``maintenance_interval`` (default ``60s``, ``0`` = off): how often one
-    process sharing the file applies retention and compaction.
+    process sharing the file applies retention and compaction and gives
+    free space back to the file system; ``secure_delete`` (``fast``,
+    default; ``on`` to overwrite deleted content everywhere; ``off``).
     """
 
     features = Features()
@@ -57,12 +69,13 @@ class SQLiteEngine:
         interval = parse_duration(
             options.pop("maintenance_interval", "60s"), "maintenance_interval"
         )
+        self._secure_delete = _secure_delete(options.pop("secure_delete", "fast"))
         if options:
             raise ConfigurationError(f"unknown SQLite URL option(s): {sorted(options)}")
         if os.path.isdir(path):
             raise ConfigurationError(f"{path} is a directory; the SQLite URL must name a file")
         self._busy = lock_timeout
-        first = connect(path, lock_timeout)
+        first = connect(path, lock_timeout, self._secure_delete)
         ensure_schema(first, path)
         self._notifier = Notifier(path)
         self._writer = Writer(SQLiteSession(first, lock_timeout), self._notifier.notify)
@@ -76,6 +89,7 @@ class SQLiteEngine:
             interval,
             partial(claim_maintenance, self._writer),
             self.queues.sweep_expired,
+            self.reclaim_space,
         )
         self._maintainer.start()
 
@@ -83,7 +97,7 @@ class SQLiteEngine:
         """A read connection per thread: sqlite3 connections are not for sharing."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, self._busy)
+            conn = connect(self.path, self._busy, self._secure_delete)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -94,6 +108,17 @@ class SQLiteEngine:
             return fn(self._reader())
         except sqlite3.Error as exc:
             raise translate(exc) from exc
+
+    def reclaim_space(self) -> int:
+        """Give free pages back to the file system (a maintenance round's
+        share); returns how many pages the file shrank by."""
+        conn = connect(self.path, self._busy, self._secure_delete)
+        try:
+            return reclaim(conn)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        finally:
+            conn.close()
 
     def waiter(self, channels: Collection[str]) -> SocketWaiter:
         return SocketWaiter(self._notifier.directory, channels)

@@ -36,11 +36,12 @@ from ...ports.log import (
     RecordColumns,
     T,
 )
-from .._common import check_batches, check_partition, now_ms
+from .._common import check_batches, check_partition
 from . import recordbatch as rb
+from .append import Stale, append_txn
 from .database import Writer
 from .dialect import SQLITE, Dialect
-from .forward import bound_queues, forward
+from .forward import bound_queues
 from .maintenance import compact_partition, retain_partition
 
 _READ = (
@@ -89,10 +90,6 @@ class _Reader:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return read_retrying(self._connect, lambda conn: conn.execute(sql, params), self._translate)
-
-
-class _Stale(Exception):
-    """The cached topic id no longer exists (deleted by another process)."""
 
 
 class SqlLog:
@@ -244,11 +241,11 @@ class SqlLog:
             queues = bound_queues(self._reader(), topic)
             try:
                 return self._w.run(
-                    partial(_append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
+                    partial(append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
                 )
-            except _Stale:
+            except Stale:
                 continue
         raise TopicNotFound(f"topic {topic!r} does not exist")
 
@@ -268,9 +265,9 @@ class SqlLog:
         }
         ours = self._dialect.wrap(conn)
         try:
-            result = _append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
+            result = append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
             self._dialect.notify_in(ours, "log:" + topic)
-        except _Stale:
+        except Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None
         except Exception as exc:
             err = self._translate(exc)
@@ -400,17 +397,16 @@ class SqlLog:
 
     # ---- maintenance ----------------------------------------------------
     def enforce_retention(self, topic: str, now_ms: int) -> int:
-        tid, _ = self._topic(topic, refresh=True)
-
-        def txn(conn: sqlite3.Connection) -> int:
-            config = _config(
-                conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()[0]
-            )
-            return sum(
-                retain_partition(conn, tid, p, config, now_ms) for p in range(config.partitions)
-            )
-
-        return self._w.run(txn)
+        """Remove what the topic's limits no longer keep, a page of batches
+        per transaction (see ``RETENTION_PAGE``) so no writer waits long."""
+        tid, config = self._topic(topic, refresh=True)
+        removed = 0
+        for p in range(config.partitions):
+            more = True
+            while more:
+                gone, more = self._w.run(partial(_retain_page, tid=tid, partition=p, now=now_ms))
+                removed += gone
+        return removed
 
     def compact(self, topic: str, now_ms: int) -> int:
         return self.compact_round(topic, now_ms).removed
@@ -430,34 +426,13 @@ class SqlLog:
         return Compaction(sum(n for n, _ in results), min(oldest) + keep_ms + 1 if oldest else None)
 
 
-def _append_txn(
-    conn: sqlite3.Connection,
-    *,
-    tid: int,
-    encoded: Mapping[int, tuple[bytes, int]],
-    topic: str,
-    batches: Mapping[int, RecordColumns],
-) -> dict[int, AppendResult]:
-    out: dict[int, AppendResult] = {}
-    now = now_ms()
-    for p, (payload, n) in encoded.items():
-        row = conn.execute(
-            "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, "
-            "last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=? "
-            "RETURNING next_offset, last_ts",
-            (n, len(payload), now, tid, p),
-        ).fetchone()
-        if row is None:
-            raise _Stale()
-        base, ts = row[0] - n, row[1]
-        conn.execute(
-            "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
-            "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload),
-        )
-        out[p] = AppendResult(base, n, ts)
-    forward(conn, topic, batches, out)
-    return out
+def _retain_page(
+    conn: sqlite3.Connection, *, tid: int, partition: int, now: int
+) -> tuple[int, bool]:
+    row = conn.execute("SELECT config FROM topics WHERE id=?", (tid,)).fetchone()
+    if row is None:  # deleted meanwhile
+        return 0, False
+    return retain_partition(conn, tid, partition, _config(row[0]), now)
 
 
 def _first_at_or_after(records: list[Record], offset: int) -> int:

@@ -34,39 +34,47 @@ def claim_maintenance(writer: Writer, interval_s: float) -> bool:
     return writer.run(txn, fsync=False)
 
 
+# Batches removed per retention transaction: a page costs a few ms, so a
+# producer waiting for the write lock meanwhile waits that long at most.
+RETENTION_PAGE = 100
+
+
 def retain_partition(
     conn: sqlite3.Connection, tid: int, partition: int, config: TopicConfig, now_ms: int
-) -> int:
-    """Delete the oldest whole batches past the time or size limit; return
-    how many records went. Offsets of what stays never change."""
+) -> tuple[int, bool]:
+    """Delete the oldest whole batches past the time or size limit, at most
+    ``RETENTION_PAGE`` of them; return how many records went and whether
+    more may be due (call again in a new transaction). Offsets of what stays
+    never change."""
     rows = conn.execute(
-        "SELECT id, last_offset, ts, size, count FROM batches "
-        "WHERE topic_id=? AND partition=? ORDER BY last_offset",
-        (tid, partition),
-    )
+        "SELECT last_offset, ts, size, count FROM batches "
+        "WHERE topic_id=? AND partition=? ORDER BY last_offset LIMIT ?",
+        (tid, partition, RETENTION_PAGE),
+    ).fetchall()
     total = conn.execute(
         "SELECT bytes FROM partitions WHERE topic_id=? AND partition=?", (tid, partition)
     ).fetchone()[0]
     cutoff = None if config.retention_s is None else now_ms - int(config.retention_s * 1000)
-    doomed: list[int] = []
-    removed = freed = 0
+    doomed = removed = freed = 0
     last = -1
-    for row_id, last_offset, ts, size, count in rows:
+    for last_offset, ts, size, count in rows:
         too_old = cutoff is not None and ts < cutoff
         too_big = config.retention_bytes is not None and total - freed > config.retention_bytes
         if not (too_old or too_big):
             break
-        doomed.append(row_id)
-        removed, freed, last = removed + count, freed + size, last_offset
-    rows.close()
+        doomed, removed, freed, last = doomed + 1, removed + count, freed + size, last_offset
     if not doomed:
-        return 0
-    conn.executemany("DELETE FROM batches WHERE id=?", [(i,) for i in doomed])
+        return 0, False
+    # The doomed batches are a prefix in offset order: one range delete.
+    conn.execute(
+        "DELETE FROM batches WHERE topic_id=? AND partition=? AND last_offset<=?",
+        (tid, partition, last),
+    )
     conn.execute(
         "UPDATE partitions SET first_offset=?, bytes=bytes-? WHERE topic_id=? AND partition=?",
         (last + 1, freed, tid, partition),
     )
-    return removed
+    return removed, doomed == RETENTION_PAGE
 
 
 # Compaction pages: batches read per statement, and batches (or bytes of

@@ -1,0 +1,87 @@
+"""``log.append.spread``: a ``send_batch`` whose records spread over many
+partitions, against the same batch into one partition.
+
+1,000 keyed 100-byte records per call, over 1, 100 and 1,000 partitions
+(keys chosen so every partition gets its share). The ratio is the rate
+against one partition; on SQLite, ``bytes_per_record`` is the file's
+growth per record stored (a one-record batch per partition costs a row)
+and ``written_per_record`` the bytes this process wrote per record (each
+partition touched dirties its own index pages).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from ..client.client import Client
+from ..partitioner import crc32_partition
+from .disk import process_write_bytes
+from .harness import Bench, Line, Stopwatch, rate
+
+RECORD = b"r" * 100
+BATCH = 1_000
+SPREADS = (1, 100, 1_000)
+
+
+def append_spread(bench: Bench) -> Iterator[Line]:
+    """One line per spread; ``ratio`` = its rate over the one-partition rate."""
+    count = bench.size(200_000, 5_000)
+    base = None
+    for partitions in SPREADS:
+        per_s, stored, written = _spread_once(bench, partitions, count)
+        base = base or per_s
+        extra = {}
+        if stored is not None and written is not None:  # a file of ours
+            extra = {"bytes_per_record": stored / count, "written_per_record": written / count}
+        yield bench.line(
+            "log.append.spread",
+            len(RECORD),
+            records_per_s=per_s,
+            partitions=partitions,
+            ratio=per_s / base,
+            records=count,
+            batch=BATCH,
+            **extra,
+        )
+
+
+def _spread_once(bench: Bench, partitions: int, count: int) -> tuple[float, int | None, int | None]:
+    slots = _keys_per_partition(partitions)
+    with bench.client() as (client, topic):
+        client.create_topic(topic, partitions=partitions)
+        producer = client.producer()
+        before = _file_bytes(client)
+        io_before = process_write_bytes()
+        with Stopwatch() as sw:
+            for start in range(0, count, BATCH):
+                n = min(BATCH, count - start)
+                producer.send_batch(topic, [RECORD] * n, keys=slots[:n])
+        io_after = process_write_bytes()
+        after = _file_bytes(client)
+    stored = None if before is None or after is None else after - before
+    written = None if io_before is None or io_after is None else io_after - io_before
+    return rate(count, sw.seconds), stored, written
+
+
+def _keys_per_partition(partitions: int) -> list[bytes]:
+    """``BATCH`` keys that the default partitioner sends to every partition
+    in turn (the worst spread), found by trying candidate keys."""
+    by_partition: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    share = -(-BATCH // partitions)
+    i = 0
+    while min(map(len, by_partition.values())) < share:
+        key = f"k{i}".encode()
+        by_partition[crc32_partition(key, partitions)].append(key)
+        i += 1
+    return [by_partition[j % partitions][j // partitions] for j in range(BATCH)]
+
+
+def _file_bytes(client: Client) -> int | None:
+    """The SQLite file with its WAL checkpointed in; None on other engines."""
+    if not client.url.startswith("sqlite:"):
+        return None
+    path = client.engine.path  # type: ignore[attr-defined]
+    conn = client.engine._reader()  # type: ignore[attr-defined]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return os.path.getsize(path)

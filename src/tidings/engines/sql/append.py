@@ -1,0 +1,136 @@
+"""The write path of a log append, for both SQL engines: offsets reserved
+for every partition of the call in one statement, then every batch row
+inserted at once, so a ``send_batch`` spread over many partitions costs a
+few statements rather than two per partition (see docs/benchmarks.md,
+``log.append.spread``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from ...ports.log import AppendResult, RecordColumns
+from .._common import now_ms
+from . import recordbatch as rb
+from .forward import forward
+
+
+class Stale(Exception):
+    """The cached topic id no longer exists (deleted by another process)."""
+
+
+_INSERT_BATCH = (
+    "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
+    "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_BATCH_COLUMNS = (
+    "topic_id",
+    "partition",
+    "base_offset",
+    "last_offset",
+    "count",
+    "ts",
+    "crc",
+    "size",
+    "payload",
+)
+# Partitions reserved per SQLite statement: 3 parameters each, well under
+# its 32,766 bound parameters.
+_RESERVE_CHUNK = 500
+_RESERVE_ARRAYS = (
+    "UPDATE partitions SET next_offset=next_offset+v.n, bytes=bytes+v.b, "
+    "last_ts=max(last_ts, ?) FROM unnest(?::int[], ?::bigint[], ?::bigint[]) AS v(p, n, b) "
+    "WHERE topic_id=? AND partition=v.p RETURNING partition, next_offset, last_ts"
+)
+
+
+def append_txn(
+    conn: sqlite3.Connection,
+    *,
+    tid: int,
+    encoded: Mapping[int, tuple[bytes, int]],
+    topic: str,
+    batches: Mapping[int, RecordColumns],
+) -> dict[int, AppendResult]:
+    """Reserve every partition's offsets in one statement (per 500), then
+    insert all batch rows at once: a batch spread over many partitions costs
+    a few statements, not two per partition."""
+    reserved = _reserve(conn, tid, encoded, now_ms())
+    out: dict[int, AppendResult] = {}
+    rows = []
+    for p, (payload, n) in encoded.items():
+        nxt, ts = reserved[p]
+        base = nxt - n
+        rows.append(
+            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload)
+        )
+        out[p] = AppendResult(base, n, ts)
+    if len(rows) > 1 and hasattr(conn, "copy_rows"):  # PostgreSQL: one COPY round trip
+        conn.copy_rows("batches", _BATCH_COLUMNS, rows)
+    else:
+        conn.executemany(_INSERT_BATCH, rows)
+    forward(conn, topic, batches, out)
+    return out
+
+
+def _reserve(
+    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]], now: int
+) -> dict[int, tuple[int, int]]:
+    """Add each partition's record count and bytes to its row; return its
+    new ``(next_offset, last_ts)``. Partitions in ascending order, so two
+    transactions lock PostgreSQL's rows in the same order."""
+    if len(encoded) == 1:
+        ((p, (payload, n)),) = encoded.items()
+        row = conn.execute(
+            "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, "
+            "last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=? "
+            "RETURNING next_offset, last_ts",
+            (n, len(payload), now, tid, p),
+        ).fetchone()
+        if row is None:
+            raise Stale()
+        return {p: (row[0], row[1])}
+    ordered = sorted(encoded)
+    if hasattr(conn, "copy_rows"):  # PostgreSQL: three array parameters, one plan
+        rows = conn.execute(
+            _RESERVE_ARRAYS,
+            (
+                now,
+                ordered,
+                [encoded[p][1] for p in ordered],
+                [len(encoded[p][0]) for p in ordered],
+                tid,
+            ),
+        ).fetchall()
+    else:
+        rows = _reserve_values(conn, tid, encoded, ordered, now)
+    out = {r[0]: (r[1], r[2]) for r in rows}
+    if len(out) != len(encoded):
+        raise Stale()
+    return out
+
+
+def _reserve_values(
+    conn: sqlite3.Connection,
+    tid: int,
+    encoded: Mapping[int, tuple[bytes, int]],
+    ordered: list[int],
+    now: int,
+) -> list[Any]:
+    """SQLite has no arrays: a VALUES list per 500 partitions."""
+    rows: list[Any] = []
+    for start in range(0, len(ordered), _RESERVE_CHUNK):
+        chunk = ordered[start : start + _RESERVE_CHUNK]
+        params: list[int] = [now]
+        for p in chunk:
+            params += (p, encoded[p][1], len(encoded[p][0]))
+        values = ",".join(["(?,?,?)"] * len(chunk))
+        rows += conn.execute(
+            "UPDATE partitions SET next_offset=next_offset+v.column2, bytes=bytes+v.column3, "
+            f"last_ts=max(last_ts, ?) FROM (VALUES {values}) AS v "
+            "WHERE topic_id=? AND partition=v.column1 "
+            "RETURNING partition, next_offset, last_ts",
+            [*params, tid],
+        ).fetchall()
+    return rows

@@ -1,0 +1,81 @@
+"""A ``send_batch`` spread over many partitions appends every partition's
+records with a few statements (not two per partition), and each partition
+gets its records at consecutive offsets, in order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tidings import Client
+from tidings.engines.sql import postgres
+from tidings.message import TopicPartition
+from tidings.partitioner import crc32_partition
+
+PARTITIONS = 1_000
+
+
+def _spread_keys(partitions: int, per_partition: int) -> list[bytes]:
+    """Keys the default partitioner sends to every partition in turn."""
+    by: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    i = 0
+    while min(map(len, by.values())) < per_partition:
+        key = f"k{i}".encode()
+        by[crc32_partition(key, partitions)].append(key)
+        i += 1
+    return [by[j % partitions][j // partitions] for j in range(partitions * per_partition)]
+
+
+def _check_spread(client: Client, topic: str, partitions: int) -> None:
+    keys = _spread_keys(partitions, 2)
+    producer = client.producer()
+    first = producer.send_batch(topic, [b"a%d" % i for i in range(len(keys))], keys=keys)
+    second = producer.send_batch(topic, [b"b%d" % i for i in range(len(keys))], keys=keys)
+    assert {(m.partition, m.offset) for m in first} == {
+        (p, o) for p in range(partitions) for o in (0, 1)
+    }
+    assert [m.offset for m in second][:partitions] == [2] * partitions
+    for p in (0, partitions // 2, partitions - 1):
+        with client.consumer(topic, assign=[TopicPartition(topic, p)], start="beginning") as c:
+            got = c.poll(timeout=5, max_records=10)
+        assert [r.offset for r in got] == [0, 1, 2, 3]
+        a, b = b"a%d" % p, b"a%d" % (p + partitions)
+        assert [r.value for r in got] == [a, b, b"b" + a[1:], b"b" + b[1:]]
+    assert sum(i.size for i in client.partitions(topic)) > 0
+
+
+def test_sqlite_spread_batch_reserves_offsets_in_one_statement(tmp_path: Path) -> None:
+    with Client(f"sqlite:///{tmp_path}/s.db?maintenance_interval=0") as client:
+        client.create_topic("spread", partitions=PARTITIONS)
+        statements: Counter[str] = Counter()
+        conn = client.engine._writer._session.conn  # type: ignore[attr-defined]
+        conn.set_trace_callback(lambda sql: statements.update([sql.split(" SET ")[0][:30]]))
+        _check_spread(client, "spread", PARTITIONS)
+        conn.set_trace_callback(None)
+    # 2 calls × 1,000 partitions: one reservation statement per 500 partitions.
+    assert statements["UPDATE partitions"] <= 4
+
+
+def test_postgres_spread_batch_costs_a_few_round_trips(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Client(pg_schema_url) as client:
+        client.create_topic("spread", partitions=PARTITIONS)
+        calls: Counter[str] = Counter()
+        execute, copy_rows = postgres.PgConnection.execute, postgres.PgConnection.copy_rows
+
+        def counted_execute(self: postgres.PgConnection, sql: str, params=()):  # type: ignore[no-untyped-def]
+            calls[" ".join(sql.split()[:3])] += 1
+            return execute(self, sql, params)
+
+        def counted_copy(self: postgres.PgConnection, table, columns, rows):  # type: ignore[no-untyped-def]
+            calls["COPY " + table] += 1
+            return copy_rows(self, table, columns, rows)
+
+        monkeypatch.setattr(postgres.PgConnection, "execute", counted_execute)
+        monkeypatch.setattr(postgres.PgConnection, "copy_rows", counted_copy)
+        _check_spread(client, "spread", PARTITIONS)
+    assert calls["UPDATE partitions SET"] <= 4
+    assert calls["INSERT INTO batches(topic_id,"] == 0 and calls["COPY batches"] == 2
