@@ -98,3 +98,24 @@ def test_webhook_alerts_and_long_pause_alert() -> None:
         server.shutdown()
         server.server_close()
     time.sleep(0)  # keep the import used on every path
+
+
+def test_a_slow_queue_handler_keeps_its_leases() -> None:
+    """Handling longer than the lease: the runtime extends it, so no other
+    consumer gets the message meanwhile and it is handled once."""
+    app = App("svc")
+    calls: list[bytes] = []
+    started = threading.Event()
+
+    @app.handler(queue="slow")
+    def h(payload: bytes) -> None:
+        calls.append(payload)
+        started.set()
+        time.sleep(1.6)
+
+    with running(app, prepare=lambda c: c.declare_queue("slow", lease="0.6s")) as r:
+        r.client.publish("slow", b"job")
+        assert started.wait(10)
+        assert r.client.get("slow", wait=1.3) == []  # two lease lengths later: still leased
+        r.wait_until(lambda: r.client.queue_stats("slow").leased == 0)
+    assert calls == [b"job"]
