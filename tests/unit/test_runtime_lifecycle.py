@@ -412,3 +412,26 @@ def test_an_engine_error_between_fetch_and_handling_loses_nothing() -> None:
             r.client.produce("events", b'{"n": %d}' % n)
         r.wait_until(lambda: len(seen) >= 50 and failures["left"] == 0, timeout=15)
     assert sorted(set(seen)) == list(range(50))
+
+
+def test_membership_stays_alive_through_a_pause_longer_than_the_session() -> None:
+    from tidings import GroupConfig
+
+    app = App("shop")
+    tries: list[float] = []
+    session = GroupConfig(session_timeout_s=0.5, heartbeat_interval_s=0.05)
+    policy = RetryPolicy(immediate=0, delayed=3, backoff=1.2, backoff_max=1.2)
+
+    @app.handler(topic="events", policy=policy, group_config=session)
+    def handle(payload: bytes) -> Retry | None:
+        tries.append(time.monotonic())
+        return Retry(1.2) if len(tries) == 1 else None  # one pause of 2.4 sessions
+
+    with running(app, prepare=topic()) as r:
+        r.client.produce("events", b"x")
+        r.wait_until(lambda: len(tries) == 1)
+        members = r.client.describe_group("shop.handle").members
+        r.wait_until(lambda: len(tries) == 2)
+        assert tries[1] - tries[0] >= 1.2
+        assert r.client.describe_group("shop.handle").members == members  # never fenced
+        assert parked(r) == []
