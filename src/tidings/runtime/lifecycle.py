@@ -22,6 +22,7 @@ from ..ports.failed import FailedStore
 from .alerts import Alerts
 from .failures import failed_event, history_entry
 from .handlers import HandlerSpec, Message, key_of
+from .metrics import HandlerMetrics
 from .outcomes import Reject, Retry
 from .policy import BreakerPolicy, RetryPolicy
 
@@ -107,6 +108,7 @@ class Lifecycle:
         self.blocked: dict[bytes, int] = {}
         self.breaker = Breaker(spec.policies.breaker, self._breaker_opened)
         self._alerted_block: set[Any] = set()
+        self.metrics = HandlerMetrics()
 
     def _breaker_opened(self, pause: float, failures: int) -> None:
         log.warning("circuit breaker of %s opened for %.1fs", self.spec.name, pause)
@@ -127,7 +129,9 @@ class Lifecycle:
                 self._remember(m, out)
                 return self._park(m, out, round_)
             if tries <= policy.immediate:
+                self.metrics.retries += 1
                 return AGAIN
+        self.metrics.failed_rounds += 1
         self._remember(m, out)
         if self.breaker.failure(key_of(m) or _where(m)[:2]):
             return Stop(self.breaker.open_until, whole=True)
@@ -214,6 +218,7 @@ class Lifecycle:
             log.warning("parking a failed message of %s failed: %s", self.spec.name, exc_store)
             return Stop(time.monotonic() + 1.0)
         self.forget(m)
+        self.metrics.parked += 1
         self._after_park(m, event_id, event.exception_type, blocks_key and blocked_by is None)
         return None
 

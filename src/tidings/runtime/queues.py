@@ -82,7 +82,10 @@ class QueueLoop:
         ]
         nacks: list[tuple[Delivery, float]] = [(d, 1.0) for d in over if d not in acks]
         lanes = self._lanes([d for d in got if not self.life.over_limit(d.delivery_count)])
-        for lane_acks, lane_nacks in self._run(lanes):
+        started = time.perf_counter()
+        outcomes = self._run(lanes)
+        self.life.metrics.observe(time.perf_counter() - started)
+        for lane_acks, lane_nacks in outcomes:
             acks += lane_acks
             nacks += lane_nacks
         self.handled += len(acks)

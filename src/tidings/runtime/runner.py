@@ -23,6 +23,7 @@ from ..client.client import Client
 from ..engines.sql.failed import failed_store
 from ..errors import EngineError, TidingsError
 from .app import App
+from .metrics import render
 from .queues import QueueLoop
 from .topics import TopicLoop
 
@@ -166,6 +167,13 @@ def _write_health(path: str, health: dict[str, Any]) -> None:
 def _serve_health(runner: Runner, port: int) -> ThreadingHTTPServer:
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body = render(runner.app.name, runner.loops).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+                return
             health = runner.health()
             body = json.dumps(health).encode()
             self.send_response(200 if health["ready"] else 503)

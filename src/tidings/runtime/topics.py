@@ -60,7 +60,7 @@ class TopicLoop:
     ) -> None:
         assert spec.topic is not None and spec.group is not None
         self.app, self.spec, self.store, self.stop = app, spec, store, stop
-        self.topic, self.group = spec.topic, spec.group
+        self.topic, self.group, self.engine = spec.topic, spec.group, engine
         self.life = Lifecycle(app.name, spec, store, app.alerts, spec.group)
         self.lanes = Lanes(spec, make_call(spec), self.life)
         self.parts: dict[TopicPartition, _Partition] = {}
@@ -108,7 +108,10 @@ class TopicLoop:
         work = {tp: self._prepare(tp, rs) for tp, rs in chunks.items() if tp in self.parts}
         work = {tp: w for tp, w in work.items() if w}
         self._store_marks(work)
-        for tp, result in self._run_all(work).items():
+        started = time.perf_counter()
+        results = self._run_all(work)
+        self.life.metrics.observe(time.perf_counter() - started)
+        for tp, result in results.items():
             self._apply(tp, work[tp], result)
 
     # ---- marks and careful mode ----------------------------------------------------
