@@ -435,3 +435,30 @@ def test_membership_stays_alive_through_a_pause_longer_than_the_session() -> Non
         assert tries[1] - tries[0] >= 1.2
         assert r.client.describe_group("shop.handle").members == members  # never fenced
         assert parked(r) == []
+
+
+def test_key_ordering_does_not_handle_other_keys_twice_after_a_retry() -> None:
+    """Records of other keys handled while an earlier key waited are not
+    handled again when the partition is re-read from the waiting record."""
+    app = App("shop")
+    calls: list[bytes] = []
+    waited: list[bool] = []
+
+    @app.handler(topic="events", ordering="key", concurrency=2)
+    def handle(payload: bytes) -> Retry | None:
+        if payload == b"a0" and not waited:
+            waited.append(True)
+            return Retry(0.05)
+        calls.append(payload)
+        return None
+
+    with running(app, prepare=topic()) as r:
+        with r.client.producer() as producer:
+            producer.send("events", b"a0", key="a")
+            for i in range(5):
+                producer.send("events", b"b%d" % i, key="b")
+            producer.send("events", b"a1", key="a")
+        r.wait_until(lambda: b"a1" in calls)
+        time.sleep(0.2)  # let any duplicate show up
+    assert sorted(calls) == sorted([b"a0", b"a1", *(b"b%d" % i for i in range(5))])
+    assert calls.index(b"a0") < calls.index(b"a1")

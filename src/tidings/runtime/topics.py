@@ -135,13 +135,12 @@ class TopicLoop:
         return records[:1] if careful else records
 
     def _skip_done(self, part: _Partition, records: list[Record]) -> list[Record]:
-        out = []
-        for r in records:
-            if r.offset in part.done_ahead and r.offset == part.next:
-                part.done_ahead.discard(r.offset)
-                part.next += 1
-            else:
-                out.append(r)
+        """Leave out records handled while an earlier key waited
+        (``ordering="key"``); a fetch of nothing else moves past them."""
+        out = [r for r in records if r.offset not in part.done_ahead]
+        if not out:
+            part.next = records[-1].offset + 1
+            part.done_ahead = {o for o in part.done_ahead if o >= part.next}
         return out
 
     def _store_marks(self, work: dict[TopicPartition, list[Record]]) -> None:
@@ -188,9 +187,9 @@ class TopicLoop:
             else:
                 lanes[tp] = [records]
         flat = [(tp, lane) for tp, ls in lanes.items() for lane in ls]
-        outs = self._run_lanes(flat)
+        outs = iter(self._run_lanes(flat))
         for tp, ls in lanes.items():
-            mine = [outs.pop(0) for _ in ls]
+            mine = [next(outs) for _ in ls]
             results[tp] = topic_result(ls[0], mine[0]) if len(ls) == 1 else merge(ls, mine)
         return results
 
@@ -212,7 +211,8 @@ class TopicLoop:
         self.handled += handled
         self.life.breaker.success(handled)
         part.next = stop[0] if stop is not None else records[-1].offset + 1
-        part.done_ahead.update(ahead)
+        if ahead or part.done_ahead:
+            part.done_ahead = {o for o in (*part.done_ahead, *ahead) if o >= part.next}
         if stop is not None:
             self._pause(tp, part, stop[0], stop[1])
         if self.consumer.position(tp) != part.next:
