@@ -175,6 +175,11 @@ def test_a_handler_that_kills_its_process_is_counted_and_parked(
     rounds = 3  # policy: 1 + delayed=2
     assert (e.source, e.payload, e.exception_type) == (source, b"kill", "DeliveriesExhausted")  # type: ignore[attr-defined]
     assert e.attempts == rounds + 1  # type: ignore[attr-defined]  # counted before each run
+    logs = [
+        json.loads(x) for x in (app_dir / "stderr.log").read_text().splitlines() if x[:1] == "{"
+    ]
+    park_log = [x for x in logs if x.get("failed_event") == e.id]  # type: ignore[attr-defined]
+    assert park_log and park_log[0]["exception_type"] == "DeliveriesExhausted"  # structured
     runs = handled(app_dir, source).count("kill")
     # A topic's first crash happens in a batch (its mark covers the batch,
     # not one record), so the culprit may run once more than the rounds.

@@ -111,7 +111,10 @@ class Lifecycle:
         self.metrics = HandlerMetrics()
 
     def _breaker_opened(self, pause: float, failures: int) -> None:
-        log.warning("circuit breaker of %s opened for %.1fs", self.spec.name, pause)
+        log.warning(
+            "circuit breaker of %s opened for %.1fs", self.spec.name, pause,
+            extra={"app": self.app, "handler": self.spec.name, "pause_s": pause},
+        )  # fmt: skip
         self.alerts.send("breaker_open", self.app, self.spec.name, pause_s=pause, failures=failures)
 
     def decide(self, m: Message, out: Any, tries: int, round_: int) -> str | Stop | None:
@@ -223,7 +226,11 @@ class Lifecycle:
         return None
 
     def _after_park(self, m: Message, event_id: int, kind: str, new_block: bool) -> None:
-        log.warning("parked %s as failed event %d (%s)", _where(m), event_id, kind)
+        log.warning(
+            "parked %s as failed event %d (%s)", _where(m), event_id, kind,
+            extra={"app": self.app, "handler": self.spec.name, "failed_event": event_id,
+                   "exception_type": kind, "where": "/".join(map(str, _where(m)))},
+        )  # fmt: skip
         self.alerts.send("parked", self.app, self.spec.name, failed_event=event_id, exception=kind)
         key = key_of(m)
         if new_block and key is not None:

@@ -61,11 +61,12 @@ class QueueLoop:
         self._refresh_blocked()
         size = 1 if self._careful else self.spec.max_in_flight
         got = self.client.get(self.queue, size, wait=0.5)
-        # A redelivery at the head may be a message that killed the process
-        # holding it: lease one at a time until fresh messages come, so
-        # only the culprit's delivery count grows with each crash.
-        self._careful = any(d.delivery_count > 1 for d in got)
         if got:
+            # A redelivery at the head may be a message that killed the
+            # process holding it: lease one at a time until a fresh message
+            # comes (an empty lease proves nothing: a dead process's leases
+            # may not have run out yet), so only the culprit keeps counting.
+            self._careful = any(d.delivery_count > 1 for d in got)
             self._handle(got)
 
     def _handle(self, got: list[Delivery]) -> None:
