@@ -462,3 +462,34 @@ def test_key_ordering_does_not_handle_other_keys_twice_after_a_retry() -> None:
         time.sleep(0.2)  # let any duplicate show up
     assert sorted(calls) == sorted([b"a0", b"a1", *(b"b%d" % i for i in range(5))])
     assert calls.index(b"a0") < calls.index(b"a1")
+
+
+def test_async_batch_topic_handler_and_sync_batch_queue_handler() -> None:
+    app = App("shop")
+    topic_batches: list[list[str]] = []
+    queue_items: list[bytes] = []
+
+    @app.handler(topic="events", batch=True, policy=FAST)
+    async def on_events(items: list[str]) -> None:
+        if "bad" in items:
+            raise ValueError("a bad item in the batch")
+        topic_batches.append(items)
+
+    @app.handler(queue="jobs", batch=True, policy=FAST)
+    def on_jobs(items: list[bytes]) -> None:
+        queue_items.extend(items)
+
+    def prepare(client: Client) -> None:
+        client.create_topic("events")
+        client.declare_queue("jobs")
+
+    with running(app, prepare=prepare) as r:
+        with r.client.producer() as producer:
+            for body in (b"a", b"bad", b"b"):
+                producer.send("events", body)
+        r.client.publish_batch("jobs", [b"j1", b"j2", b"j3"])
+        r.wait_until(lambda: len(queue_items) == 3 and len(r.failed.find()) == 1)
+        r.wait_until(lambda: sum(map(len, topic_batches)) == 2)
+        assert [x for b in topic_batches for x in b] == ["a", "b"]
+        assert sorted(queue_items) == [b"j1", b"j2", b"j3"]
+        assert r.failed.find()[0].payload == b"bad"
