@@ -136,7 +136,9 @@ class Lifecycle:
                 return AGAIN
         self.metrics.failed_rounds += 1
         self._remember(m, out)
-        if self.breaker.failure(key_of(m) or _where(m)[:2]):
+        # An explicit Retry is the handler's decision; only failures count
+        # towards an outage.
+        if isinstance(out, BaseException) and self.breaker.failure(key_of(m) or _where(m)[:2]):
             return Stop(self.breaker.open_until, whole=True)
         if round_ < policy.rounds:
             delay = out.delay if isinstance(out, Retry) else policy.delay(round_)
