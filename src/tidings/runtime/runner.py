@@ -129,10 +129,19 @@ class Runner:
         self, health_file: str | None = None, health_port: int | None = None
     ) -> int:
         """Start, run until SIGTERM/SIGINT, stop gracefully; 0, or 1 if a
-        handler stopped on an error."""
+        handler stopped on an error. A second signal while stopping (a
+        handler that does not return) exits at once with 130: what was
+        not committed is delivered again."""
         stop = threading.Event()
+
+        def on_signal(*_: object) -> None:
+            if stop.is_set():
+                log.warning("app %s: second signal, exiting without waiting", self.app.name)
+                os._exit(130)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         self.start()
         server = _serve_health(self, health_port) if health_port is not None else None
         try:
