@@ -493,3 +493,37 @@ def test_async_batch_topic_handler_and_sync_batch_queue_handler() -> None:
         assert [x for b in topic_batches for x in b] == ["a", "b"]
         assert sorted(queue_items) == [b"j1", b"j2", b"j3"]
         assert r.failed.find()[0].payload == b"bad"
+
+
+def test_with_key_ordering_only_the_failing_key_waits() -> None:
+    """R2 with ordering="key": the failing key waits out its backoff while
+    the other keys of the same partition keep flowing, new records too."""
+    app = App("shop")
+    events: list[tuple[float, str]] = []
+    policy = RetryPolicy(immediate=0, delayed=3, backoff=0.6, backoff_max=0.6)
+    failures = {"left": 1}
+
+    @app.handler(topic="events", policy=policy, ordering="key")
+    def handle(payload: str, ctx: HandlerContext) -> None:
+        if payload == "slow-0" and failures["left"]:
+            failures["left"] -= 1
+            raise TimeoutError("slow downstream")
+        events.append((time.monotonic(), payload))
+
+    with running(app, prepare=topic()) as r:
+        r.client.produce("events", "slow-0", key="slow")
+        r.client.produce("events", "slow-1", key="slow")
+        r.wait_until(lambda: failures["left"] == 0)
+        failed_at = time.monotonic()
+        for i in range(5):
+            r.client.produce("events", f"fast-{i}", key="fast")
+        r.wait_until(lambda: len(events) == 7, timeout=20)
+        committed = r.client.engine.log.committed
+        r.wait_until(lambda: list(committed("shop.handle").values()) == [7])
+    names = [name for _, name in events]
+    assert sorted(names) == sorted(["slow-0", "slow-1", *(f"fast-{i}" for i in range(5))])
+    assert names.index("slow-0") < names.index("slow-1")
+    # the other key did not wait for the failing one's backoff
+    fast_done = max(t for t, n in events if n.startswith("fast"))
+    slow_done = min(t for t, n in events if n.startswith("slow"))
+    assert fast_done < slow_done and fast_done - failed_at < 0.5
