@@ -62,6 +62,12 @@ def on_job(payload: bytes) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@app.handler(topic="stuck", group_config=fast_group)
+def on_stuck(payload: bytes) -> None:
+    note("stuck " + payload.decode())
+    time.sleep(120)  # a handler that does not return
+
+
 DB = os.path.join(os.path.dirname(__file__), "shop.db")
 inbox = Inbox(lambda: sqlite3.connect(DB, timeout=30))
 
@@ -148,6 +154,7 @@ def prepare(url: str, **sources: list[bytes]) -> None:
     with Client(url) as client:
         client.create_topic("orders", partitions=1)
         client.create_topic("payments", partitions=2)
+        client.create_topic("stuck")
         client.declare_queue("jobs", lease="1s")
         for body in sources.get("orders", []):
             client.produce("orders", body)
@@ -175,6 +182,11 @@ def test_a_handler_that_kills_its_process_is_counted_and_parked(
     rounds = 3  # policy: 1 + delayed=2
     assert (e.source, e.payload, e.exception_type) == (source, b"kill", "DeliveriesExhausted")  # type: ignore[attr-defined]
     assert e.attempts == rounds + 1  # type: ignore[attr-defined]  # counted before each run
+    logs = [
+        json.loads(x) for x in (app_dir / "stderr.log").read_text().splitlines() if x[:1] == "{"
+    ]
+    park_log = [x for x in logs if x.get("failed_event") == e.id]  # type: ignore[attr-defined]
+    assert park_log and park_log[0]["exception_type"] == "DeliveriesExhausted"  # structured
     runs = handled(app_dir, source).count("kill")
     # A topic's first crash happens in a batch (its mark covers the batch,
     # not one record), so the culprit may run once more than the rounds.
@@ -248,3 +260,29 @@ def test_sigterm_finishes_commits_and_leaves(app_dir: Path, url: str) -> None:
         }
         info = client.describe_group("crashy.on_order")
         assert not info.members  # left the group
+
+
+def test_a_second_signal_exits_at_once_when_a_handler_does_not_return(
+    app_dir: Path, url: str
+) -> None:
+    prepare(url)
+    with Client(url) as client:
+        client.produce("stuck", b"forever")
+    proc = spawn(app_dir, url)
+    try:
+        deadline = time.monotonic() + 30
+        while not handled(app_dir, "stuck"):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1.0)  # graceful: waits for the handler
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with Client(url) as client:  # nothing was committed: it is delivered again
+        committed = client.engine.log.committed("crashy.on_stuck")
+        assert all(offset == 0 for offset in committed.values())

@@ -13,6 +13,7 @@ from typing import Any
 
 from tidings import Client
 from tidings.runtime import App, Retry, RetryPolicy
+from tidings.runtime.metrics import render
 from tidings.runtime.runner import Runner, _serve_health
 from tidings.runtime.testing import running
 
@@ -38,6 +39,16 @@ def test_health_endpoint_says_ready_then_not() -> None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
                 body = json.loads(resp.read())
             assert resp.status == 200 and body["ready"] and body["handlers"]["h"]["alive"]
+            client.produce("t", b"x")
+            deadline = time.monotonic() + 10
+            while runner.loops["h"].handled < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                metrics = resp.read().decode()
+            assert 'tidings_runtime_handled_total{app="svc",handler="h"} 1' in metrics
+            assert 'tidings_runtime_lag{app="svc",handler="h"} 0' in metrics
+            assert 'tidings_runtime_fetch_seconds_count{app="svc",handler="h"} 1' in metrics
             runner.stop()
             assert runner.health()["ready"] is False and runner.health()["state"] == "stopped"
         finally:
@@ -86,6 +97,9 @@ def test_webhook_alerts_and_long_pause_alert() -> None:
         with running(app, prepare=lambda c: c.create_topic("t")) as r:
             r.client.produce("t", b"x")
             r.wait_until(lambda: {"paused", "parked"} <= {a["kind"] for a in received})
+            metrics = render("svc", r.runner.loops)
+        assert 'tidings_runtime_parked_total{app="svc",handler="h"} 1' in metrics
+        assert 'tidings_runtime_failed_rounds_total{app="svc",handler="h"} 5' in metrics
         kinds = [a["kind"] for a in received]
         assert kinds.count("paused") == 1  # once per pause, not per round
         parked = next(a for a in received if a["kind"] == "parked")
@@ -98,3 +112,24 @@ def test_webhook_alerts_and_long_pause_alert() -> None:
         server.shutdown()
         server.server_close()
     time.sleep(0)  # keep the import used on every path
+
+
+def test_a_slow_queue_handler_keeps_its_leases() -> None:
+    """Handling longer than the lease: the runtime extends it, so no other
+    consumer gets the message meanwhile and it is handled once."""
+    app = App("svc")
+    calls: list[bytes] = []
+    started = threading.Event()
+
+    @app.handler(queue="slow")
+    def h(payload: bytes) -> None:
+        calls.append(payload)
+        started.set()
+        time.sleep(1.6)
+
+    with running(app, prepare=lambda c: c.declare_queue("slow", lease="0.6s")) as r:
+        r.client.publish("slow", b"job")
+        assert started.wait(10)
+        assert r.client.get("slow", wait=1.3) == []  # two lease lengths later: still leased
+        r.wait_until(lambda: r.client.queue_stats("slow").leased == 0)
+    assert calls == [b"job"]

@@ -412,3 +412,118 @@ def test_an_engine_error_between_fetch_and_handling_loses_nothing() -> None:
             r.client.produce("events", b'{"n": %d}' % n)
         r.wait_until(lambda: len(seen) >= 50 and failures["left"] == 0, timeout=15)
     assert sorted(set(seen)) == list(range(50))
+
+
+def test_membership_stays_alive_through_a_pause_longer_than_the_session() -> None:
+    from tidings import GroupConfig
+
+    app = App("shop")
+    tries: list[float] = []
+    session = GroupConfig(session_timeout_s=0.5, heartbeat_interval_s=0.05)
+    policy = RetryPolicy(immediate=0, delayed=3, backoff=1.2, backoff_max=1.2)
+
+    @app.handler(topic="events", policy=policy, group_config=session)
+    def handle(payload: bytes) -> Retry | None:
+        tries.append(time.monotonic())
+        return Retry(1.2) if len(tries) == 1 else None  # one pause of 2.4 sessions
+
+    with running(app, prepare=topic()) as r:
+        r.client.produce("events", b"x")
+        r.wait_until(lambda: len(tries) == 1)
+        members = r.client.describe_group("shop.handle").members
+        r.wait_until(lambda: len(tries) == 2)
+        assert tries[1] - tries[0] >= 1.2
+        assert r.client.describe_group("shop.handle").members == members  # never fenced
+        assert parked(r) == []
+
+
+def test_key_ordering_does_not_handle_other_keys_twice_after_a_retry() -> None:
+    """Records of other keys handled while an earlier key waited are not
+    handled again when the partition is re-read from the waiting record."""
+    app = App("shop")
+    calls: list[bytes] = []
+    waited: list[bool] = []
+
+    @app.handler(topic="events", ordering="key", concurrency=2)
+    def handle(payload: bytes) -> Retry | None:
+        if payload == b"a0" and not waited:
+            waited.append(True)
+            return Retry(0.05)
+        calls.append(payload)
+        return None
+
+    with running(app, prepare=topic()) as r:
+        with r.client.producer() as producer:
+            producer.send("events", b"a0", key="a")
+            for i in range(5):
+                producer.send("events", b"b%d" % i, key="b")
+            producer.send("events", b"a1", key="a")
+        r.wait_until(lambda: b"a1" in calls)
+        time.sleep(0.2)  # let any duplicate show up
+    assert sorted(calls) == sorted([b"a0", b"a1", *(b"b%d" % i for i in range(5))])
+    assert calls.index(b"a0") < calls.index(b"a1")
+
+
+def test_async_batch_topic_handler_and_sync_batch_queue_handler() -> None:
+    app = App("shop")
+    topic_batches: list[list[str]] = []
+    queue_items: list[bytes] = []
+
+    @app.handler(topic="events", batch=True, policy=FAST)
+    async def on_events(items: list[str]) -> None:
+        if "bad" in items:
+            raise ValueError("a bad item in the batch")
+        topic_batches.append(items)
+
+    @app.handler(queue="jobs", batch=True, policy=FAST)
+    def on_jobs(items: list[bytes]) -> None:
+        queue_items.extend(items)
+
+    def prepare(client: Client) -> None:
+        client.create_topic("events")
+        client.declare_queue("jobs")
+
+    with running(app, prepare=prepare) as r:
+        with r.client.producer() as producer:
+            for body in (b"a", b"bad", b"b"):
+                producer.send("events", body)
+        r.client.publish_batch("jobs", [b"j1", b"j2", b"j3"])
+        r.wait_until(lambda: len(queue_items) == 3 and len(r.failed.find()) == 1)
+        r.wait_until(lambda: sum(map(len, topic_batches)) == 2)
+        assert [x for b in topic_batches for x in b] == ["a", "b"]
+        assert sorted(queue_items) == [b"j1", b"j2", b"j3"]
+        assert r.failed.find()[0].payload == b"bad"
+
+
+def test_with_key_ordering_only_the_failing_key_waits() -> None:
+    """R2 with ordering="key": the failing key waits out its backoff while
+    the other keys of the same partition keep flowing, new records too."""
+    app = App("shop")
+    events: list[tuple[float, str]] = []
+    policy = RetryPolicy(immediate=0, delayed=3, backoff=0.6, backoff_max=0.6)
+    failures = {"left": 1}
+
+    @app.handler(topic="events", policy=policy, ordering="key")
+    def handle(payload: str, ctx: HandlerContext) -> None:
+        if payload == "slow-0" and failures["left"]:
+            failures["left"] -= 1
+            raise TimeoutError("slow downstream")
+        events.append((time.monotonic(), payload))
+
+    with running(app, prepare=topic()) as r:
+        r.client.produce("events", "slow-0", key="slow")
+        r.client.produce("events", "slow-1", key="slow")
+        r.wait_until(lambda: failures["left"] == 0)
+        failed_at = time.monotonic()
+        for i in range(5):
+            r.client.produce("events", f"fast-{i}", key="fast")
+        r.wait_until(lambda: len(events) == 7, timeout=20)
+        committed = r.client.engine.log.committed
+        r.wait_until(lambda: list(committed("shop.handle").values()) == [7])
+    names = [name for _, name in events]
+    assert sorted(names) == sorted(["slow-0", "slow-1", *(f"fast-{i}" for i in range(5))])
+    assert names.index("slow-0") < names.index("slow-1")
+    # the other key did not wait for the failing one's backoff
+    fast_done = max(t for t, n in events if n.startswith("fast"))
+    slow_done = min(t for t, n in events if n.startswith("slow"))
+    assert fast_done < slow_done and fast_done - failed_at < 0.5

@@ -144,3 +144,27 @@ def test_bulk_by_filter_and_dry_run() -> None:
         done = f.discard(FailedFilter(exception_type="ValueError"))
         assert [d.outcome for d in done] == ["ok"] * 3
         assert {e.exception_type for e in f.find()} == {"LookupError"}
+
+
+def test_replay_and_republish_use_the_original_record_by_offset() -> None:
+    """Redacted headers stay out of the failed event, but re-processing in
+    place reads the original record (by offset) with its real headers."""
+    seen: list[str] = []
+    app = App("auth")
+    fixed: set[str] = set()
+
+    @app.handler(topic="events", policy=NO_RETRY)
+    def on_event(payload: bytes, ctx: Any) -> None:
+        token = ctx.message.headers["Authorization"]
+        if token not in fixed:
+            raise PermissionError("token not accepted yet")
+        seen.append(token)
+
+    with running(app, prepare=lambda c: c.create_topic("events")) as r:
+        r.client.produce("events", b"x", headers={"Authorization": "Bearer t0k3n"})
+        r.wait_until(lambda: len(r.failed.find()) == 1)
+        (event,) = r.failed.find()
+        assert event.headers["Authorization"] == "[redacted]"
+        fixed.add("Bearer t0k3n")
+        assert r.failed.replay(event.id, app)[0].outcome == "ok"
+        assert seen == ["Bearer t0k3n"]

@@ -33,6 +33,10 @@ class TopicResult(NamedTuple):
     handled: int
     stop: tuple[int, Stop] | None
     ahead: tuple[int, ...] = ()
+    #: ``ordering="key"``: every stopped key lane as ``(offset, key, Stop)``
+    #: and every handled offset, so only those keys wait.
+    waits: tuple[tuple[int, Any, Stop], ...] = ()
+    done: tuple[int, ...] = ()
 
 
 def _failed(out: Any) -> bool:
@@ -173,14 +177,15 @@ def merge(lanes: list[list[Any]], outs: list[Outcome]) -> TopicResult:
     other keys after it that were handled are reported ahead, so they are
     not handled again when the partition is re-read."""
     done: list[int] = []
-    stops: list[tuple[int, Stop]] = []
+    stops: list[tuple[int, Any, Stop]] = []
     for lane, out in zip(lanes, outs):
         done.extend(r.offset for r in lane[: out.handled])
         if out.stop is not None:
-            stops.append((lane[out.handled].offset, out.stop))
+            stops.append((lane[out.handled].offset, lane[0].key, out.stop))
     if not stops:
-        return TopicResult(len(done), None)
-    at = min(offset for offset, _ in stops)
-    why = next((s for _, s in stops if s.whole), min(stops, key=lambda x: x[0])[1])
+        return TopicResult(len(done), None, done=tuple(done))
+    at = min(offset for offset, _, _ in stops)
+    why = next((s for _, _, s in stops if s.whole), min(stops, key=lambda x: x[0])[2])
     ahead = tuple(sorted(o for o in done if o > at))
-    return TopicResult(len(done), (at, why), ahead)
+    waits = () if why.whole else tuple(stops)
+    return TopicResult(len(done), (at, why), ahead, waits, tuple(done))

@@ -22,6 +22,7 @@ from ..ports.failed import FailedStore
 from .alerts import Alerts
 from .failures import failed_event, history_entry
 from .handlers import HandlerSpec, Message, key_of
+from .metrics import HandlerMetrics
 from .outcomes import Reject, Retry
 from .policy import BreakerPolicy, RetryPolicy
 
@@ -107,9 +108,13 @@ class Lifecycle:
         self.blocked: dict[bytes, int] = {}
         self.breaker = Breaker(spec.policies.breaker, self._breaker_opened)
         self._alerted_block: set[Any] = set()
+        self.metrics = HandlerMetrics()
 
     def _breaker_opened(self, pause: float, failures: int) -> None:
-        log.warning("circuit breaker of %s opened for %.1fs", self.spec.name, pause)
+        log.warning(
+            "circuit breaker of %s opened for %.1fs", self.spec.name, pause,
+            extra={"app": self.app, "handler": self.spec.name, "pause_s": pause},
+        )  # fmt: skip
         self.alerts.send("breaker_open", self.app, self.spec.name, pause_s=pause, failures=failures)
 
     def decide(self, m: Message, out: Any, tries: int, round_: int) -> str | Stop | None:
@@ -127,9 +132,13 @@ class Lifecycle:
                 self._remember(m, out)
                 return self._park(m, out, round_)
             if tries <= policy.immediate:
+                self.metrics.retries += 1
                 return AGAIN
+        self.metrics.failed_rounds += 1
         self._remember(m, out)
-        if self.breaker.failure(key_of(m) or _where(m)[:2]):
+        # An explicit Retry is the handler's decision; only failures count
+        # towards an outage.
+        if isinstance(out, BaseException) and self.breaker.failure(key_of(m) or _where(m)[:2]):
             return Stop(self.breaker.open_until, whole=True)
         if round_ < policy.rounds:
             delay = out.delay if isinstance(out, Retry) else policy.delay(round_)
@@ -214,11 +223,16 @@ class Lifecycle:
             log.warning("parking a failed message of %s failed: %s", self.spec.name, exc_store)
             return Stop(time.monotonic() + 1.0)
         self.forget(m)
+        self.metrics.parked += 1
         self._after_park(m, event_id, event.exception_type, blocks_key and blocked_by is None)
         return None
 
     def _after_park(self, m: Message, event_id: int, kind: str, new_block: bool) -> None:
-        log.warning("parked %s as failed event %d (%s)", _where(m), event_id, kind)
+        log.warning(
+            "parked %s as failed event %d (%s)", _where(m), event_id, kind,
+            extra={"app": self.app, "handler": self.spec.name, "failed_event": event_id,
+                   "exception_type": kind, "where": "/".join(map(str, _where(m)))},
+        )  # fmt: skip
         self.alerts.send("parked", self.app, self.spec.name, failed_event=event_id, exception=kind)
         key = key_of(m)
         if new_block and key is not None:

@@ -51,7 +51,7 @@ class QueueLoop:
         self._loop = asyncio.new_event_loop() if spec.is_async else None
         self._blocked_refresh = 0.0
         self._careful = True  # the first lease is a single message (see step)
-        client.queue(self.queue)  # QueueNotFound now, not in the loop
+        self._lease_s = client.queue(self.queue).lease_s  # QueueNotFound now, not in the loop
 
     def step(self) -> None:
         wait = self.life.breaker.open_until - time.monotonic()
@@ -61,21 +61,32 @@ class QueueLoop:
         self._refresh_blocked()
         size = 1 if self._careful else self.spec.max_in_flight
         got = self.client.get(self.queue, size, wait=0.5)
-        # A redelivery at the head may be a message that killed the process
-        # holding it: lease one at a time until fresh messages come, so
-        # only the culprit's delivery count grows with each crash.
-        self._careful = any(d.delivery_count > 1 for d in got)
         if got:
+            # A redelivery at the head may be a message that killed the
+            # process holding it: lease one at a time until a fresh message
+            # comes (an empty lease proves nothing: a dead process's leases
+            # may not have run out yet), so only the culprit keeps counting.
+            self._careful = any(d.delivery_count > 1 for d in got)
             self._handle(got)
 
     def _handle(self, got: list[Delivery]) -> None:
+        keeper = _LeaseKeeper(self.client, got, self._lease_s)
+        try:
+            self._handle_leased(got)
+        finally:
+            keeper.stop()
+
+    def _handle_leased(self, got: list[Delivery]) -> None:
         over = [d for d in got if self.life.over_limit(d.delivery_count)]
         acks: list[Delivery] = [
             d for d in over if self.life.park_unfinished(d, d.delivery_count) is None
         ]
         nacks: list[tuple[Delivery, float]] = [(d, 1.0) for d in over if d not in acks]
         lanes = self._lanes([d for d in got if not self.life.over_limit(d.delivery_count)])
-        for lane_acks, lane_nacks in self._run(lanes):
+        started = time.perf_counter()
+        outcomes = self._run(lanes)
+        self.life.metrics.observe(time.perf_counter() - started)
+        for lane_acks, lane_nacks in outcomes:
             acks += lane_acks
             nacks += lane_nacks
         self.handled += len(acks)
@@ -161,6 +172,33 @@ class QueueLoop:
             self._pool.shutdown()
         if self._loop is not None:
             self._loop.close()
+
+
+class _LeaseKeeper:
+    """Extends the leases of a batch being handled every half lease, so a
+    slow handler's messages are not delivered to another consumer meanwhile
+    (a handler that dies stops extending: its messages come back)."""
+
+    def __init__(self, client: Client, deliveries: list[Delivery], lease_s: float) -> None:
+        self.client, self.deliveries, self.lease_s = client, deliveries, lease_s
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if deliveries:
+            self._thread = threading.Thread(target=self._run, name="tidings-lease", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.lease_s / 2):
+            for d in self.deliveries:
+                try:
+                    self.client.extend_lease(d, self.lease_s)
+                except TidingsError:
+                    pass  # settled meanwhile, or the lease was already lost
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 __all__ = ["QueueLoop", "Stop"]

@@ -23,6 +23,7 @@ from ..client.client import Client
 from ..engines.sql.failed import failed_store
 from ..errors import EngineError, TidingsError
 from .app import App
+from .metrics import render
 from .queues import QueueLoop
 from .topics import TopicLoop
 
@@ -128,10 +129,19 @@ class Runner:
         self, health_file: str | None = None, health_port: int | None = None
     ) -> int:
         """Start, run until SIGTERM/SIGINT, stop gracefully; 0, or 1 if a
-        handler stopped on an error."""
+        handler stopped on an error. A second signal while stopping (a
+        handler that does not return) exits at once with 130: what was
+        not committed is delivered again."""
         stop = threading.Event()
+
+        def on_signal(*_: object) -> None:
+            if stop.is_set():
+                log.warning("app %s: second signal, exiting without waiting", self.app.name)
+                os._exit(130)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         self.start()
         server = _serve_health(self, health_port) if health_port is not None else None
         try:
@@ -166,6 +176,13 @@ def _write_health(path: str, health: dict[str, Any]) -> None:
 def _serve_health(runner: Runner, port: int) -> ThreadingHTTPServer:
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body = render(runner.app.name, runner.loops).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+                return
             health = runner.health()
             body = json.dumps(health).encode()
             self.send_response(200 if health["ready"] else 503)

@@ -20,6 +20,7 @@ import logging
 import operator
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from .lanes import Lanes, const, merge, split_by_key, topic_result
 from .lifecycle import Lifecycle, Stop
 
 log = logging.getLogger("tidings.runtime")
+MAX_AHEAD = 100_000  # records of other keys remembered as done while a key waits
 
 
 @dataclass
@@ -44,6 +46,11 @@ class _Partition:
     paused_since: float = 0.0
     alerted: bool = False
     done_ahead: set[int] = field(default_factory=set)
+    # ordering="key": keys waiting (key -> resume time) while others flow,
+    # rounds so far of their waiting records, the first record left out.
+    waiting: dict[Any, float] = field(default_factory=dict)
+    rounds: dict[int, int] = field(default_factory=dict)
+    held: int | None = None
 
 
 class TopicLoop:
@@ -60,7 +67,7 @@ class TopicLoop:
     ) -> None:
         assert spec.topic is not None and spec.group is not None
         self.app, self.spec, self.store, self.stop = app, spec, store, stop
-        self.topic, self.group = spec.topic, spec.group
+        self.topic, self.group, self.engine = spec.topic, spec.group, engine
         self.life = Lifecycle(app.name, spec, store, app.alerts, spec.group)
         self.lanes = Lanes(spec, make_call(spec), self.life)
         self.parts: dict[TopicPartition, _Partition] = {}
@@ -100,6 +107,7 @@ class TopicLoop:
 
     def _poll_wait(self) -> float:
         pending = [p.resume_at for p in self.parts.values() if p.resume_at]
+        pending += [at for p in self.parts.values() for at in p.waiting.values()]
         until = min(pending) - time.monotonic() if pending else 0.5
         return max(0.0, min(0.5, until))
 
@@ -108,7 +116,10 @@ class TopicLoop:
         work = {tp: self._prepare(tp, rs) for tp, rs in chunks.items() if tp in self.parts}
         work = {tp: w for tp, w in work.items() if w}
         self._store_marks(work)
-        for tp, result in self._run_all(work).items():
+        started = time.perf_counter()
+        results = self._run_all(work)
+        self.life.metrics.observe(time.perf_counter() - started)
+        for tp, result in results.items():
             self._apply(tp, work[tp], result)
 
     # ---- marks and careful mode ----------------------------------------------------
@@ -118,6 +129,11 @@ class TopicLoop:
             records = [r for r in records if r.offset >= part.next]
         if part.done_ahead:
             records = self._skip_done(part, records)
+        if part.waiting:  # a waiting key's records stay for later, unhandled
+            held = [r.offset for r in records if r.key in part.waiting]
+            if held:
+                part.held = min(held[0], part.held if part.held is not None else held[0])
+                records = [r for r in records if r.key not in part.waiting]
         if not records:
             return []
         start = records[0].offset
@@ -132,13 +148,12 @@ class TopicLoop:
         return records[:1] if careful else records
 
     def _skip_done(self, part: _Partition, records: list[Record]) -> list[Record]:
-        out = []
-        for r in records:
-            if r.offset in part.done_ahead and r.offset == part.next:
-                part.done_ahead.discard(r.offset)
-                part.next += 1
-            else:
-                out.append(r)
+        """Leave out records handled while an earlier key waited
+        (``ordering="key"``); a fetch of nothing else moves past them."""
+        out = [r for r in records if r.offset not in part.done_ahead]
+        if not out:
+            part.next = records[-1].offset + 1
+            part.done_ahead = {o for o in part.done_ahead if o >= part.next}
         return out
 
     def _store_marks(self, work: dict[TopicPartition, list[Record]]) -> None:
@@ -180,20 +195,21 @@ class TopicLoop:
             attempts = self._attempts(tp)
             if self.life.over_limit(attempts):
                 results[tp] = self.lanes.unfinished(records[0], attempts)
-            elif self.spec.ordering == "key" and len(records) > 1:
+            elif self.spec.ordering == "key":
                 lanes[tp] = split_by_key(records)
             else:
                 lanes[tp] = [records]
         flat = [(tp, lane) for tp, ls in lanes.items() for lane in ls]
-        outs = self._run_lanes(flat)
+        outs = iter(self._run_lanes(flat))
         for tp, ls in lanes.items():
-            mine = [outs.pop(0) for _ in ls]
-            results[tp] = topic_result(ls[0], mine[0]) if len(ls) == 1 else merge(ls, mine)
+            mine = [next(outs) for _ in ls]
+            keyed = self.spec.ordering == "key"
+            results[tp] = merge(ls, mine) if keyed else topic_result(ls[0], mine[0])
         return results
 
     def _run_lanes(self, flat: list[tuple[TopicPartition, list[Record]]]) -> list[Any]:
         run = self.lanes.runner()
-        args = [(lane, const(self._attempts(tp))) for tp, lane in flat]
+        args = [(lane, self._round_of(tp)) for tp, lane in flat]
         if self._loop is not None:
             return self._loop.run_until_complete(_gather([run(*a) for a in args]))
         if self._pool is None or len(args) == 1:
@@ -205,15 +221,49 @@ class TopicLoop:
         part = self.parts.get(tp)
         if part is None:
             return  # revoked meanwhile
-        handled, stop, ahead = result
+        handled, stop, ahead = result[:3]
         self.handled += handled
         self.life.breaker.success(handled)
+        if self.spec.ordering == "key" and (result.waits or part.held is not None or part.waiting):
+            self._key_waits(tp, part, records, result)
+            return
         part.next = stop[0] if stop is not None else records[-1].offset + 1
-        part.done_ahead.update(ahead)
+        if ahead or part.done_ahead:
+            part.done_ahead = {o for o in (*part.done_ahead, *ahead) if o >= part.next}
         if stop is not None:
             self._pause(tp, part, stop[0], stop[1])
         if self.consumer.position(tp) != part.next:
             self.consumer.seek(tp, part.next)  # re-read what was not handled
+
+    def _key_waits(
+        self, tp: TopicPartition, part: _Partition, records: list[Record], result: Any
+    ) -> None:
+        """``ordering="key"``: only the stopped keys wait; the partition
+        keeps flowing. Its commit stays before the first waiting record;
+        what other keys handled beyond it is remembered as done."""
+        done = result.done or tuple(r.offset for r in records[: result.handled])
+        floor = [records[-1].offset + 1, *(o for o, _, _ in result.waits)]
+        if part.held is not None:
+            floor.append(part.held)
+        part.next = min(floor)
+        part.held = part.next if result.waits or part.held is not None else None
+        for offset, key, stop in result.waits:
+            part.waiting[key] = stop.resume_at
+            part.rounds[offset] = self._round_of(tp)(records[0]._replace(offset=offset))
+        part.done_ahead = {o for o in (*part.done_ahead, *done) if o >= part.next}
+        part.rounds = {o: n for o, n in part.rounds.items() if o >= part.next}
+        if len(part.done_ahead) > MAX_AHEAD:  # bound memory: the whole partition waits
+            part.resume_at = min(part.waiting.values())
+            self.consumer.pause([tp])
+            self.consumer.seek(tp, part.next)
+
+    def _round_of(self, tp: TopicPartition) -> Callable[[Any], int]:
+        attempts = self._attempts(tp)
+        part = self.parts.get(tp)
+        if part is None or not part.rounds:
+            return const(attempts)
+        rounds = part.rounds
+        return lambda m: max(attempts, rounds.get(m.offset, 0) + 1)
 
     def _pause(self, tp: TopicPartition, part: _Partition, offset: int, stop: Stop) -> None:
         mark = self.marks.get(tp.partition)
@@ -244,6 +294,14 @@ class TopicLoop:
 
     def _resume_due(self) -> None:
         now = time.monotonic()
+        for tp, part in self.parts.items():
+            due = [k for k, at in part.waiting.items() if at <= now]
+            for key in due:
+                del part.waiting[key]
+            if due:  # re-read from the first unhandled record; handled ones are skipped
+                part.held = None
+                if self.consumer.position(tp) != part.next:
+                    self.consumer.seek(tp, part.next)
         due = [tp for tp, p in self.parts.items() if p.resume_at and p.resume_at <= now]
         for tp in due:
             self.parts[tp].resume_at = 0.0

@@ -139,9 +139,24 @@ class FailedEvents:
         self.store.record(event.id, action, self.actor, outcome, detail)
         return TriageResult(event.id, action, outcome, detail, again)
 
+    def _original(self, e: FailedEvent) -> Record | None:
+        """The original record, by offset, while retention keeps it: its
+        headers were not redacted (a failed event's were)."""
+        if e.source != "topic" or e.topic is None or e.partition is None or e.offset is None:
+            return None
+        try:
+            got = self.client.engine.log.read(e.topic, e.partition, e.offset, 1)
+        except TidingsError:
+            return None
+        if got and got[0].offset == e.offset and got[0].key == e.key:
+            return got[0]
+        return None
+
     def _republish(self, e: FailedEvent) -> tuple[str, None]:
+        original = self._original(e)
+        stored = original.headers if original is not None else e.headers
         headers = {
-            **e.headers, REPLAY_HEADER: str(e.replay_count + 1), FAILED_ID_HEADER: str(e.id)
+            **stored, REPLAY_HEADER: str(e.replay_count + 1), FAILED_ID_HEADER: str(e.id)
         }  # fmt: skip
         if e.source == "topic":
             assert e.topic is not None
@@ -158,7 +173,7 @@ class FailedEvents:
 
     def _replay(self, e: FailedEvent, app: App) -> tuple[str, int | None]:
         spec = app.handlers[e.handler]
-        message = _message_of(e)
+        message = _message_of(e, self._original(e))
         call = make_call(spec)
         try:
             out = call([message] if spec.batch else message)
@@ -193,8 +208,14 @@ def _as_exc(out: Any) -> Exception:
     return RuntimeError(getattr(out, "reason", None) or f"handler returned {out!r}")
 
 
-def _message_of(e: FailedEvent) -> Record | Delivery:
+def _message_of(e: FailedEvent, original: Record | None) -> Record | Delivery:
+    """The message to re-process: the original record read by offset when
+    the log still has it, else the one rebuilt from the failed event."""
     headers = {**e.headers, REPLAY_HEADER: str(e.replay_count + 1)}
+    if original is not None:
+        return original._replace(
+            headers={**original.headers, **{REPLAY_HEADER: headers[REPLAY_HEADER]}}
+        )
     if e.source == "topic":
         return Record(
             e.topic or "", e.partition or 0, e.offset or 0, e.key, e.payload, e.failed_at, headers

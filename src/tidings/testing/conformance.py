@@ -22,11 +22,17 @@ from ._append import AppendContract
 from ._consume import ConsumeContract
 from ._groups import GroupContract
 from ._maintenance import MaintenanceContract
+from ._runtime import RuntimeContract
 from ._topics import TopicContract
 
 
 class LogContract(
-    TopicContract, AppendContract, ConsumeContract, GroupContract, MaintenanceContract
+    TopicContract,
+    AppendContract,
+    ConsumeContract,
+    GroupContract,
+    MaintenanceContract,
+    RuntimeContract,
 ):
     """All log contract tests; subclass it and provide ``engine_url``."""
 
@@ -37,5 +43,6 @@ __all__ = [
     "GroupContract",
     "LogContract",
     "MaintenanceContract",
+    "RuntimeContract",
     "TopicContract",
 ]
