@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..ports.failed import RESOLUTIONS, FailedEvent, FailedFilter
+from . import options
 from .context import Context
 
 
@@ -18,16 +19,20 @@ def register(sub: Any) -> None:
     verbs = failed.add_subparsers(dest="verb", metavar="VERB", required=True)
     p = verbs.add_parser("list", help="failed events (default: parked ones), oldest first")
     _filters(p)
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument(
+        "--limit", type=options.count, default=1000, metavar="N", help="at most N events"
+    )
     p.set_defaults(handler=_list)
     p = verbs.add_parser("groups", help="counts by exception type and call site")
     _filters(p)
     p.set_defaults(handler=_groups)
     p = verbs.add_parser("show", help="one failed event with every field")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=options.index, help="the failed event id (from failed list)")
     p.set_defaults(handler=_show)
     p = verbs.add_parser("actions", help="recorded triage actions (of one event, or all)")
-    p.add_argument("id", type=int, nargs="?")
+    p.add_argument(
+        "id", type=options.index, nargs="?", help="only this failed event's actions"
+    )
     p.set_defaults(handler=_actions)
     for verb, text in (
         ("replay", "re-process in place with the App's handler (--load module:app)"),
@@ -46,11 +51,11 @@ def register(sub: Any) -> None:
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--app")
-    p.add_argument("--handler", dest="handler_name")
-    p.add_argument("--topic")
-    p.add_argument("--queue")
-    p.add_argument("--exception-type")
+    p.add_argument("--app", help="only events of this App")
+    p.add_argument("--handler", dest="handler_name", help="only events of this handler")
+    p.add_argument("--topic", help="only events read from this topic")
+    p.add_argument("--queue", help="only events read from this queue")
+    p.add_argument("--exception-type", help="only this exception type (e.g. ValueError)")
     p.add_argument("--key", help="the original key (or FIFO group)")
     p.add_argument("--since", help="ISO time: failed at or after")
     p.add_argument("--until", help="ISO time: failed before")

@@ -17,8 +17,13 @@ def register(sub: Any) -> None:
     p.add_argument("app", help="module:attribute of a tidings.runtime.App")
     p.add_argument("--health-file", help="rewrite this JSON file every second with the health")
     p.add_argument("--health-port", type=int, help="serve GET health on 127.0.0.1:PORT")
-    p.add_argument("--log-format", choices=("json", "text"), default="json")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="log lines as JSON objects (default) or plain text",
+    )
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO (default), WARNING or ERROR")
     p.set_defaults(handler=_run)
 
 
