@@ -6,6 +6,9 @@ python workers.py member URL TOPIC GROUP OUT [PAUSE [STOP_AT_READ]]
                                                 # consumes, logs "p o" to OUT, commits
 python workers.py wait URL TOPIC                # prints latency of each record it gets
 python workers.py consume-queue URL QUEUE OUT   # gets, logs "id" to OUT, acks
+python workers.py publish-keys URL QUEUE EXCHANGE N
+                                                # after "go" on stdin, publishes keys
+                                                # k0..kN-1; prints "key id" per key
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from tidings import Client, FencedError, GroupConfig, TopicPartition
+from tidings.ports.queue import OutgoingMessage
 
 SESSION = GroupConfig(session_timeout_s=2.0, heartbeat_interval_s=0.2)
 
@@ -149,6 +154,39 @@ def consume_queue(url: str, queue: str, out_path: str, hold: str = "0") -> None:
                 client.ack(got)
 
 
+def publish_keys(url: str, queue: str, exchange: str, n: str) -> None:
+    """Publish keys k0..k(N-1) with idempotency keys, from two threads, in
+    chunks of 5 taking turns between single publishes, one keyed batch and
+    an exchange publish; start when the parent writes a line to stdin (so
+    all workers start together); print "key id" for each key."""
+    keys = [f"k{i}" for i in range(int(n))]
+    chunks = [keys[i : i + 5] for i in range(0, len(keys), 5)]
+    with Client(url) as client:
+        queues = client.engine.queues
+
+        def one_chunk(c: int, chunk: list[str]) -> list[int]:
+            messages = [OutgoingMessage(k.encode(), {}, k) for k in chunk]
+            if c % 3 == 0:
+                return [client.publish(queue, k.encode(), idempotency_key=k) for k in chunk]
+            if c % 3 == 1:
+                return queues.publish(queue, messages)
+            return queues.publish_exchange(exchange, "", messages)[queue]
+
+        def run(part: int) -> None:
+            for c in range(part, len(chunks), 2):
+                ids = one_chunk(c, chunks[c])
+                sys.stdout.write("".join(f"{k} {i}\n" for k, i in zip(chunks[c], ids, strict=True)))
+                sys.stdout.flush()
+
+        print("ready", flush=True)
+        sys.stdin.readline()
+        threads = [threading.Thread(target=run, args=(part,)) for part in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     commands: dict[str, Any] = {
@@ -157,5 +195,6 @@ if __name__ == "__main__":
         "member": member,
         "wait": wait,
         "consume-queue": consume_queue,
+        "publish-keys": publish_keys,
     }
     commands[command](*args)
