@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tidings import Client
+from tidings import AlreadyExists, Client, ConfigurationError
 from tidings.testing.pytest_plugin import require_engine, service_reachable
 
 WORKERS = str(Path(__file__).with_name("workers.py"))
@@ -101,3 +102,64 @@ def test_same_keys_from_several_processes_store_one_message_each(url: str) -> No
         assert len(bodies) == KEYS, f"{len(bodies)} messages stored for {KEYS} keys"
         assert bodies == sorted(ids)
         assert {d.id for d in stored} == {next(iter(v)) for v in ids.values()}
+
+
+def _together(n: int, call: Callable[[int], object]) -> list[object]:
+    """``call(i)`` from ``n`` threads released at once; results or exceptions."""
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except BaseException as exc:  # reported by the caller's assertion
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+@pytest.mark.timeout(120)
+def test_declaring_the_same_thing_at_once_succeeds_for_all(url: str) -> None:
+    """Replicas declaring the same queue (with a dead-letter queue), the same
+    exchange and the same partition count at startup all succeed, each on
+    its own connections; different settings still get AlreadyExists /
+    ConfigurationError."""
+    n = 6
+    clients = [Client(url) for _ in range(n)]
+    try:
+        for round_ in range(5):
+            queue, exchange = f"q{round_}-{uuid.uuid4().hex[:6]}", f"x{round_}"
+            topic = f"t{round_}-{uuid.uuid4().hex[:6]}"
+            clients[0].create_topic(topic, partitions=1)
+
+            def declare(i: int, queue: str = queue, exchange: str = exchange) -> object:
+                clients[i].declare_queue(queue, dead_letter=queue + "-dlq", lease="10s")
+                clients[i].declare_exchange(exchange, "direct")
+                return "ok"
+
+            results = _together(n, declare)
+            assert results == ["ok"] * n, [r for r in results if r != "ok"]
+
+            def grow(i: int, topic: str = topic) -> object:
+                try:
+                    clients[i].add_partitions(topic, 3)
+                except ConfigurationError:
+                    return "already"  # another replica grew it first: the typed refusal
+                return "ok"
+
+            grown = _together(n, grow)
+            assert grown.count("ok") == 1 and grown.count("already") == n - 1, grown
+            assert clients[0].topic(topic).partitions == 3
+            with pytest.raises(AlreadyExists):
+                clients[1].declare_queue(queue, lease="20s")
+            with pytest.raises(AlreadyExists):
+                clients[1].declare_exchange(exchange, "fanout")
+    finally:
+        for c in clients:
+            c.close()

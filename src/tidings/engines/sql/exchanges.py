@@ -26,11 +26,14 @@ class ExchangeStore:
         check_kind(kind)
 
         def txn(conn: Any) -> None:
-            row = conn.execute("SELECT kind FROM exchanges WHERE name=?", (name,)).fetchone()
-            if row is None:
-                conn.execute("INSERT INTO exchanges(name, kind) VALUES (?, ?)", (name, kind))
-            elif row[0] != kind:
-                raise AlreadyExists(f"exchange {name!r} exists with kind {row[0]!r}")
+            # Insert-or-nothing, then compare: concurrent declarers all succeed.
+            conn.execute(
+                "INSERT INTO exchanges(name, kind) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, kind),
+            )
+            existing = _kind(conn, name)
+            if existing != kind:
+                raise AlreadyExists(f"exchange {name!r} exists with kind {existing!r}")
 
         self._w.run(txn)
 

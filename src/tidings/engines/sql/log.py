@@ -188,7 +188,10 @@ class SqlLog:
 
     def add_partitions(self, name: str, total: int) -> None:
         def txn(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT id, config FROM topics WHERE name=?", (name,)).fetchone()
+            # Locked: a concurrent grower waits, then sees the new count.
+            row = conn.execute(
+                "SELECT id, config FROM topics WHERE name=? /*for update*/", (name,)
+            ).fetchone()
             if row is None:
                 raise TopicNotFound(f"topic {name!r} does not exist")
             config = _config(row[1])

@@ -28,7 +28,7 @@ from .exchanges import ExchangeStore
 from .fifo import BLOCKED, promote
 from .publish import publish_in, publish_row
 from .queue_rows import COLUMNS as _COLUMNS
-from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
+from .queue_rows import check_no_loop, config_of, delivery, now_ms, require
 
 T = TypeVar("T")
 
@@ -81,23 +81,18 @@ class SqlQueues(ExchangeStore):
     def declare(self, config: QueueConfig) -> QueueConfig:
         def txn(conn: Any) -> QueueConfig:
             check_no_loop(conn, config)
-            existing = find(conn, config.name)
-            if existing is not None:
-                if existing[1] != config:
+            # Insert-or-nothing, then compare with what is there: replicas
+            # declaring the same queue at once all succeed (a check, then an
+            # insert, let the later ones hit the unique name).
+            if not _insert_queue(conn, config):
+                existing = require(conn, config.name)[1]
+                if existing != config:
                     raise AlreadyExists(
-                        f"queue {config.name!r} exists with other settings: {existing[1]}"
+                        f"queue {config.name!r} exists with other settings: {existing}"
                     )
                 return config
-            conn.execute(
-                "INSERT INTO queues(name, config) VALUES (?, ?)",
-                (config.name, json.dumps(asdict(config))),
-            )
-            if config.dead_letter is not None and find(conn, config.dead_letter) is None:
-                dlq = QueueConfig(config.dead_letter)  # declared on first use, plain
-                conn.execute(
-                    "INSERT INTO queues(name, config) VALUES (?, ?)",
-                    (dlq.name, json.dumps(asdict(dlq))),
-                )
+            if config.dead_letter is not None:
+                _insert_queue(conn, QueueConfig(config.dead_letter))  # on first use, plain
             return config
 
         return self._w.run(txn)
@@ -356,6 +351,15 @@ class SqlQueues(ExchangeStore):
 
     def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
         return self._w.run(lambda conn: purge_rows(conn, queue, ids, now_ms()))
+
+
+def _insert_queue(conn: Any, config: QueueConfig) -> bool:
+    """Create the queue unless one of that name exists; True if created."""
+    row = conn.execute(
+        "INSERT INTO queues(name, config) VALUES (?, ?) ON CONFLICT(name) DO NOTHING RETURNING id",
+        (config.name, json.dumps(asdict(config))),
+    ).fetchone()
+    return row is not None
 
 
 def _fast_publish(
