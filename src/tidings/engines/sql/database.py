@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import sqlite3
 import threading
 import time
@@ -24,11 +26,19 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar
 
-from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, TidingsError
+from ...errors import (
+    EngineConflict,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineUnavailable,
+    TidingsError,
+)
 from .migrations import SCHEMA_VERSION, upgrade
 
 T = TypeVar("T")
+log = logging.getLogger("tidings.writer")
 GATHER_S = 0.0005
+CONFLICT_ATTEMPTS = 5  # transactions per request that keeps losing to concurrent ones
 _FORMAT = "tidings"
 
 
@@ -94,16 +104,23 @@ class Session(Protocol):
 
     def rollback(self) -> None: ...
 
+    def lock(self, keys: list[LockKey]) -> None:
+        """Lock these rows, in this order, before the batch runs (a no-op
+        where the transaction already holds the whole database)."""
+
     def translate(self, exc: BaseException) -> BaseException:
         """Driver error → tidings error (``__cause__`` kept)."""
         ...
 
 
 Combine = Callable[[Any, list[Any]], list[Any]]
+# A row a request will lock: ("group", name), ("partition", topic id, n) or
+# ("queue", name). Sorted, they give the order every transaction locks in.
+LockKey = tuple[str, str] | tuple[str, int, int]
 
 
 class _Request(Generic[T]):
-    __slots__ = ("channels", "done", "error", "fn", "fsync", "merge", "value")
+    __slots__ = ("channels", "done", "error", "fn", "fsync", "locks", "merge", "value")
 
     def __init__(
         self,
@@ -111,8 +128,10 @@ class _Request(Generic[T]):
         fsync: bool,
         channels: tuple[str, ...],
         merge: tuple[object, Any, Combine] | None = None,
+        locks: tuple[LockKey, ...] = (),
     ):
         self.fn, self.fsync, self.channels, self.merge = fn, fsync, channels, merge
+        self.locks = locks
         self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
@@ -136,8 +155,13 @@ class Writer:
         fsync: bool = True,
         channels: tuple[str, ...] = (),
         merge: tuple[object, Any, Combine] | None = None,
+        locks: tuple[LockKey, ...] = (),
     ) -> T:
         """Run ``fn(conn)`` in a write transaction; return once committed.
+
+        ``locks`` names the rows ``fn`` will lock: a group commit locks
+        the rows of all its requests first, in one global order (sorted
+        keys), so two processes' transactions cannot deadlock on them.
 
         Requests queue while a leader commits; when it is done, the next
         thread whose request is still pending leads and commits everything
@@ -145,7 +169,7 @@ class Writer:
         ``merge`` key ``(key, payload, combine)`` are executed together as
         ``combine(conn, payloads)`` (e.g. eight single publishes become one
         eight-message insert); should that fail, each runs alone."""
-        req = _Request(fn, fsync, channels, merge)
+        req = _Request(fn, fsync, channels, merge, locks)
         with self._cond:
             self._queue.append(req)  # type: ignore[arg-type]
             self._cond.notify_all()  # a gathering leader may be waiting for us
@@ -177,9 +201,38 @@ class Writer:
         self._last_batch = len(self._queue)
 
     def _commit_batch(self, batch: list[_Request[object]]) -> None:
+        """Commit the batch; requests that lost to a concurrent transaction
+        (EngineConflict: a deadlock, a serialization failure; nothing of
+        theirs was written) run again in a new transaction, so one thread's
+        deadlock never fails the other requests of the group, nor (up to
+        ``CONFLICT_ATTEMPTS``) its own."""
+        pending = batch
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                self._commit_once(pending)
+            finally:
+                retry = (
+                    [r for r in pending if _lost_conflict(r)] if attempt < CONFLICT_ATTEMPTS else []
+                )
+                for req in pending:
+                    req.done = req not in retry
+            if not retry:
+                return
+            log.warning(
+                "%d of %d requests lost to a concurrent transaction, running them again: %s",
+                len(retry), len(pending), retry[0].error,
+            )  # fmt: skip
+            for req in retry:
+                req.error = req.value = None
+            pending = retry
+            time.sleep(random.uniform(0, 0.005 * attempt))  # full jitter: let the winner commit
+
+    def _commit_once(self, batch: list[_Request[object]]) -> None:
         session = self._session
+        channels: set[str] = set()
         try:
             session.begin(any(r.fsync for r in batch))
+            session.lock(sorted({key for r in batch for key in r.locks}))
             if len(batch) == 1:  # alone: no savepoint needed, its failure is the txn's
                 batch[0].value = batch[0].fn(session.conn)
             else:
@@ -192,9 +245,6 @@ class Writer:
             for req in batch:
                 req.error = req.error or err
             channels = set()
-        finally:
-            for req in batch:
-                req.done = True
         if channels:
             self._on_commit(channels)
 
@@ -238,6 +288,10 @@ class Writer:
         conn.execute("RELEASE SAVEPOINT req")
 
 
+def _lost_conflict(req: _Request[object]) -> bool:
+    return isinstance(req.error, EngineConflict)
+
+
 def _outcome(req: _Request[T]) -> T:
     if req.error is not None:
         raise req.error
@@ -277,6 +331,9 @@ class SQLiteSession:
 
     def commit(self, channels: set[str]) -> None:
         self.conn.execute("COMMIT")
+
+    def lock(self, keys: list[LockKey]) -> None:
+        """BEGIN IMMEDIATE holds the whole file: nothing to lock row by row."""
 
     def rollback(self) -> None:
         if self.conn.in_transaction:

@@ -76,7 +76,11 @@ class ExchangeStore:
 
         # The channels are known only after routing: wake every queue bound here.
         queues = self._bound_queues(exchange)
-        return self._w.run(txn, channels=tuple("queue:" + q for q in queues))
+        return self._w.run(
+            txn,
+            channels=tuple("queue:" + q for q in queues),
+            locks=tuple(("queue", q) for q in queues),
+        )
 
     def _bound_queues(self, exchange: str) -> list[str]:
         def txn(conn: Any) -> list[str]:

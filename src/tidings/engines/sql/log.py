@@ -243,6 +243,10 @@ class SqlLog:
                     partial(_append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
+                    locks=(
+                        *(("partition", tid, p) for p in encoded),
+                        *(("queue", q) for q in queues),
+                    ),
                 )
             except _Stale:
                 continue
@@ -257,9 +261,9 @@ class SqlLog:
         offsets still follow commit order (L2)."""
         tid, config = self._topic(topic, refresh=True)
         check_batches(config, batches)
-        encoded = {
+        encoded = {  # partitions locked in order: concurrent appenders cannot deadlock
             p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
-            for p, c in batches.items()
+            for p, c in sorted(batches.items(), key=lambda item: item[0])
             if c.values
         }
         ours = self._dialect.wrap(conn)
@@ -348,7 +352,7 @@ class SqlLog:
 
         # Membership is not fsynced: losing it in a power cut only makes
         # members rejoin; records and offsets are unaffected.
-        return self._w.run(txn, fsync=False)
+        return self._w.run(txn, fsync=False, locks=(("group", group),))
 
     def commit(
         self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
@@ -368,7 +372,7 @@ class SqlLog:
 
         # Offsets survive a process crash; after a power cut a group may
         # re-read a little (at-least-once), never skip.
-        self._w.run(txn, fsync=False)
+        self._w.run(txn, fsync=False, locks=(("group", group),))
 
     def committed(self, group: str) -> dict[TopicPartition, int]:
         rows = self._reader().execute(

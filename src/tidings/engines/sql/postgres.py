@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from importlib import resources
@@ -40,11 +42,19 @@ import psycopg.errors
 from psycopg import sql
 
 from ...config import parse_duration, validate_name
-from ...errors import ConfigurationError, EngineProtocolError, EngineUnavailable, TidingsError
+from ...errors import (
+    ConfigurationError,
+    EngineConflict,
+    EngineProtocolError,
+    EngineStorageFull,
+    EngineTimeout,
+    EngineUnavailable,
+    TidingsError,
+)
 from ...features import Features
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
-from .database import Writer
+from .database import CONFLICT_ATTEMPTS, LockKey, Writer
 from .dialect import Dialect
 from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
@@ -116,14 +126,35 @@ class PgConnection:
         self.raw.close()
 
 
+# SQLSTATE (or its two-character class) → what it means for the caller.
+_BY_SQLSTATE: dict[str, tuple[type[TidingsError], str]] = {
+    "40001": (EngineConflict, "PostgreSQL aborted the transaction (serialization failure)"),
+    "40P01": (EngineConflict, "PostgreSQL aborted the transaction (deadlock)"),
+    "57014": (EngineTimeout, "PostgreSQL cancelled the statement (statement_timeout)"),
+    "55P03": (EngineTimeout, "PostgreSQL could not take a lock in time (lock_timeout)"),
+    "53100": (EngineStorageFull, "PostgreSQL's disk is full"),
+    "25006": (EngineUnavailable, "PostgreSQL is read-only here (a standby?)"),
+    "57P01": (EngineUnavailable, "PostgreSQL is shutting down"),
+    "57P02": (EngineUnavailable, "PostgreSQL is shutting down"),
+    "57P03": (EngineUnavailable, "PostgreSQL is not accepting connections yet"),
+    "08": (EngineUnavailable, "PostgreSQL is unavailable"),  # connection exceptions
+    "53": (EngineUnavailable, "PostgreSQL is out of resources"),  # memory, connections
+    "58": (EngineUnavailable, "PostgreSQL had a system error"),  # I/O
+}
+
+
 def translate(exc: BaseException) -> BaseException:
-    """psycopg error → tidings error; anything else is returned unchanged."""
+    """psycopg error → tidings error by SQLSTATE; anything else is returned
+    unchanged. An OperationalError without SQLSTATE comes from the client
+    side of a lost connection."""
     if isinstance(exc, TidingsError) or not isinstance(exc, psycopg.Error):
         return exc
-    if isinstance(exc, (psycopg.OperationalError, psycopg.errors.AdminShutdown)):
-        err: TidingsError = EngineUnavailable(f"PostgreSQL is unavailable: {exc}")
-    else:
-        err = EngineProtocolError(f"PostgreSQL error: {exc}")
+    state = exc.sqlstate or ""
+    found = _BY_SQLSTATE.get(state) or _BY_SQLSTATE.get(state[:2])
+    if found is None and not state and isinstance(exc, psycopg.OperationalError):
+        found = (EngineUnavailable, "PostgreSQL is unavailable")
+    kind, what = found or (EngineProtocolError, "PostgreSQL error")
+    err = kind(f"{what}: {exc}" + (f" [SQLSTATE {state}]" if state else ""))
     err.__cause__ = exc
     return err
 
@@ -133,6 +164,15 @@ def _notify_in(conn: PgConnection, channel: str) -> None:
 
 
 POSTGRES = Dialect("postgresql", translate=translate, wrap=PgConnection, notify_in=_notify_in)
+
+
+# FOR UPDATE locks rows as the sort hands them up: in ORDER BY order.
+_LOCK_GROUPS = "SELECT 1 FROM groups WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+_LOCK_QUEUES = "SELECT 1 FROM queues WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+_LOCK_PARTITIONS = (
+    "SELECT 1 FROM partitions p JOIN unnest(%s::bigint[], %s::int[]) AS k(t, n) "
+    "ON p.topic_id = k.t AND p.partition = k.n ORDER BY p.topic_id, p.partition FOR UPDATE OF p"
+)
 
 
 class PgSession:
@@ -159,6 +199,25 @@ class PgSession:
             for c in sorted(channels)
         ]
         self.conn.raw.execute(sql.SQL("; ").join([*notes, sql.SQL("COMMIT")]))
+
+    def lock(self, keys: list[LockKey]) -> None:
+        """Lock the rows the batch will touch in one global order (keys
+        sorted: groups, then partitions by topic id, then queues by name).
+        Rows locked later in the same order by the requests themselves are
+        already ours: two writers' transactions can no longer hold one row
+        each and wait for the other's."""
+        if not keys:
+            return
+        groups = [k[1] for k in keys if k[0] == "group"]
+        parts = [(k[1], k[2]) for k in keys if len(k) == 3]  # ("partition", topic id, n)
+        queues = [k[1] for k in keys if k[0] == "queue"]
+        raw = self.conn.raw
+        if groups:
+            raw.execute(_LOCK_GROUPS, (groups,))
+        if parts:
+            raw.execute(_LOCK_PARTITIONS, ([t for t, _ in parts], [n for _, n in parts]))
+        if queues:
+            raw.execute(_LOCK_QUEUES, (queues,))
 
     def rollback(self) -> None:
         if not self.conn.broken:
@@ -360,12 +419,20 @@ class PostgresEngine:
     def _oneshot(self, fn: Callable[[PgConnection], T]) -> T:
         """Run one self-committing statement (``pg_fast``) on this thread's
         pooled autocommit connection, beside the writer (it needs no
-        transaction, so it does not queue behind the group commit). Never
-        retried: a write whose connection broke has an unknown outcome."""
-        try:
-            return fn(self._reader())
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
+        transaction, so it does not queue behind the group commit). A
+        broken connection is not retried (a write whose connection broke
+        has an unknown outcome); a statement that lost to a concurrent
+        transaction (deadlock, serialization failure) wrote nothing, and
+        runs again."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return fn(self._reader())
+            except psycopg.Error as exc:
+                err = translate(exc)
+                if not isinstance(err, EngineConflict) or attempt == CONFLICT_ATTEMPTS:
+                    raise err from exc
+            time.sleep(random.uniform(0, 0.005 * attempt))  # full jitter
+        raise AssertionError("unreachable")
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)

@@ -166,7 +166,7 @@ class SqlQueues(ExchangeStore):
                 return self._run_fast(fast)
             except pg_fast.Stale:
                 self._ids.pop(queue, None)
-        return self._w.run(general, channels=channels, merge=merge)
+        return self._w.run(general, channels=channels, merge=merge, locks=(("queue", queue),))
 
     def _run_fast(self, fn: Callable[[Any], T]) -> T:
         assert self._oneshot is not None  # reached only after _fast_target
@@ -304,6 +304,7 @@ class SqlQueues(ExchangeStore):
             lambda conn: _settle_all(conn, queue, settlements, now_ms()),
             fsync=False,
             channels=("queue:" + queue,),
+            locks=(("queue", queue),),
         )
 
     def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
