@@ -266,10 +266,10 @@ class SqlLog:
             for p, c in sorted(batches.items(), key=lambda item: item[0])
             if c.values
         }
-        ours = self._dialect.wrap(conn)
         try:
-            result = _append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
-            self._dialect.notify_in(ours, "log:" + topic)
+            with self._dialect.borrow(conn) as ours:
+                result = _append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
+                self._dialect.notify_in(ours, "log:" + topic)
         except _Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None
         except Exception as exc:

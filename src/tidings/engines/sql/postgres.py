@@ -31,7 +31,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from importlib import resources
 from typing import Any, TypeVar
@@ -163,7 +165,35 @@ def _notify_in(conn: PgConnection, channel: str) -> None:
     conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, channel))
 
 
-POSTGRES = Dialect("postgresql", translate=translate, wrap=PgConnection, notify_in=_notify_in)
+@contextmanager
+def borrow(raw: psycopg.Connection[Any], schema: str | None = None) -> Iterator[PgConnection]:
+    """The caller's connection, running our statements on the tables in
+    ``schema`` whatever its ``search_path``; the path is put back on exit.
+
+    Inside the caller's transaction the change is ``SET LOCAL``-like (it
+    would end with the transaction anyway); in autocommit mode it is a
+    session setting, restored at once. One round trip each way."""
+    if schema is None:
+        yield PgConnection(raw)
+        return
+    local = raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    row = raw.execute(_SWAP_PATH, (f'"{schema}"', local)).fetchone()
+    try:
+        yield PgConnection(raw)
+    finally:
+        # A failed transaction cannot run the restore; its ROLLBACK will
+        # (a local setting ends with it).
+        if raw.info.transaction_status != psycopg.pq.TransactionStatus.INERROR and row:
+            raw.execute("SELECT set_config('search_path', %s, %s)", (row[0], local))
+
+
+# The subquery in FROM runs first: the old path is read before it is set.
+_SWAP_PATH = (
+    "SELECT old.path, set_config('search_path', %s, %s) "
+    "FROM (SELECT current_setting('search_path') AS path) AS old"
+)
+
+POSTGRES = Dialect("postgresql", translate=translate, borrow=borrow, notify_in=_notify_in)
 
 
 # FOR UPDATE locks rows as the sort hands them up: in ORDER BY order.
@@ -378,8 +408,9 @@ class PostgresEngine:
         self._waiters = MemoryWaiters()
         self._listener = Listener(self._connect, self._waiters)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
-        self.log = SqlLog(self._writer, self._reader, location, POSTGRES)
-        self.queues = SqlQueues(self._writer, self._read, POSTGRES, self._oneshot)
+        dialect = replace(POSTGRES, borrow=partial(borrow, schema=schema))
+        self.log = SqlLog(self._writer, self._reader, location, dialect)
+        self.queues = SqlQueues(self._writer, self._read, dialect, self._oneshot)
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),

@@ -66,10 +66,10 @@ class SqlQueues(ExchangeStore):
     ) -> list[int]:
         """Publish inside the caller's open transaction on their own
         connection: the messages exist iff that transaction commits."""
-        ours = self._dialect.wrap(conn)
         try:
-            ids = publish_in(ours, queue, messages, now_ms())
-            self._dialect.notify_in(ours, "queue:" + queue)
+            with self._dialect.borrow(conn) as ours:
+                ids = publish_in(ours, queue, messages, now_ms())
+                self._dialect.notify_in(ours, "queue:" + queue)
         except Exception as exc:
             err = self._dialect.translate(exc)
             if err is exc:
