@@ -3,7 +3,7 @@ one transaction. Routing itself is the engine-neutral ``tidings.routing``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...config import validate_name
@@ -13,13 +13,14 @@ from ...routing import Binding, check_kind, route
 from .database import Writer
 from .forward import binding_name
 from .publish import publish_in
-from .queue_rows import now_ms, require
+from .queue_rows import require
 
 
 class ExchangeStore:
     """The exchange half of :class:`~tidings.engines.sql.queue.SqlQueues`."""
 
     _w: Writer
+    _now: Callable[[], int]
 
     def declare_exchange(self, name: str, kind: str) -> None:
         validate_name("exchange", name)
@@ -71,7 +72,7 @@ class ExchangeStore:
                 "SELECT queue, key, weight FROM bindings WHERE exchange=?", (exchange,)
             ).fetchall()
             targets = route(kind, [Binding(*r) for r in rows], routing_key)
-            now = now_ms()
+            now = self._now()
             return {q: publish_in(conn, q, messages, now) for q in targets}
 
         # The channels are known only after routing: wake every queue bound here.

@@ -31,6 +31,7 @@ from ...message import Record, TopicPartition
 from ...ports.log import AppendResult, GroupTransition, PartitionInfo, RecordColumns, T
 from .._common import check_batches, check_partition, now_ms
 from . import recordbatch as rb
+from .clock import LocalClock
 from .database import Writer
 from .dialect import SQLITE, Dialect
 from .forward import bound_queues, forward
@@ -100,8 +101,10 @@ class SqlLog:
         reader: Callable[[], Any],
         location: str,
         dialect: Dialect = SQLITE,
+        clock: LocalClock | None = None,
     ) -> None:
         self._w = writer
+        self._clock = clock or LocalClock()  # group sessions are judged by it
         self._connect_reader = reader
         self._dialect = dialect
         self._translate = dialect.translate
@@ -340,13 +343,20 @@ class SqlLog:
 
     # ---- groups ---------------------------------------------------------
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
+        """``fn`` judges sessions by the caller's clock (``time.time()``);
+        the state is stored in the shared clock's time (see ``clock.py``),
+        so it is moved into the caller's time for ``fn`` and back."""
+
         def txn(conn: sqlite3.Connection) -> T:
             state = _lock_group(conn, group)
             counts = {
                 name: _config(cfg).partitions
                 for name, cfg in conn.execute("SELECT name, config FROM topics")
             }
+            shift = self._clock.offset_s()
+            _shift_sessions(state, -shift)
             result = fn(state, counts)
+            _shift_sessions(state, shift)
             _store_group(conn, state)
             return result
 
@@ -357,6 +367,8 @@ class SqlLog:
     def commit(
         self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
     ) -> None:
+        now += self._clock.offset_s()  # the caller's time → the shared clock's
+
         def txn(conn: sqlite3.Connection) -> None:
             state = _lock_group(conn, group)
             state.check_commit(member_id, set(offsets), now)
@@ -478,6 +490,11 @@ def _lock_group(conn: sqlite3.Connection, group: str) -> GroupState:
     )
     row = conn.execute("SELECT state FROM groups WHERE name=? /*for update*/", (group,)).fetchone()
     return GroupState.from_json(row[0])
+
+
+def _shift_sessions(state: GroupState, seconds: float) -> None:
+    for member in state.members.values():
+        member.last_seen += seconds
 
 
 def _load_group(conn: Any, group: str) -> GroupState | None:

@@ -56,6 +56,7 @@ from ...errors import (
 from ...features import Features
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
+from .clock import DbClock
 from .database import CONFLICT_ATTEMPTS, LockKey, Writer
 from .dialect import Dialect
 from .log import SqlLog, read_retrying
@@ -385,6 +386,13 @@ def vacuum_churned(connect: Callable[[], PgConnection]) -> list[str]:
         conn.close()
 
 
+def _db_time(conn: PgConnection) -> float:
+    """The server's clock (``clock_timestamp()``: now, not the transaction
+    start), in seconds since the epoch."""
+    cur = conn.raw.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+    return float(cur.fetchone()[0])  # type: ignore[index]
+
+
 class PostgresEngine:
     """PostgreSQL: logs shared by every host that reaches the database."""
 
@@ -409,13 +417,14 @@ class PostgresEngine:
         self._listener = Listener(self._connect, self._waiters)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
         dialect = replace(POSTGRES, borrow=partial(borrow, schema=schema))
-        self.log = SqlLog(self._writer, self._reader, location, dialect)
-        self.queues = SqlQueues(self._writer, self._read, dialect, self._oneshot)
+        self.clock = DbClock(partial(self._read, _db_time))  # one clock for every host
+        self.log = SqlLog(self._writer, self._reader, location, dialect, self.clock)
+        self.queues = SqlQueues(self._writer, self._read, dialect, self._oneshot, self.clock)
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),
             partial(claim_maintenance, self._writer),
-            self.queues.sweep_expired,
+            lambda _local_now: self.queues.sweep_expired(self.clock.now_ms()),
             partial(vacuum_churned, self._connect),
         )
         self._maintainer.start()

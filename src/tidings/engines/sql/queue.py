@@ -21,6 +21,7 @@ from ...errors import AlreadyExists, AlreadySettled, LeaseLost, QueueNotFound
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from . import batched, pg_fast
+from .clock import LocalClock
 from .database import Writer
 from .deadletter import dead_letter, purge_rows, redrive_rows
 from .dialect import SQLITE, Dialect
@@ -28,7 +29,7 @@ from .exchanges import ExchangeStore
 from .fifo import BLOCKED, promote
 from .publish import publish_in, publish_row
 from .queue_rows import COLUMNS as _COLUMNS
-from .queue_rows import check_no_loop, config_of, delivery, now_ms, require
+from .queue_rows import check_no_loop, config_of, delivery, require
 
 T = TypeVar("T")
 
@@ -51,8 +52,12 @@ class SqlQueues(ExchangeStore):
         read: Callable[[Callable[[Any], Any]], Any],
         dialect: Dialect = SQLITE,
         oneshot: Callable[[Callable[[Any], Any]], Any] | None = None,
+        clock: LocalClock | None = None,
     ) -> None:
         self._w = writer
+        # Deadlines are written by one client and judged by others: one clock.
+        self._clock = clock or LocalClock()
+        self._now = self._clock.now_ms
         self._read = read  # runs fn(conn) on a read connection
         self._dialect = dialect
         # PostgreSQL: one-statement fast paths (pg_fast) run by ``oneshot``
@@ -68,7 +73,7 @@ class SqlQueues(ExchangeStore):
         connection: the messages exist iff that transaction commits."""
         try:
             with self._dialect.borrow(conn) as ours:
-                ids = publish_in(ours, queue, messages, now_ms())
+                ids = publish_in(ours, queue, messages, self._now())
                 self._dialect.notify_in(ours, "queue:" + queue)
         except Exception as exc:
             err = self._dialect.translate(exc)
@@ -129,7 +134,7 @@ class SqlQueues(ExchangeStore):
         return self._w.run(txn)
 
     def stats(self, name: str) -> QueueStats:
-        now = now_ms()
+        now = self._now()
 
         def read(conn: Any) -> QueueStats:
             qid, _ = require(conn, name)
@@ -155,12 +160,12 @@ class SqlQueues(ExchangeStore):
         # Concurrent publishes to one queue that meet in one commit are
         # stored with one insert (see Writer.run's merge).
         def general(conn: Any) -> list[int]:
-            return publish_in(conn, queue, messages, now_ms())
+            return publish_in(conn, queue, messages, self._now())
 
-        merge = (("publish", queue), (queue, messages), _publish_merged)
+        merge = (("publish", queue), (queue, messages), partial(_publish_merged, now=self._now))
         channels = ("queue:" + queue,)
         hit = self._fast_target(queue)
-        fast = None if hit is None else _fast_publish(queue, hit, messages)
+        fast = None if hit is None else _fast_publish(queue, hit, messages, self._now())
         if fast is not None:
             try:
                 return self._run_fast(fast)
@@ -218,7 +223,7 @@ class SqlQueues(ExchangeStore):
                     return got
             except pg_fast.Stale:
                 self._ids.pop(queue, None)
-        return self._w.run(lambda conn: _claim(conn, queue, max_messages, now_ms()), fsync=False)
+        return self._w.run(lambda conn: _claim(conn, queue, max_messages, self._now()), fsync=False)
 
     def _fast_claim(
         self, queue: str, hit: tuple[int, QueueConfig], max_messages: int
@@ -229,7 +234,7 @@ class SqlQueues(ExchangeStore):
         receipt = os.urandom(8).hex()
         out: list[Delivery] = []
         while len(out) < max_messages:
-            now, want = now_ms(), max_messages - len(out)
+            now, want = self._now(), max_messages - len(out)
             until = now + int(config.lease_s * 1000)
             got = self._run_fast(
                 partial(
@@ -250,7 +255,7 @@ class SqlQueues(ExchangeStore):
         return out
 
     def next_visible(self, queue: str) -> int | None:
-        now = now_ms()
+        now = self._now()
 
         def read(conn: Any) -> int | None:
             qid, _ = require(conn, queue)
@@ -277,7 +282,12 @@ class SqlQueues(ExchangeStore):
         (qid, config), receipt, ids = hit, receipts.pop(), [s.id for s in settlements]
         acked = self._run_fast(
             partial(
-                pg_fast.ack, qid=qid, receipt=receipt, ids=ids, now=now_ms(), rows=not config.fifo
+                pg_fast.ack,
+                qid=qid,
+                receipt=receipt,
+                ids=ids,
+                now=self._now(),
+                rows=not config.fifo,
             )
         )
         if acked == set(ids) and len(acked) == len(ids):
@@ -301,7 +311,7 @@ class SqlQueues(ExchangeStore):
         self, queue: str, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]:
         return self._w.run(
-            lambda conn: _settle_all(conn, queue, settlements, now_ms()),
+            lambda conn: _settle_all(conn, queue, settlements, self._now()),
             fsync=False,
             channels=("queue:" + queue,),
             locks=(("queue", queue),),
@@ -311,7 +321,7 @@ class SqlQueues(ExchangeStore):
         def txn(conn: Any) -> int:
             qid, _ = require(conn, queue)
             batched.explode_receipts(conn, qid, {receipt})  # a range lease ends per message
-            now = now_ms()
+            now = self._now()
             until = now + int(lease_s * 1000)
             n = conn.execute(
                 "UPDATE messages SET visible_at=? WHERE queue_id=? AND id=? AND receipt=? "
@@ -346,12 +356,12 @@ class SqlQueues(ExchangeStore):
 
     def redrive(self, queue: str, ids: Sequence[int] | None) -> int:
         return self._w.run(
-            lambda conn: redrive_rows(conn, queue, ids, now_ms()),
+            lambda conn: redrive_rows(conn, queue, ids, self._now()),
             channels=("queue:" + queue,),
         )
 
     def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
-        return self._w.run(lambda conn: purge_rows(conn, queue, ids, now_ms()))
+        return self._w.run(lambda conn: purge_rows(conn, queue, ids, self._now()))
 
 
 def _insert_queue(conn: Any, config: QueueConfig) -> bool:
@@ -364,7 +374,7 @@ def _insert_queue(conn: Any, config: QueueConfig) -> bool:
 
 
 def _fast_publish(
-    queue: str, hit: tuple[int, QueueConfig], messages: Sequence[OutgoingMessage]
+    queue: str, hit: tuple[int, QueueConfig], messages: Sequence[OutgoingMessage], now: int
 ) -> Callable[[Any], list[int]] | None:
     """The one-statement publish for these messages, if one applies: batch
     rows for plain messages, a message row for one message that needs no
@@ -373,21 +383,21 @@ def _fast_publish(
     if any(len(m.body) > config.max_body_bytes for m in messages):
         return None  # the general path says what is wrong
     if batched.fits(config, messages):
-        return partial(pg_fast.publish, queue=queue, qid=qid, messages=messages, now=now_ms())
+        return partial(pg_fast.publish, queue=queue, qid=qid, messages=messages, now=now)
     m = messages[0] if len(messages) == 1 else None
     if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:
         return None
     return partial(
-        pg_fast.publish_one, queue=queue, qid=qid, row=publish_row(qid, 0, m, config, now_ms())
+        pg_fast.publish_one, queue=queue, qid=qid, row=publish_row(qid, 0, m, config, now)
     )
 
 
 def _publish_merged(
-    conn: Any, payloads: list[tuple[str, Sequence[OutgoingMessage]]]
+    conn: Any, payloads: list[tuple[str, Sequence[OutgoingMessage]]], now: Callable[[], int]
 ) -> list[list[int]]:
     """Several callers' publishes to one queue as one; each gets its own ids."""
     queue = payloads[0][0]
-    ids = publish_in(conn, queue, [m for _, messages in payloads for m in messages], now_ms())
+    ids = publish_in(conn, queue, [m for _, messages in payloads for m in messages], now())
     out, start = [], 0
     for _, messages in payloads:
         out.append(ids[start : start + len(messages)])
