@@ -53,8 +53,10 @@ class SqlQueues(ExchangeStore):
         dialect: Dialect = SQLITE,
         oneshot: Callable[[Callable[[Any], Any]], Any] | None = None,
         clock: LocalClock | None = None,
+        wake: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self._w = writer
+        self._wake = wake  # wake-ups after a fast path's own commit
         # Deadlines are written by one client and judged by others: one clock.
         self._clock = clock or LocalClock()
         self._now = self._clock.now_ms
@@ -168,7 +170,10 @@ class SqlQueues(ExchangeStore):
         fast = None if hit is None else _fast_publish(queue, hit, messages, self._now())
         if fast is not None:
             try:
-                return self._run_fast(fast)
+                ids = self._run_fast(fast)
+                if self._wake is not None:
+                    self._wake(channels)
+                return ids
             except pg_fast.Stale:
                 self._ids.pop(queue, None)
         return self._w.run(general, channels=channels, merge=merge, locks=(("queue", queue),))

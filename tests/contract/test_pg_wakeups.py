@@ -1,0 +1,73 @@
+"""Wake-ups on PostgreSQL are sent after the commit, from a thread of the
+client (not inside the writing transaction, where PostgreSQL would
+serialise every notifying commit through its WAL flush): a waiter on
+another client still wakes at once, on every publish path and on appends,
+rather than at its 1 s re-check."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tidings import Client
+
+
+def _latency(waiter: Callable[[], object], act: Callable[[], object]) -> float:
+    """Seconds from ``act()`` returning to ``waiter()`` returning."""
+    done = threading.Event()
+    woke: list[float] = []
+
+    def wait() -> None:
+        waiter()
+        woke.append(time.monotonic())
+        done.set()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.15)  # the waiter is waiting (and has re-read) by now
+    act()
+    acted = time.monotonic()
+    assert done.wait(10), "the waiter never woke"
+    thread.join()
+    return woke[0] - acted
+
+
+@pytest.mark.timeout(120)
+def test_waiters_on_another_client_wake_at_once(pg_schema_url: str) -> None:
+    """Queue get(wait=...) woken by a single publish (one-statement path), a
+    batch (batch rows), a keyed publish (the group commit) and a topic
+    append woken for a consumer's poll: each well under the 1 s re-check."""
+    suffix = uuid.uuid4().hex[:6]
+    queue, topic = f"wake-{suffix}", f"wake-t-{suffix}"
+    waiting, acting = Client(pg_schema_url), Client(pg_schema_url)
+    acting.declare_queue(queue)
+    acting.create_topic(topic)
+    producer = acting.producer()
+    latencies: dict[str, list[float]] = {"single": [], "batch": [], "keyed": [], "append": []}
+    acts: dict[str, Callable[[int], object]] = {
+        "single": lambda i: acting.publish(queue, b"s"),
+        "batch": lambda i: acting.publish_batch(queue, [b"b"] * 8),
+        "keyed": lambda i: acting.publish(queue, b"k", idempotency_key=f"k{i}"),
+    }
+    with waiting.consumer(topic, group=f"g-{suffix}", start="end") as consumer:
+        consumer.poll(timeout=0.5)  # joined, at the end
+        for i in range(3):
+            for name, act in acts.items():
+                latencies[name].append(
+                    _latency(lambda: waiting.get(queue, 100, wait=10, auto_ack=True), lambda: act(i))
+                )
+            latencies["append"].append(
+                _latency(
+                    lambda: consumer.poll(timeout=10), lambda: producer.send_batch(topic, [b"r"])
+                )
+            )
+    waiting.close()
+    acting.close()
+    medians = {name: statistics.median(v) for name, v in latencies.items()}
+    print(f"\nwake-up latency medians (s): {medians}")
+    assert all(m < 0.5 for m in medians.values()), latencies
