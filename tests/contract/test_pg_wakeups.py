@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -58,9 +59,8 @@ def test_waiters_on_another_client_wake_at_once(pg_schema_url: str) -> None:
         consumer.poll(timeout=0.5)  # joined, at the end
         for i in range(3):
             for name, act in acts.items():
-                latencies[name].append(
-                    _latency(lambda: waiting.get(queue, 100, wait=10, auto_ack=True), lambda: act(i))
-                )
+                get = partial(waiting.get, queue, 100, wait=10, auto_ack=True)
+                latencies[name].append(_latency(get, partial(act, i)))
             latencies["append"].append(
                 _latency(
                     lambda: consumer.poll(timeout=10), lambda: producer.send_batch(topic, [b"r"])
