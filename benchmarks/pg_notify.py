@@ -7,10 +7,12 @@ processes (one client each, each on its own partition and queue, so they
 share no row) and compares, in the same run, three ways of waking
 consumers:
 
-* ``in-commit``: ``pg_notify`` inside the writing transaction (tidings up to
-  0.x: the writer's COMMIT and the one-statement publish carried it);
-* ``after``: after the commit, coalesced, from a thread of the client
-  (``WakeSender``, what tidings does now);
+* ``in-commit``: ``pg_notify`` inside the writing transaction (what tidings
+  did before: the writer's COMMIT and the one-statement publish carried it);
+* ``after``: what tidings does now (``engines/sql/pg_wake.py``): after the
+  commit, from a thread of the client, and only for channels some client
+  waits on — here nobody waits, so no NOTIFY is sent (one cheap statement
+  per commit remains);
 * ``none``: no wake-ups at all (the floor).
 
 Modes are interleaved in random order within each round (the machine may
@@ -45,6 +47,7 @@ def _set_mode(mode: str) -> None:
     if mode == "after":
         return
     postgres.WakeSender.send = lambda self, channels: None  # type: ignore[method-assign]
+    postgres.Presence.hold = lambda self, channels: None  # type: ignore[method-assign]
     if mode == "none":
         return
 

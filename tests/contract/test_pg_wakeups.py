@@ -71,3 +71,37 @@ def test_waiters_on_another_client_wake_at_once(pg_schema_url: str) -> None:
     medians = {name: statistics.median(v) for name, v in latencies.items()}
     print(f"\nwake-up latency medians (s): {medians}")
     assert all(m < 0.5 for m in medians.values()), latencies
+
+
+@pytest.mark.timeout(60)
+def test_no_notification_while_nobody_waits(pg_schema_url: str) -> None:
+    """Publishes to a queue nobody waits on send no NOTIFY (which would
+    take PostgreSQL's notify lock and signal every listening session); once
+    a client waits on it, a publish notifies it."""
+    import psycopg
+
+    queue = f"quiet-{uuid.uuid4().hex[:6]}"
+    mine = f"queue:{queue}"
+    raw = psycopg.connect(pg_schema_url.split("?", maxsplit=1)[0], autocommit=True)
+    raw.execute("LISTEN tidings")
+    publisher, consumer = Client(pg_schema_url), Client(pg_schema_url)
+    publisher.declare_queue(queue)
+    publisher.publish(queue, b"single")
+    publisher.publish_batch(queue, [b"batch"] * 8)
+    publisher.publish(queue, b"keyed", idempotency_key="k")
+    consumer.ack(consumer.get(queue, 100))  # no wait: not a waiter
+    heard = [n.payload for n in raw.notifies(timeout=0.5)]
+    assert mine not in heard, "notified while nobody waited"
+
+    got: list[object] = []
+    waiting = threading.Thread(target=lambda: got.extend(consumer.get(queue, 1, wait=10)))
+    waiting.start()
+    time.sleep(0.3)  # the consumer waits now
+    publisher.publish(queue, b"awaited")
+    heard = [n.payload for n in raw.notifies(timeout=1.0)]
+    waiting.join(timeout=10)
+    assert mine in heard
+    assert len(got) == 1
+    raw.close()
+    publisher.close()
+    consumer.close()

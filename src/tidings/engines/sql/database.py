@@ -96,17 +96,15 @@ class Session(Protocol):
 
     conn: Any
 
-    def begin(self, fsync: bool) -> None:
-        """Start a write transaction, durable (fsync) or not."""
+    def begin(self, fsync: bool, locks: list[LockKey]) -> None:
+        """Start a write transaction, durable (fsync) or not, and lock the
+        rows ``locks`` names in that order (nothing to do where the
+        transaction holds the whole database)."""
 
     def commit(self, channels: set[str]) -> None:
         """Commit; engines that notify inside the transaction do it here."""
 
     def rollback(self) -> None: ...
-
-    def lock(self, keys: list[LockKey]) -> None:
-        """Lock these rows, in this order, before the batch runs (a no-op
-        where the transaction already holds the whole database)."""
 
     def translate(self, exc: BaseException) -> BaseException:
         """Driver error → tidings error (``__cause__`` kept)."""
@@ -231,8 +229,9 @@ class Writer:
         session = self._session
         channels: set[str] = set()
         try:
-            session.begin(any(r.fsync for r in batch))
-            session.lock(sorted({key for r in batch for key in r.locks}))
+            locks = sorted({key for r in batch for key in r.locks})
+            # One row alone cannot be taken in the wrong order.
+            session.begin(any(r.fsync for r in batch), locks if len(locks) > 1 else [])
             if len(batch) == 1:  # alone: no savepoint needed, its failure is the txn's
                 batch[0].value = batch[0].fn(session.conn)
             else:
@@ -307,7 +306,8 @@ class SQLiteSession:
         self._lock_timeout = lock_timeout_s
         self._sync_mode = "FULL"
 
-    def begin(self, fsync: bool) -> None:
+    def begin(self, fsync: bool, locks: list[LockKey]) -> None:
+        # BEGIN IMMEDIATE holds the whole file: no row to lock in order.
         mode = "FULL" if fsync else "NORMAL"
         if mode != self._sync_mode:
             self.conn.execute(f"PRAGMA synchronous={mode}")
@@ -331,9 +331,6 @@ class SQLiteSession:
 
     def commit(self, channels: set[str]) -> None:
         self.conn.execute("COMMIT")
-
-    def lock(self, keys: list[LockKey]) -> None:
-        """BEGIN IMMEDIATE holds the whole file: nothing to lock row by row."""
 
     def rollback(self) -> None:
         if self.conn.in_transaction:

@@ -6,20 +6,18 @@
 * Writes go through the same group-commit :class:`Writer` as SQLite, on one
   connection per process; ``fsync=False`` requests commit with
   ``synchronous_commit=off``.
-* Wake-ups: ``pg_notify`` once the writing transaction has committed,
-  coalesced, from a thread of its own (:class:`WakeSender`); one listener
-  thread per engine fans them out to local waiters. Not inside the writing
-  transaction: PostgreSQL serialises the commits of notifying transactions,
-  WAL flush included, under one database-wide lock (measured: 8 publishing
-  processes 2.6x slower, ``benchmarks/pg_notify.py``).
+* Wake-ups (``pg_wake.py``): ``pg_notify`` after the commit, from a thread
+  of the client, only for channels some client waits on (an advisory lock
+  says so); one listener thread per engine fans them out to local waiters.
 * A broken connection (database restart, failover) fails the call with a
   retriable :class:`EngineUnavailable` and is replaced on the next call.
   libpq multi-host URLs with ``target_session_attrs=read-write`` make the
   new connection follow a promoted standby.
 
-* Connections per process: one writer, one listener, at most
-  ``pool_size`` readers shared by all threads, and one for a moment during
-  the maintenance round.
+* Connections per process: one writer, one listener, one holding the
+  waiters' advisory locks (once something waits), at most ``pool_size``
+  readers shared by all threads, and one for a moment during the
+  maintenance round.
 
 URL options (removed before the URL reaches libpq): ``schema=NAME`` keeps
 tidings' tables in that schema (created if missing); ``pool_size=N``
@@ -65,12 +63,12 @@ from .dialect import Dialect
 from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
 from .migrations import SCHEMA_VERSION, upgrade
+from .pg_wake import CHANNEL, Listener, Presence, WakeSender
 from .queue import SqlQueues
 
 log = logging.getLogger("tidings.postgres")
 _OURS = ("schema", "maintenance_interval", "pool_size")  # URL options libpq never sees
 T = TypeVar("T")
-CHANNEL = "tidings"
 _SCALAR = re.compile(r"\b(max|min)\(([^()]*,[^()]*)\)")
 
 
@@ -201,12 +199,31 @@ POSTGRES = Dialect("postgresql", translate=translate, borrow=borrow, notify_in=_
 
 
 # FOR UPDATE locks rows as the sort hands them up: in ORDER BY order.
-_LOCK_GROUPS = "SELECT 1 FROM groups WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
-_LOCK_QUEUES = "SELECT 1 FROM queues WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+_LOCK_GROUPS = "SELECT 1 FROM groups WHERE name = ANY({}::text[]) ORDER BY name FOR UPDATE"
+_LOCK_QUEUES = "SELECT 1 FROM queues WHERE name = ANY({}::text[]) ORDER BY name FOR UPDATE"
 _LOCK_PARTITIONS = (
-    "SELECT 1 FROM partitions p JOIN unnest(%s::bigint[], %s::int[]) AS k(t, n) "
+    "SELECT 1 FROM partitions p JOIN unnest({}::bigint[], {}::int[]) AS k(t, n) "
     "ON p.topic_id = k.t AND p.partition = k.n ORDER BY p.topic_id, p.partition FOR UPDATE OF p"
 )
+
+
+def _row_locks(keys: list[LockKey]) -> list[sql.Composable]:
+    """Statements locking the rows ``keys`` names in one global order (keys
+    sorted: groups, then partitions by topic id, then queues by name). Rows
+    the requests lock again later are already ours: two writers'
+    transactions can no longer hold one row each and wait for the other's."""
+    groups = [k[1] for k in keys if k[0] == "group"]
+    parts = [(k[1], k[2]) for k in keys if len(k) == 3]  # ("partition", topic id, n)
+    queues = [k[1] for k in keys if k[0] == "queue"]
+    out: list[sql.Composable] = []
+    if groups:
+        out.append(sql.SQL(_LOCK_GROUPS).format(sql.Literal(groups)))
+    if parts:
+        topics, numbers = [t for t, _ in parts], [n for _, n in parts]
+        out.append(sql.SQL(_LOCK_PARTITIONS).format(sql.Literal(topics), sql.Literal(numbers)))
+    if queues:
+        out.append(sql.SQL(_LOCK_QUEUES).format(sql.Literal(queues)))
+    return out
 
 
 class PgSession:
@@ -216,40 +233,22 @@ class PgSession:
         self._connect = connect
         self.conn = connect()
 
-    def begin(self, fsync: bool) -> None:
+    def begin(self, fsync: bool, locks: list[LockKey]) -> None:
         if self.conn.broken:
             self.conn.close()
             self.conn = self._connect()
-        # One round trip either way (a simple-query string). Without fsync
-        # the commit does not wait for the WAL flush: a crash of the server
-        # may forget the last acks or leases (a redelivery), never a publish
-        # or record that was acknowledged, which always asks for fsync.
-        self.conn.raw.execute("BEGIN" if fsync else "BEGIN; SET LOCAL synchronous_commit TO off")
+        # One round trip (a simple-query string). Without fsync the commit
+        # does not wait for the WAL flush: a crash of the server may forget
+        # the last acks or leases (a redelivery), never a publish or record
+        # that was acknowledged, which always asks for fsync.
+        parts = [sql.SQL("BEGIN" if fsync else "BEGIN; SET LOCAL synchronous_commit TO off")]
+        self.conn.raw.execute(sql.SQL("; ").join(parts + _row_locks(locks)))
 
     def commit(self, channels: set[str]) -> None:
         # The wake-ups go after the commit (the Writer hands the channels
         # to WakeSender): a transaction that notifies holds PostgreSQL's
         # notify lock through its WAL flush.
         self.conn.raw.execute("COMMIT")
-
-    def lock(self, keys: list[LockKey]) -> None:
-        """Lock the rows the batch will touch in one global order (keys
-        sorted: groups, then partitions by topic id, then queues by name).
-        Rows locked later in the same order by the requests themselves are
-        already ours: two writers' transactions can no longer hold one row
-        each and wait for the other's."""
-        if not keys:
-            return
-        groups = [k[1] for k in keys if k[0] == "group"]
-        parts = [(k[1], k[2]) for k in keys if len(k) == 3]  # ("partition", topic id, n)
-        queues = [k[1] for k in keys if k[0] == "queue"]
-        raw = self.conn.raw
-        if groups:
-            raw.execute(_LOCK_GROUPS, (groups,))
-        if parts:
-            raw.execute(_LOCK_PARTITIONS, ([t for t, _ in parts], [n for _, n in parts]))
-        if queues:
-            raw.execute(_LOCK_QUEUES, (queues,))
 
     def rollback(self) -> None:
         if not self.conn.broken:
@@ -260,92 +259,6 @@ class PgSession:
 
     def translate(self, exc: BaseException) -> BaseException:
         return translate(exc)
-
-
-# synchronous_commit off: this transaction writes nothing worth a WAL flush
-# (but NOTIFY takes an XID, so it would wait for one under the notify lock).
-_WAKE = (
-    "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true) AS off) "
-    "SELECT pg_notify(%s, c) FROM quick, unnest(%s::text[]) AS c"
-)
-
-
-class WakeSender:
-    """Sends wake-ups for commits that happened, from a thread of its own:
-    channels that pile up while one statement runs go out together in the
-    next. A wake-up lost (the process dies right after its commit, the
-    server is down) only makes waiters wait for their own timeout; they
-    re-read then and miss nothing."""
-
-    def __init__(self, connect: Callable[[], PgConnection]) -> None:
-        self._connect = connect
-        self._pending: set[str] = set()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="tidings-wake", daemon=True)
-        self._thread.start()
-
-    def send(self, channels: Collection[str]) -> None:
-        """Queue wake-ups for these channels; returns at once."""
-        with self._cond:
-            self._pending.update(channels)
-            self._cond.notify()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                batch, self._pending = sorted(self._pending), set()
-            try:
-                self._connect().raw.execute(_WAKE, (CHANNEL, batch))
-            except (psycopg.Error, TidingsError) as exc:
-                log.warning(
-                    "could not send %d wake-ups (waiters re-read on timeout): %s", len(batch), exc
-                )
-
-    def stop(self) -> None:
-        """Send what is pending, then end the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout=2)
-
-
-class Listener:
-    """LISTENs on one connection and wakes this process's waiters."""
-
-    def __init__(self, connect: partial[PgConnection], waiters: MemoryWaiters) -> None:
-        self._connect = connect
-        self._waiters = waiters
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tidings-listen", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen()
-            except (psycopg.Error, TidingsError) as exc:
-                log.warning("PostgreSQL listener lost its connection, retrying: %s", exc)
-                self._waiters.notify_everyone()  # consumers re-read; nothing missed
-                self._stop.wait(0.5)
-
-    def _listen(self) -> None:
-        conn = self._connect()
-        try:
-            conn.raw.execute(f"LISTEN {CHANNEL}")
-            while not self._stop.is_set():
-                for note in conn.raw.notifies(timeout=0.5):
-                    self._waiters.notify(note.payload)
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -446,6 +359,22 @@ def _db_time(conn: PgConnection) -> float:
     return float(cur.fetchone()[0])  # type: ignore[index]
 
 
+class AnnouncedWaiter:
+    """A waiter whose channels are announced (:class:`Presence`) from its
+    creation, before the caller's first re-read, until it is closed."""
+
+    def __init__(
+        self, inner: MemoryWaiters.Waiter, presence: Presence, channels: tuple[str, ...]
+    ) -> None:
+        presence.hold(channels)
+        self._inner, self._presence, self._channels = inner, presence, channels
+        self.arm, self.wait = inner.arm, inner.wait
+
+    def close(self) -> None:
+        self._inner.close()
+        self._presence.release(self._channels)
+
+
 class PostgresEngine:
     """PostgreSQL: logs shared by every host that reaches the database."""
 
@@ -465,10 +394,12 @@ class PostgresEngine:
         self._next_slot = 0
         self._readers: dict[int, PgConnection] = {}
         self._lock = threading.Lock()
-        self._wakes = WakeSender(self._reader)  # on a pooled connection: none more
+        self._wakes = WakeSender(self._reader)  # on a pooled connection
         self._writer = Writer(session, self._wakes.send)
         self._waiters = MemoryWaiters()
-        self._listener = Listener(self._connect, self._waiters)
+        listening = threading.Event()
+        self._presence = Presence(self._connect, listening)
+        self._listener = Listener(self._connect, self._waiters, self._presence.tick, listening)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
         dialect = replace(POSTGRES, borrow=partial(borrow, schema=schema))
         self.clock = DbClock(partial(self._read, _db_time))  # one clock for every host
@@ -530,13 +461,14 @@ class PostgresEngine:
             time.sleep(random.uniform(0, 0.005 * attempt))  # full jitter
         raise AssertionError("unreachable")
 
-    def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
-        return self._waiters.waiter(channels)
+    def waiter(self, channels: Collection[str]) -> AnnouncedWaiter:
+        return AnnouncedWaiter(self._waiters.waiter(channels), self._presence, tuple(channels))
 
     def close(self) -> None:
         self._maintainer.stop()
         self._wakes.stop()
         self._listener.stop()
+        self._presence.close()
         with self._lock:
             for conn in self._readers.values():
                 conn.close()
