@@ -76,9 +76,10 @@ def start_together(*commands: list[str]) -> list[str]:
 @pytest.mark.timeout(180)
 def test_same_keys_from_several_processes_store_one_message_each(url: str) -> None:
     """Q3 under concurrency: 4 processes (2 threads each) publish the same
-    keys at the same moments, through single publishes, keyed batches and
-    an exchange: exactly one message per key is stored, and every process
-    got that message's id for the key."""
+    keys at the same moments, through single publishes, keyed batches, an
+    exchange and publishes in their own transactions: exactly one message
+    per key is stored, and every process got that message's id for the
+    key."""
     queue, exchange = f"dedup-{uuid.uuid4().hex[:6]}", f"fan-{uuid.uuid4().hex[:6]}"
     with Client(url) as client:
         client.declare_queue(queue)
