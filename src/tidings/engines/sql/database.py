@@ -216,6 +216,8 @@ class Writer:
                     req.done = req not in retry
             if not retry:
                 return
+            with self._cond:  # the requests that are done need not wait for the retry
+                self._cond.notify_all()
             log.warning(
                 "%d of %d requests lost to a concurrent transaction, running them again: %s",
                 len(retry), len(pending), retry[0].error,
