@@ -57,7 +57,14 @@ def test_a_client_whose_clock_runs_ahead_steals_no_lease_and_expires_no_member(
     _skew(monkeypatch, SKEW_S)
     ahead = Client(pg_schema_url)
     assert ahead.get(leased, 10) == [], "the lease was taken over by a fast clock"
-    assert [d.body for d in ahead.get(ttl, 10)] == [b"young"], "expired by a fast clock"
+    young = ahead.get(ttl, 10)
+    assert [d.body for d in young] == [b"young"], "expired by a fast clock"
+    # Times handed out are in the caller's own clock, as it compares them.
+    assert abs(young[0].lease_until / 1000 - (time.time() + 30)) < 5
+    ahead.publish(fresh, b"later", delay="20s")
+    due = ahead.engine.queues.next_visible(fresh)
+    assert due is not None and abs(due / 1000 - (time.time() + 20)) < 5
+    ahead.ack(young)
     ahead.publish(fresh, b"now")
     _join(ahead, group, "ahead", topic)
     assert _members(ahead, group) == {"honest", "ahead"}, "a live member was expired"
@@ -65,6 +72,7 @@ def test_a_client_whose_clock_runs_ahead_steals_no_lease_and_expires_no_member(
     monkeypatch.undo()
 
     assert [d.body for d in honest.get(fresh, 10)] == [b"now"], "delayed by a fast clock"
+    assert honest.get(fresh, 10) == [], "a 20 s delay was cut short"
     honest.close()
 
 

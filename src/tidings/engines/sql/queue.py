@@ -219,7 +219,18 @@ class SqlQueues(ExchangeStore):
         return self._w.run(txn, fsync=False)
 
     # ---- consuming --------------------------------------------------------
+    def _shift_ms(self) -> int:
+        """Shared clock → the caller's (``time.time()``), in ms: the times
+        handed out (lease ends, next due time) are the caller's to compare
+        with its own clock. 0 unless the clocks differ by a millisecond."""
+        return round(self._clock.offset_s() * 1000)
+
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        got = self._claim_shared_clock(queue, max_messages)
+        shift = self._shift_ms()
+        return [d._replace(lease_until=d.lease_until - shift) for d in got] if shift else got
+
+    def _claim_shared_clock(self, queue: str, max_messages: int) -> list[Delivery]:
         hit = self._fast_target(queue)
         if hit is not None and batched.accepts(hit[1]):  # else only rows: the general path
             try:
@@ -270,7 +281,7 @@ class SqlQueues(ExchangeStore):
                 (qid, now, BLOCKED),
             ).fetchone()
             times = [t for t in (row and row[0], batched.next_expiry(conn, qid, now)) if t]
-            return int(min(times)) if times else None
+            return int(min(times)) - self._shift_ms() if times else None
 
         return self._read(read)  # type: ignore[no-any-return]
 
@@ -337,7 +348,7 @@ class SqlQueues(ExchangeStore):
                 raise _why_not(conn, qid, id, receipt, now)
             return until
 
-        return self._w.run(txn, fsync=False)
+        return self._w.run(txn, fsync=False) - self._shift_ms()
 
     # ---- dead letters -----------------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
