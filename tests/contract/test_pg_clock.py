@@ -43,9 +43,12 @@ def test_a_client_whose_clock_runs_ahead_steals_no_lease_and_expires_no_member(
     dead-lettered), what it publishes without delay is ready at once for
     the others, and joining a group keeps the member that is live."""
     suffix = uuid.uuid4().hex[:6]
-    leased, ttl, fresh, topic, group = (f"{n}-{suffix}" for n in ("l", "t", "f", "tp", "g"))
+    names = ("l", "t", "f", "tp", "g", "fw")
+    leased, ttl, fresh, topic, group, fed = (f"{n}-{suffix}" for n in names)
     honest = Client(pg_schema_url)
     honest.create_topic(topic)
+    honest.declare_queue(fed)
+    honest.bind_topic(topic, fed)
     honest.declare_queue(leased, lease="30s")
     honest.declare_queue(ttl, ttl="60s")
     honest.declare_queue(fresh)
@@ -66,6 +69,7 @@ def test_a_client_whose_clock_runs_ahead_steals_no_lease_and_expires_no_member(
     assert due is not None and abs(due / 1000 - (time.time() + 20)) < 5
     ahead.ack(young)
     ahead.publish(fresh, b"now")
+    ahead.producer().send_batch(topic, [b"forwarded"])  # to the queue fed by the topic
     _join(ahead, group, "ahead", topic)
     assert _members(ahead, group) == {"honest", "ahead"}, "a live member was expired"
     ahead.close()
@@ -73,6 +77,7 @@ def test_a_client_whose_clock_runs_ahead_steals_no_lease_and_expires_no_member(
 
     assert [d.body for d in honest.get(fresh, 10)] == [b"now"], "delayed by a fast clock"
     assert honest.get(fresh, 10) == [], "a 20 s delay was cut short"
+    assert [d.body for d in honest.get(fed, 10)] == [b"forwarded"], "delayed by a fast clock"
     honest.close()
 
 

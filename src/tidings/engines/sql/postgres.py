@@ -122,6 +122,10 @@ class PgConnection:
             for row in rows:
                 copy.write_row(row)
 
+    def db_now_ms(self) -> int:
+        """The server's clock now, in ms since the epoch (one round trip)."""
+        return round(_db_time(self) * 1000)
+
     @property
     def broken(self) -> bool:
         return self.raw.broken or self.raw.closed
