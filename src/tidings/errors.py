@@ -12,6 +12,8 @@ A class's docstring is its default message.
     ├── EngineError                 (retriable flag)
     │   ├── EngineUnavailable       cannot reach / open the engine
     │   ├── EngineTimeout           the engine did not answer in time
+    │   ├── EngineConflict          a concurrent transaction won (deadlock, serialization)
+    │   ├── EngineStorageFull       the engine's disk is full
     │   └── EngineProtocolError     the engine answered something unexpected
     │       └── CorruptDataError    a stored batch failed its checksum
     ├── NotFoundError
@@ -69,6 +71,19 @@ class EngineTimeout(EngineError):
     """The engine did not answer in time (for SQLite: the file stayed locked)."""
 
     retriable = True
+
+
+class EngineConflict(EngineError):
+    """The engine aborted the transaction because of a concurrent one (a
+    deadlock or a serialization failure); nothing of it was written: retry
+    the call."""
+
+    retriable = True
+
+
+class EngineStorageFull(EngineError):
+    """The engine cannot write: its disk is full. Free space on the database
+    server (or lower retention), then retry."""
 
 
 class EngineProtocolError(EngineError):

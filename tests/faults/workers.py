@@ -6,20 +6,27 @@ python workers.py member URL TOPIC GROUP OUT [PAUSE [STOP_AT_READ]]
                                                 # consumes, logs "p o" to OUT, commits
 python workers.py wait URL TOPIC                # prints latency of each record it gets
 python workers.py consume-queue URL QUEUE OUT   # gets, logs "id" to OUT, acks
+python workers.py publish-keys URL QUEUE EXCHANGE N
+                                                # after "go" on stdin, publishes keys
+                                                # k0..kN-1; prints "key id" per key
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
 import signal
+import sqlite3
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tidings import Client, FencedError, GroupConfig, TopicPartition
+from tidings.ports.queue import OutgoingMessage
 
 SESSION = GroupConfig(session_timeout_s=2.0, heartbeat_interval_s=0.2)
 
@@ -149,6 +156,68 @@ def consume_queue(url: str, queue: str, out_path: str, hold: str = "0") -> None:
                 client.ack(got)
 
 
+@contextlib.contextmanager
+def _own_transaction(url: str) -> Iterator[Any]:
+    """A connection of the application's own, in a transaction committed on
+    exit (sqlite3 or psycopg, as the URL says)."""
+    if url.startswith("sqlite:///"):
+        conn: Any = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None, timeout=60)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with (
+        psycopg.connect(url.split("?", maxsplit=1)[0], autocommit=True) as pg,
+        pg.transaction(),
+    ):
+        yield pg
+
+
+def publish_keys(url: str, queue: str, exchange: str, n: str) -> None:
+    """Publish keys k0..k(N-1) with idempotency keys, from two threads, in
+    chunks of 5 taking turns between single publishes, one keyed batch, an
+    exchange publish and publishes in a transaction of our own; start when
+    the parent writes a line to stdin (so all workers start together);
+    print "key id" for each key."""
+    keys = [f"k{i}" for i in range(int(n))]
+    chunks = [keys[i : i + 5] for i in range(0, len(keys), 5)]
+    with Client(url) as client:
+        queues = client.engine.queues
+
+        def one_chunk(c: int, chunk: list[str]) -> list[int]:
+            messages = [OutgoingMessage(k.encode(), {}, k) for k in chunk]
+            if c % 4 == 0:
+                return [client.publish(queue, k.encode(), idempotency_key=k) for k in chunk]
+            if c % 4 == 1:
+                return queues.publish(queue, messages)
+            if c % 4 == 2:
+                return queues.publish_exchange(exchange, "", messages)[queue]
+            with _own_transaction(url) as conn:  # publish in the caller's transaction
+                return [
+                    client.publish(queue, k.encode(), idempotency_key=k, connection=conn)
+                    for k in chunk
+                ]
+
+        def run(part: int) -> None:
+            for c in range(part, len(chunks), 2):
+                ids = one_chunk(c, chunks[c])
+                sys.stdout.write("".join(f"{k} {i}\n" for k, i in zip(chunks[c], ids, strict=True)))
+                sys.stdout.flush()
+
+        print("ready", flush=True)
+        sys.stdin.readline()
+        threads = [threading.Thread(target=run, args=(part,)) for part in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     commands: dict[str, Any] = {
@@ -157,5 +226,6 @@ if __name__ == "__main__":
         "member": member,
         "wait": wait,
         "consume-queue": consume_queue,
+        "publish-keys": publish_keys,
     }
     commands[command](*args)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -26,12 +27,20 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar
 
-from ...backoff import Backoff
-from ...errors import EngineProtocolError, EngineTimeout, EngineUnavailable, TidingsError
+from ...backoff import Backoff, full_jitter
+from ...errors import (
+    EngineConflict,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineUnavailable,
+    TidingsError,
+)
 from .migrations import SCHEMA_VERSION, upgrade
 
 T = TypeVar("T")
+log = logging.getLogger("tidings.writer")
 GATHER_S = 0.0005
+CONFLICT_ATTEMPTS = 5  # transactions per request that keeps losing to concurrent ones
 _FORMAT = "tidings"
 
 
@@ -165,8 +174,10 @@ class Session(Protocol):
 
     conn: Any
 
-    def begin(self, fsync: bool) -> None:
-        """Start a write transaction, durable (fsync) or not."""
+    def begin(self, fsync: bool, locks: list[LockKey]) -> None:
+        """Start a write transaction, durable (fsync) or not, and lock the
+        rows ``locks`` names in that order (nothing to do where the
+        transaction holds the whole database)."""
 
     def commit(self, channels: set[str]) -> None:
         """Commit; engines that notify inside the transaction do it here."""
@@ -179,10 +190,13 @@ class Session(Protocol):
 
 
 Combine = Callable[[Any, list[Any]], list[Any]]
+# A row a request will lock: ("group", name), ("partition", topic id, n) or
+# ("queue", name). Sorted, they give the order every transaction locks in.
+LockKey = tuple[str, str] | tuple[str, int, int]
 
 
 class _Request(Generic[T]):
-    __slots__ = ("channels", "done", "error", "fn", "fsync", "merge", "value")
+    __slots__ = ("channels", "done", "error", "fn", "fsync", "locks", "merge", "value")
 
     def __init__(
         self,
@@ -190,8 +204,10 @@ class _Request(Generic[T]):
         fsync: bool,
         channels: tuple[str, ...],
         merge: tuple[object, Any, Combine] | None = None,
+        locks: tuple[LockKey, ...] = (),
     ):
         self.fn, self.fsync, self.channels, self.merge = fn, fsync, channels, merge
+        self.locks = locks
         self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
@@ -215,8 +231,13 @@ class Writer:
         fsync: bool = True,
         channels: tuple[str, ...] = (),
         merge: tuple[object, Any, Combine] | None = None,
+        locks: tuple[LockKey, ...] = (),
     ) -> T:
         """Run ``fn(conn)`` in a write transaction; return once committed.
+
+        ``locks`` names the rows ``fn`` will lock: a group commit locks
+        the rows of all its requests first, in one global order (sorted
+        keys), so two processes' transactions cannot deadlock on them.
 
         Requests queue while a leader commits; when it is done, the next
         thread whose request is still pending leads and commits everything
@@ -224,7 +245,7 @@ class Writer:
         ``merge`` key ``(key, payload, combine)`` are executed together as
         ``combine(conn, payloads)`` (e.g. eight single publishes become one
         eight-message insert); should that fail, each runs alone."""
-        req = _Request(fn, fsync, channels, merge)
+        req = _Request(fn, fsync, channels, merge, locks)
         with self._cond:
             self._queue.append(req)  # type: ignore[arg-type]
             self._cond.notify_all()  # a gathering leader may be waiting for us
@@ -256,9 +277,41 @@ class Writer:
         self._last_batch = len(self._queue)
 
     def _commit_batch(self, batch: list[_Request[object]]) -> None:
+        """Commit the batch; requests that lost to a concurrent transaction
+        (EngineConflict: a deadlock, a serialization failure; nothing of
+        theirs was written) run again in a new transaction, so one thread's
+        deadlock never fails the other requests of the group, nor (up to
+        ``CONFLICT_ATTEMPTS``) its own."""
+        pending = batch
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                self._commit_once(pending)
+            finally:
+                retry = (
+                    [r for r in pending if _lost_conflict(r)] if attempt < CONFLICT_ATTEMPTS else []
+                )
+                for req in pending:
+                    req.done = req not in retry
+            if not retry:
+                return
+            with self._cond:  # the requests that are done need not wait for the retry
+                self._cond.notify_all()
+            log.warning(
+                "%d of %d requests lost to a concurrent transaction, running them again: %s",
+                len(retry), len(pending), retry[0].error,
+            )  # fmt: skip
+            for req in retry:
+                req.error = req.value = None
+            pending = retry
+            time.sleep(full_jitter(attempt, 0.0025, 0.1))  # full jitter: let the winner commit
+
+    def _commit_once(self, batch: list[_Request[object]]) -> None:
         session = self._session
+        channels: set[str] = set()
         try:
-            session.begin(any(r.fsync for r in batch))
+            locks = sorted({key for r in batch for key in r.locks})
+            # One row alone cannot be taken in the wrong order.
+            session.begin(any(r.fsync for r in batch), locks if len(locks) > 1 else [])
             if len(batch) == 1:  # alone: no savepoint needed, its failure is the txn's
                 batch[0].value = batch[0].fn(session.conn)
             else:
@@ -271,9 +324,6 @@ class Writer:
             for req in batch:
                 req.error = req.error or err
             channels = set()
-        finally:
-            for req in batch:
-                req.done = True
         if channels:
             self._on_commit(channels)
 
@@ -317,6 +367,10 @@ class Writer:
         conn.execute("RELEASE SAVEPOINT req")
 
 
+def _lost_conflict(req: _Request[object]) -> bool:
+    return isinstance(req.error, EngineConflict)
+
+
 def _outcome(req: _Request[T]) -> T:
     if req.error is not None:
         raise req.error
@@ -332,7 +386,8 @@ class SQLiteSession:
         self._lock_timeout = lock_timeout_s
         self._sync_mode = "FULL"
 
-    def begin(self, fsync: bool) -> None:
+    def begin(self, fsync: bool, locks: list[LockKey]) -> None:
+        # BEGIN IMMEDIATE holds the whole file: no row to lock in order.
         mode = "FULL" if fsync else "NORMAL"
         if mode != self._sync_mode:
             self.conn.execute(f"PRAGMA synchronous={mode}")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .database import translate as translate_sqlite
 
 
-def _same(conn: Any) -> Any:
-    return conn
+@contextmanager
+def _same(conn: Any) -> Iterator[Any]:
+    yield conn
 
 
 def _no_notify(conn: Any, channel: str) -> None:
@@ -20,14 +22,15 @@ def _no_notify(conn: Any, channel: str) -> None:
 
 @dataclass(frozen=True)
 class Dialect:
-    """``translate``: driver error → tidings error. ``wrap``: a caller's own
-    connection → one that runs our (SQLite-dialect) statements.
+    """``translate``: driver error → tidings error. ``borrow``: a caller's
+    own connection → a context in which it runs our (SQLite-dialect)
+    statements on our tables, the connection left as it was on exit.
     ``notify_in``: send a wake-up that is delivered iff the caller's
     transaction commits."""
 
     name: str
     translate: Callable[[BaseException], BaseException] = translate_sqlite
-    wrap: Callable[[Any], Any] = _same
+    borrow: Callable[[Any], AbstractContextManager[Any]] = _same
     notify_in: Callable[[Any, str], None] = _no_notify
 
 

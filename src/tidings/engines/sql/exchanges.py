@@ -3,7 +3,7 @@ one transaction. Routing itself is the engine-neutral ``tidings.routing``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...config import validate_name
@@ -13,24 +13,28 @@ from ...routing import Binding, check_kind, route
 from .database import Writer
 from .forward import binding_name
 from .publish import publish_in
-from .queue_rows import now_ms, require
+from .queue_rows import require
 
 
 class ExchangeStore:
     """The exchange half of :class:`~tidings.engines.sql.queue.SqlQueues`."""
 
     _w: Writer
+    _now: Callable[[], int]
 
     def declare_exchange(self, name: str, kind: str) -> None:
         validate_name("exchange", name)
         check_kind(kind)
 
         def txn(conn: Any) -> None:
-            row = conn.execute("SELECT kind FROM exchanges WHERE name=?", (name,)).fetchone()
-            if row is None:
-                conn.execute("INSERT INTO exchanges(name, kind) VALUES (?, ?)", (name, kind))
-            elif row[0] != kind:
-                raise AlreadyExists(f"exchange {name!r} exists with kind {row[0]!r}")
+            # Insert-or-nothing, then compare: concurrent declarers all succeed.
+            conn.execute(
+                "INSERT INTO exchanges(name, kind) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, kind),
+            )
+            existing = _kind(conn, name)
+            if existing != kind:
+                raise AlreadyExists(f"exchange {name!r} exists with kind {existing!r}")
 
         self._w.run(txn)
 
@@ -68,12 +72,16 @@ class ExchangeStore:
                 "SELECT queue, key, weight FROM bindings WHERE exchange=?", (exchange,)
             ).fetchall()
             targets = route(kind, [Binding(*r) for r in rows], routing_key)
-            now = now_ms()
+            now = self._now()
             return {q: publish_in(conn, q, messages, now) for q in targets}
 
         # The channels are known only after routing: wake every queue bound here.
         queues = self._bound_queues(exchange)
-        return self._w.run(txn, channels=tuple("queue:" + q for q in queues))
+        return self._w.run(
+            txn,
+            channels=tuple("queue:" + q for q in queues),
+            locks=tuple(("queue", q) for q in queues),
+        )
 
     def _bound_queues(self, exchange: str) -> list[str]:
         def txn(conn: Any) -> list[str]:

@@ -42,7 +42,11 @@ def forward(
         if p in results
         for message in _messages(topic, p, cols, results[p].base_offset)
     ]
-    now = now_ms()
+    # The database's clock where it has one to offer (PostgreSQL: hosts'
+    # clocks differ, and the forwarded messages' due times are judged by
+    # every consumer); else this host's (SQLite: one host).
+    db_now = getattr(conn, "db_now_ms", None)
+    now = db_now() if db_now is not None else now_ms()
     for queue in queues:
         publish_in(conn, queue, messages, now)
 

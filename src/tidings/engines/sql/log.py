@@ -39,6 +39,7 @@ from ...ports.log import (
 from .._common import check_batches, check_partition
 from . import recordbatch as rb
 from .append import Stale, append_txn
+from .clock import LocalClock
 from .database import Writer
 from .dialect import SQLITE, Dialect
 from .forward import bound_queues
@@ -104,8 +105,10 @@ class SqlLog:
         reader: Callable[[], Any],
         location: str,
         dialect: Dialect = SQLITE,
+        clock: LocalClock | None = None,
     ) -> None:
         self._w = writer
+        self._clock = clock or LocalClock()  # group sessions are judged by it
         self._connect_reader = reader
         self._dialect = dialect
         self._translate = dialect.translate
@@ -192,7 +195,10 @@ class SqlLog:
 
     def add_partitions(self, name: str, total: int) -> None:
         def txn(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT id, config FROM topics WHERE name=?", (name,)).fetchone()
+            # Locked: a concurrent grower waits, then sees the new count.
+            row = conn.execute(
+                "SELECT id, config FROM topics WHERE name=? /*for update*/", (name,)
+            ).fetchone()
             if row is None:
                 raise TopicNotFound(f"topic {name!r} does not exist")
             config = _config(row[1])
@@ -244,6 +250,10 @@ class SqlLog:
                     partial(append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
+                    locks=(
+                        *(("partition", tid, p) for p in encoded),
+                        *(("queue", q) for q in queues),
+                    ),
                 )
             except Stale:
                 continue
@@ -258,15 +268,15 @@ class SqlLog:
         offsets still follow commit order (L2)."""
         tid, config = self._topic(topic, refresh=True)
         check_batches(config, batches)
-        encoded = {
+        encoded = {  # partitions locked in order: concurrent appenders cannot deadlock
             p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
-            for p, c in batches.items()
+            for p, c in sorted(batches.items(), key=lambda item: item[0])
             if c.values
         }
-        ours = self._dialect.wrap(conn)
         try:
-            result = append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
-            self._dialect.notify_in(ours, "log:" + topic)
+            with self._dialect.borrow(conn) as ours:
+                result = append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
+                self._dialect.notify_in(ours, "log:" + topic)
         except Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None
         except Exception as exc:
@@ -337,23 +347,32 @@ class SqlLog:
 
     # ---- groups ---------------------------------------------------------
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
+        """``fn`` judges sessions by the caller's clock (``time.time()``);
+        the state is stored in the shared clock's time (see ``clock.py``),
+        so it is moved into the caller's time for ``fn`` and back."""
+
         def txn(conn: sqlite3.Connection) -> T:
             state = _lock_group(conn, group)
             counts = {
                 name: _config(cfg).partitions
                 for name, cfg in conn.execute("SELECT name, config FROM topics")
             }
+            shift = self._clock.offset_s()
+            _shift_sessions(state, -shift)
             result = fn(state, counts)
+            _shift_sessions(state, shift)
             _store_group(conn, state)
             return result
 
         # Membership is not fsynced: losing it in a power cut only makes
         # members rejoin; records and offsets are unaffected.
-        return self._w.run(txn, fsync=False)
+        return self._w.run(txn, fsync=False, locks=(("group", group),))
 
     def commit(
         self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
     ) -> None:
+        now += self._clock.offset_s()  # the caller's time → the shared clock's
+
         def txn(conn: sqlite3.Connection) -> None:
             state = _lock_group(conn, group)
             state.check_commit(member_id, set(offsets), now)
@@ -369,7 +388,7 @@ class SqlLog:
 
         # Offsets survive a process crash; after a power cut a group may
         # re-read a little (at-least-once), never skip.
-        self._w.run(txn, fsync=False)
+        self._w.run(txn, fsync=False, locks=(("group", group),))
 
     def committed(self, group: str) -> dict[TopicPartition, int]:
         rows = self._reader().execute(
@@ -459,6 +478,11 @@ def _lock_group(conn: sqlite3.Connection, group: str) -> GroupState:
     )
     row = conn.execute("SELECT state FROM groups WHERE name=? /*for update*/", (group,)).fetchone()
     return GroupState.from_json(row[0])
+
+
+def _shift_sessions(state: GroupState, seconds: float) -> None:
+    for member in state.members.values():
+        member.last_seen += seconds
 
 
 def _load_group(conn: Any, group: str) -> GroupState | None:

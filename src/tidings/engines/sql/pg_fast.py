@@ -6,9 +6,10 @@ each) for ~0.3 ms of server time per 100 messages (measured). Each function
 here does the common case of one call as a single self-committing
 statement — one round trip — built from data-modifying CTEs:
 
-* :func:`publish` reserves ids, stores batch rows and notifies (durable:
-  the statement commits with ``synchronous_commit`` on); :func:`publish_one`
-  does the same for a single message, as a message row;
+* :func:`publish` reserves ids and stores batch rows (durable: the
+  statement commits with ``synchronous_commit`` on); :func:`publish_one`
+  does the same for a single message, as a message row (the caller sends
+  the wake-up once the statement has committed);
 * :func:`claim` leases a range of the oldest batch row, unless the queue
   has message rows ready or range leases that ran out (those need the
   per-message path, which also serves them first);
@@ -35,8 +36,6 @@ from ...message import Delivery
 from ...ports.queue import OutgoingMessage
 from . import batched
 
-CHANNEL = "tidings"  # postgres.CHANNEL (not imported: postgres imports the stores)
-
 _PUBLISH = """
 WITH r AS (
     UPDATE queues SET next_id = next_id + %(n)s, size = size + %(n)s
@@ -51,7 +50,7 @@ WITH r AS (
     SELECT %(q)s, r.first + u.o, u.c
     FROM r, unnest(%(offsets)s::bigint[], %(counts)s::int[]) AS u(o, c)
 )
-SELECT r.first, pg_notify(%(channel)s, %(wake)s) FROM r
+SELECT r.first FROM r
 """
 
 _PUBLISH_ONE = """
@@ -65,7 +64,7 @@ WITH r AS (
     SELECT %(q)s, r.id, %(visible)s, %(group)s, %(expires)s, %(now)s, %(headers)s, %(body)b
     FROM r
 )
-SELECT r.id, pg_notify(%(channel)s, %(wake)s) FROM r
+SELECT r.id FROM r
 """
 
 _CLAIM = """
@@ -143,8 +142,6 @@ def publish(
             "offsets": [start for start, _, _ in rows],
             "counts": [n for _, n, _ in rows],
             "payloads": [payload for _, _, payload in rows],  # sent binary (%b)
-            "channel": CHANNEL,
-            "wake": "queue:" + queue,
         },
     ).fetchone()
     if row is None:
@@ -173,8 +170,6 @@ def publish_one(conn: Any, queue: str, qid: int, row: Sequence[Any]) -> list[int
             "now": now,
             "headers": headers,
             "body": body,
-            "channel": CHANNEL,
-            "wake": "queue:" + queue,
         },
     ).fetchone()
     if found is None:

@@ -6,17 +6,18 @@
 * Writes go through the same group-commit :class:`Writer` as SQLite, on one
   connection per process; ``fsync=False`` requests commit with
   ``synchronous_commit=off``.
-* Wake-ups: the writer calls ``pg_notify`` inside the transaction, so a
-  NOTIFY is delivered only if the commit happened, to every host; one
-  listener thread per engine fans them out to local waiters.
+* Wake-ups (``pg_wake.py``): ``pg_notify`` after the commit, from a thread
+  of the client, only for channels some client waits on (an advisory lock
+  says so); one listener thread per engine fans them out to local waiters.
 * A broken connection (database restart, failover) fails the call with a
   retriable :class:`EngineUnavailable` and is replaced on the next call.
   libpq multi-host URLs with ``target_session_attrs=read-write`` make the
   new connection follow a promoted standby.
 
-* Connections per process: one writer, one listener, at most
-  ``pool_size`` readers shared by all threads, and one for a moment during
-  the maintenance round.
+* Connections per process: one writer, one listener, one holding the
+  waiters' advisory locks (once something waits), at most ``pool_size``
+  readers shared by all threads, and one for a moment during the
+  maintenance round.
 
 URL options (removed before the URL reaches libpq): ``schema=NAME`` keeps
 tidings' tables in that schema (created if missing); ``pool_size=N``
@@ -29,7 +30,10 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from importlib import resources
 from typing import Any, TypeVar
@@ -41,22 +45,31 @@ from psycopg import sql
 
 from ...backoff import full_jitter
 from ...config import parse_duration, validate_name
-from ...errors import ConfigurationError, EngineProtocolError, EngineUnavailable, TidingsError
+from ...errors import (
+    ConfigurationError,
+    EngineConflict,
+    EngineProtocolError,
+    EngineStorageFull,
+    EngineTimeout,
+    EngineUnavailable,
+    TidingsError,
+)
 from ...features import Features
 from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
-from .database import Writer
+from .clock import DbClock
+from .database import CONFLICT_ATTEMPTS, LockKey, Writer
 from .dialect import Dialect
 from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
 from .migrations import SCHEMA_VERSION, upgrade
+from .pg_wake import CHANNEL, Listener, Presence, WakeSender
 from .queue import SqlQueues
 
 log = logging.getLogger("tidings.postgres")
 _OURS = ("schema", "maintenance_interval", "pool_size")  # URL options libpq never sees
 T = TypeVar("T")
-CHANNEL = "tidings"
 _SCALAR = re.compile(r"\b(max|min)\(([^()]*,[^()]*)\)")
 
 
@@ -110,6 +123,10 @@ class PgConnection:
             for row in rows:
                 copy.write_row(row)
 
+    def db_now_ms(self) -> int:
+        """The server's clock now, in ms since the epoch (one round trip)."""
+        return round(_db_time(self) * 1000)
+
     @property
     def broken(self) -> bool:
         return self.raw.broken or self.raw.closed
@@ -118,14 +135,35 @@ class PgConnection:
         self.raw.close()
 
 
+# SQLSTATE (or its two-character class) → what it means for the caller.
+_BY_SQLSTATE: dict[str, tuple[type[TidingsError], str]] = {
+    "40001": (EngineConflict, "PostgreSQL aborted the transaction (serialization failure)"),
+    "40P01": (EngineConflict, "PostgreSQL aborted the transaction (deadlock)"),
+    "57014": (EngineTimeout, "PostgreSQL cancelled the statement (statement_timeout)"),
+    "55P03": (EngineTimeout, "PostgreSQL could not take a lock in time (lock_timeout)"),
+    "53100": (EngineStorageFull, "PostgreSQL's disk is full"),
+    "25006": (EngineUnavailable, "PostgreSQL is read-only here (a standby?)"),
+    "57P01": (EngineUnavailable, "PostgreSQL is shutting down"),
+    "57P02": (EngineUnavailable, "PostgreSQL is shutting down"),
+    "57P03": (EngineUnavailable, "PostgreSQL is not accepting connections yet"),
+    "08": (EngineUnavailable, "PostgreSQL is unavailable"),  # connection exceptions
+    "53": (EngineUnavailable, "PostgreSQL is out of resources"),  # memory, connections
+    "58": (EngineUnavailable, "PostgreSQL had a system error"),  # I/O
+}
+
+
 def translate(exc: BaseException) -> BaseException:
-    """psycopg error → tidings error; anything else is returned unchanged."""
+    """psycopg error → tidings error by SQLSTATE; anything else is returned
+    unchanged. An OperationalError without SQLSTATE comes from the client
+    side of a lost connection."""
     if isinstance(exc, TidingsError) or not isinstance(exc, psycopg.Error):
         return exc
-    if isinstance(exc, (psycopg.OperationalError, psycopg.errors.AdminShutdown)):
-        err: TidingsError = EngineUnavailable(f"PostgreSQL is unavailable: {exc}")
-    else:
-        err = EngineProtocolError(f"PostgreSQL error: {exc}")
+    state = exc.sqlstate or ""
+    found = _BY_SQLSTATE.get(state) or _BY_SQLSTATE.get(state[:2])
+    if found is None and not state and isinstance(exc, psycopg.OperationalError):
+        found = (EngineUnavailable, "PostgreSQL is unavailable")
+    kind, what = found or (EngineProtocolError, "PostgreSQL error")
+    err = kind(f"{what}: {exc}" + (f" [SQLSTATE {state}]" if state else ""))
     err.__cause__ = exc
     return err
 
@@ -134,7 +172,63 @@ def _notify_in(conn: PgConnection, channel: str) -> None:
     conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, channel))
 
 
-POSTGRES = Dialect("postgresql", translate=translate, wrap=PgConnection, notify_in=_notify_in)
+@contextmanager
+def borrow(raw: psycopg.Connection[Any], schema: str | None = None) -> Iterator[PgConnection]:
+    """The caller's connection, running our statements on the tables in
+    ``schema`` whatever its ``search_path``; the path is put back on exit.
+
+    Inside the caller's transaction the change is ``SET LOCAL``-like (it
+    would end with the transaction anyway); in autocommit mode it is a
+    session setting, restored at once. One round trip each way."""
+    if schema is None:
+        yield PgConnection(raw)
+        return
+    local = raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    row = raw.execute(_SWAP_PATH, (f'"{schema}"', local)).fetchone()
+    try:
+        yield PgConnection(raw)
+    finally:
+        # A failed transaction cannot run the restore; its ROLLBACK will
+        # (a local setting ends with it).
+        if raw.info.transaction_status != psycopg.pq.TransactionStatus.INERROR and row:
+            raw.execute("SELECT set_config('search_path', %s, %s)", (row[0], local))
+
+
+# The subquery in FROM runs first: the old path is read before it is set.
+_SWAP_PATH = (
+    "SELECT old.path, set_config('search_path', %s, %s) "
+    "FROM (SELECT current_setting('search_path') AS path) AS old"
+)
+
+POSTGRES = Dialect("postgresql", translate=translate, borrow=borrow, notify_in=_notify_in)
+
+
+# FOR UPDATE locks rows as the sort hands them up: in ORDER BY order.
+_LOCK_GROUPS = "SELECT 1 FROM groups WHERE name = ANY({}::text[]) ORDER BY name FOR UPDATE"
+_LOCK_QUEUES = "SELECT 1 FROM queues WHERE name = ANY({}::text[]) ORDER BY name FOR UPDATE"
+_LOCK_PARTITIONS = (
+    "SELECT 1 FROM partitions p JOIN unnest({}::bigint[], {}::int[]) AS k(t, n) "
+    "ON p.topic_id = k.t AND p.partition = k.n ORDER BY p.topic_id, p.partition FOR UPDATE OF p"
+)
+
+
+def _row_locks(keys: list[LockKey]) -> list[sql.Composable]:
+    """Statements locking the rows ``keys`` names in one global order (keys
+    sorted: groups, then partitions by topic id, then queues by name). Rows
+    the requests lock again later are already ours: two writers'
+    transactions can no longer hold one row each and wait for the other's."""
+    groups = [k[1] for k in keys if k[0] == "group"]
+    parts = [(k[1], k[2]) for k in keys if len(k) == 3]  # ("partition", topic id, n)
+    queues = [k[1] for k in keys if k[0] == "queue"]
+    out: list[sql.Composable] = []
+    if groups:
+        out.append(sql.SQL(_LOCK_GROUPS).format(sql.Literal(groups)))
+    if parts:
+        topics, numbers = [t for t, _ in parts], [n for _, n in parts]
+        out.append(sql.SQL(_LOCK_PARTITIONS).format(sql.Literal(topics), sql.Literal(numbers)))
+    if queues:
+        out.append(sql.SQL(_LOCK_QUEUES).format(sql.Literal(queues)))
+    return out
 
 
 class PgSession:
@@ -144,23 +238,22 @@ class PgSession:
         self._connect = connect
         self.conn = connect()
 
-    def begin(self, fsync: bool) -> None:
+    def begin(self, fsync: bool, locks: list[LockKey]) -> None:
         if self.conn.broken:
             self.conn.close()
             self.conn = self._connect()
-        # One round trip either way (a simple-query string). Without fsync
-        # the commit does not wait for the WAL flush: a crash of the server
-        # may forget the last acks or leases (a redelivery), never a publish
-        # or record that was acknowledged, which always asks for fsync.
-        self.conn.raw.execute("BEGIN" if fsync else "BEGIN; SET LOCAL synchronous_commit TO off")
+        # One round trip (a simple-query string). Without fsync the commit
+        # does not wait for the WAL flush: a crash of the server may forget
+        # the last acks or leases (a redelivery), never a publish or record
+        # that was acknowledged, which always asks for fsync.
+        parts = [sql.SQL("BEGIN" if fsync else "BEGIN; SET LOCAL synchronous_commit TO off")]
+        self.conn.raw.execute(sql.SQL("; ").join(parts + _row_locks(locks)))
 
     def commit(self, channels: set[str]) -> None:
-        # Notifications and COMMIT in one round trip (a simple-query string).
-        notes = [
-            sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(CHANNEL), sql.Literal(c))
-            for c in sorted(channels)
-        ]
-        self.conn.raw.execute(sql.SQL("; ").join([*notes, sql.SQL("COMMIT")]))
+        # The wake-ups go after the commit (the Writer hands the channels
+        # to WakeSender): a transaction that notifies holds PostgreSQL's
+        # notify lock through its WAL flush.
+        self.conn.raw.execute("COMMIT")
 
     def rollback(self) -> None:
         if not self.conn.broken:
@@ -171,40 +264,6 @@ class PgSession:
 
     def translate(self, exc: BaseException) -> BaseException:
         return translate(exc)
-
-
-class Listener:
-    """LISTENs on one connection and wakes this process's waiters."""
-
-    def __init__(self, connect: partial[PgConnection], waiters: MemoryWaiters) -> None:
-        self._connect = connect
-        self._waiters = waiters
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tidings-listen", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen()
-            except (psycopg.Error, TidingsError) as exc:
-                log.warning("PostgreSQL listener lost its connection, retrying: %s", exc)
-                self._waiters.notify_everyone()  # consumers re-read; nothing missed
-                self._stop.wait(full_jitter(0, 1.0, 1.0))  # clients do not reconnect in step
-
-    def _listen(self) -> None:
-        conn = self._connect()
-        try:
-            conn.raw.execute(f"LISTEN {CHANNEL}")
-            while not self._stop.is_set():
-                for note in conn.raw.notifies(timeout=0.5):
-                    self._waiters.notify(note.payload)
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -306,6 +365,29 @@ def vacuum_churned(connect: Callable[[], PgConnection]) -> list[str]:
         conn.close()
 
 
+def _db_time(conn: PgConnection) -> float:
+    """The server's clock (``clock_timestamp()``: now, not the transaction
+    start), in seconds since the epoch."""
+    cur = conn.raw.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+    return float(cur.fetchone()[0])  # type: ignore[index]
+
+
+class AnnouncedWaiter:
+    """A waiter whose channels are announced (:class:`Presence`) from its
+    creation, before the caller's first re-read, until it is closed."""
+
+    def __init__(
+        self, inner: MemoryWaiters.Waiter, presence: Presence, channels: tuple[str, ...]
+    ) -> None:
+        presence.hold(channels)
+        self._inner, self._presence, self._channels = inner, presence, channels
+        self.arm, self.wait = inner.arm, inner.wait
+
+    def close(self) -> None:
+        self._inner.close()
+        self._presence.release(self._channels)
+
+
 class PostgresEngine:
     """PostgreSQL: logs shared by every host that reaches the database."""
 
@@ -320,22 +402,29 @@ class PostgresEngine:
         self._connect = partial(PgConnection.open, conninfo, schema)
         session = self._writer_session = PgSession(self._connect)
         ensure_schema(session.conn)
-        self._writer = Writer(session, lambda _channels: None)
         self._local = threading.local()
         self._pool_size = pool_size
         self._next_slot = 0
         self._readers: dict[int, PgConnection] = {}
         self._lock = threading.Lock()
+        self._wakes = WakeSender(self._reader)  # on a pooled connection
+        self._writer = Writer(session, self._wakes.send)
         self._waiters = MemoryWaiters()
-        self._listener = Listener(self._connect, self._waiters)
+        listening = threading.Event()
+        self._presence = Presence(self._connect, listening)
+        self._listener = Listener(self._connect, self._waiters, self._presence.tick, listening)
         location = urlsplit(conninfo).netloc.rsplit("@", 1)[-1] + urlsplit(conninfo).path
-        self.log = SqlLog(self._writer, self._reader, location, POSTGRES)
-        self.queues = SqlQueues(self._writer, self._read, POSTGRES, self._oneshot)
+        dialect = replace(POSTGRES, borrow=partial(borrow, schema=schema))
+        self.clock = DbClock(partial(self._read, _db_time))  # one clock for every host
+        self.log = SqlLog(self._writer, self._reader, location, dialect, self.clock)
+        self.queues = SqlQueues(
+            self._writer, self._read, dialect, self._oneshot, self.clock, self._wakes.send
+        )
         self._maintainer = Maintainer(
             self.log,
             parse_duration(interval, "maintenance_interval"),
             partial(claim_maintenance, self._writer),
-            self.queues.sweep_expired,
+            lambda _local_now: self.queues.sweep_expired(self.clock.now_ms()),
             partial(vacuum_churned, self._connect),
         )
         self._maintainer.start()
@@ -370,22 +459,32 @@ class PostgresEngine:
     def _oneshot(self, fn: Callable[[PgConnection], T]) -> T:
         """Run one self-committing statement (``pg_fast``) on this thread's
         pooled autocommit connection, beside the writer (it needs no
-        transaction, so it does not queue behind the group commit). Never
-        retried: a write whose connection broke has an unknown outcome."""
-        try:
-            return fn(self._reader())
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
+        transaction, so it does not queue behind the group commit). A
+        broken connection is not retried (a write whose connection broke
+        has an unknown outcome); a statement that lost to a concurrent
+        transaction (deadlock, serialization failure) wrote nothing, and
+        runs again."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return fn(self._reader())
+            except psycopg.Error as exc:
+                err = translate(exc)
+                if not isinstance(err, EngineConflict) or attempt == CONFLICT_ATTEMPTS:
+                    raise err from exc
+            time.sleep(full_jitter(attempt, 0.0025, 0.1))  # full jitter
+        raise AssertionError("unreachable")
 
-    def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
-        return self._waiters.waiter(channels)
+    def waiter(self, channels: Collection[str]) -> AnnouncedWaiter:
+        return AnnouncedWaiter(self._waiters.waiter(channels), self._presence, tuple(channels))
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()
 
     def close(self) -> None:
         self._maintainer.stop()
+        self._wakes.stop()
         self._listener.stop()
+        self._presence.close()
         with self._lock:
             for conn in self._readers.values():
                 conn.close()

@@ -17,8 +17,13 @@ from .queue_rows import COLUMNS, require
 
 
 def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: int) -> list[int]:
-    """Store messages in the open transaction; return ids in input order."""
-    qid, config = require(conn, queue)
+    """Store messages in the open transaction; return ids in input order.
+
+    The queue row is locked first (Q3): on PostgreSQL, publishers of the
+    same idempotency key then take turns, and each reads the dedup table
+    after the previous one committed (READ COMMITTED reads afresh per
+    statement), so only the first stores the message."""
+    qid, config = require(conn, queue, lock=True)
     for m in messages:
         if len(m.body) > config.max_body_bytes:
             raise RecordTooLarge(

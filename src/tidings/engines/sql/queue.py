@@ -21,6 +21,7 @@ from ...errors import AlreadyExists, AlreadySettled, LeaseLost, QueueNotFound
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from . import batched, deadletter, pg_fast
+from .clock import LocalClock
 from .database import Writer
 from .deadletter import dead_letter
 from .dialect import SQLITE, Dialect
@@ -28,7 +29,7 @@ from .exchanges import ExchangeStore
 from .fifo import BLOCKED, promote
 from .publish import publish_in, publish_row
 from .queue_rows import COLUMNS as _COLUMNS
-from .queue_rows import check_no_loop, config_of, delivery, find, now_ms, require
+from .queue_rows import check_no_loop, config_of, delivery, require
 
 T = TypeVar("T")
 
@@ -51,8 +52,14 @@ class SqlQueues(ExchangeStore):
         read: Callable[[Callable[[Any], Any]], Any],
         dialect: Dialect = SQLITE,
         oneshot: Callable[[Callable[[Any], Any]], Any] | None = None,
+        clock: LocalClock | None = None,
+        wake: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self._w = writer
+        self._wake = wake  # wake-ups after a fast path's own commit
+        # Deadlines are written by one client and judged by others: one clock.
+        self._clock = clock or LocalClock()
+        self._now = self._clock.now_ms
         self._read = read  # runs fn(conn) on a read connection
         self._dialect = dialect
         # PostgreSQL: one-statement fast paths (pg_fast) run by ``oneshot``
@@ -66,10 +73,10 @@ class SqlQueues(ExchangeStore):
     ) -> list[int]:
         """Publish inside the caller's open transaction on their own
         connection: the messages exist iff that transaction commits."""
-        ours = self._dialect.wrap(conn)
         try:
-            ids = publish_in(ours, queue, messages, now_ms())
-            self._dialect.notify_in(ours, "queue:" + queue)
+            with self._dialect.borrow(conn) as ours:
+                ids = publish_in(ours, queue, messages, self._now())
+                self._dialect.notify_in(ours, "queue:" + queue)
         except Exception as exc:
             err = self._dialect.translate(exc)
             if err is exc:
@@ -81,23 +88,18 @@ class SqlQueues(ExchangeStore):
     def declare(self, config: QueueConfig) -> QueueConfig:
         def txn(conn: Any) -> QueueConfig:
             check_no_loop(conn, config)
-            existing = find(conn, config.name)
-            if existing is not None:
-                if existing[1] != config:
+            # Insert-or-nothing, then compare with what is there: replicas
+            # declaring the same queue at once all succeed (a check, then an
+            # insert, let the later ones hit the unique name).
+            if not _insert_queue(conn, config):
+                existing = require(conn, config.name)[1]
+                if existing != config:
                     raise AlreadyExists(
-                        f"queue {config.name!r} exists with other settings: {existing[1]}"
+                        f"queue {config.name!r} exists with other settings: {existing}"
                     )
                 return config
-            conn.execute(
-                "INSERT INTO queues(name, config) VALUES (?, ?)",
-                (config.name, json.dumps(asdict(config))),
-            )
-            if config.dead_letter is not None and find(conn, config.dead_letter) is None:
-                dlq = QueueConfig(config.dead_letter)  # declared on first use, plain
-                conn.execute(
-                    "INSERT INTO queues(name, config) VALUES (?, ?)",
-                    (dlq.name, json.dumps(asdict(dlq))),
-                )
+            if config.dead_letter is not None:
+                _insert_queue(conn, QueueConfig(config.dead_letter))  # on first use, plain
             return config
 
         return self._w.run(txn)
@@ -134,7 +136,7 @@ class SqlQueues(ExchangeStore):
         return self._w.run(txn)
 
     def stats(self, name: str) -> QueueStats:
-        now = now_ms()
+        now = self._now()
 
         def read(conn: Any) -> QueueStats:
             qid, _ = require(conn, name)
@@ -160,18 +162,21 @@ class SqlQueues(ExchangeStore):
         # Concurrent publishes to one queue that meet in one commit are
         # stored with one insert (see Writer.run's merge).
         def general(conn: Any) -> list[int]:
-            return publish_in(conn, queue, messages, now_ms())
+            return publish_in(conn, queue, messages, self._now())
 
-        merge = (("publish", queue), (queue, messages), _publish_merged)
+        merge = (("publish", queue), (queue, messages), partial(_publish_merged, now=self._now))
         channels = ("queue:" + queue,)
         hit = self._fast_target(queue)
-        fast = None if hit is None else _fast_publish(queue, hit, messages)
+        fast = None if hit is None else _fast_publish(queue, hit, messages, self._now())
         if fast is not None:
             try:
-                return self._run_fast(fast)
+                ids = self._run_fast(fast)
+                if self._wake is not None:
+                    self._wake(channels)
+                return ids
             except pg_fast.Stale:
                 self._ids.pop(queue, None)
-        return self._w.run(general, channels=channels, merge=merge)
+        return self._w.run(general, channels=channels, merge=merge, locks=(("queue", queue),))
 
     def _run_fast(self, fn: Callable[[Any], T]) -> T:
         assert self._oneshot is not None  # reached only after _fast_target
@@ -206,7 +211,18 @@ class SqlQueues(ExchangeStore):
         return moved
 
     # ---- consuming --------------------------------------------------------
+    def _shift_ms(self) -> int:
+        """Shared clock → the caller's (``time.time()``), in ms: the times
+        handed out (lease ends, next due time) are the caller's to compare
+        with its own clock. 0 unless the clocks differ by a millisecond."""
+        return round(self._clock.offset_s() * 1000)
+
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        got = self._claim_shared_clock(queue, max_messages)
+        shift = self._shift_ms()
+        return [d._replace(lease_until=d.lease_until - shift) for d in got] if shift else got
+
+    def _claim_shared_clock(self, queue: str, max_messages: int) -> list[Delivery]:
         hit = self._fast_target(queue)
         if hit is not None and batched.accepts(hit[1]):  # else only rows: the general path
             try:
@@ -215,7 +231,7 @@ class SqlQueues(ExchangeStore):
                     return got
             except pg_fast.Stale:
                 self._ids.pop(queue, None)
-        return self._w.run(lambda conn: _claim(conn, queue, max_messages, now_ms()), fsync=False)
+        return self._w.run(lambda conn: _claim(conn, queue, max_messages, self._now()), fsync=False)
 
     def _fast_claim(
         self, queue: str, hit: tuple[int, QueueConfig], max_messages: int
@@ -226,7 +242,7 @@ class SqlQueues(ExchangeStore):
         receipt = os.urandom(8).hex()
         out: list[Delivery] = []
         while len(out) < max_messages:
-            now, want = now_ms(), max_messages - len(out)
+            now, want = self._now(), max_messages - len(out)
             until = now + int(config.lease_s * 1000)
             got = self._run_fast(
                 partial(
@@ -247,7 +263,7 @@ class SqlQueues(ExchangeStore):
         return out
 
     def next_visible(self, queue: str) -> int | None:
-        now = now_ms()
+        now = self._now()
 
         def read(conn: Any) -> int | None:
             qid, _ = require(conn, queue)
@@ -257,7 +273,7 @@ class SqlQueues(ExchangeStore):
                 (qid, now, BLOCKED),
             ).fetchone()
             times = [t for t in (row and row[0], batched.next_expiry(conn, qid, now)) if t]
-            return int(min(times)) if times else None
+            return int(min(times)) - self._shift_ms() if times else None
 
         return self._read(read)  # type: ignore[no-any-return]
 
@@ -274,7 +290,12 @@ class SqlQueues(ExchangeStore):
         (qid, config), receipt, ids = hit, receipts.pop(), [s.id for s in settlements]
         acked = self._run_fast(
             partial(
-                pg_fast.ack, qid=qid, receipt=receipt, ids=ids, now=now_ms(), rows=not config.fifo
+                pg_fast.ack,
+                qid=qid,
+                receipt=receipt,
+                ids=ids,
+                now=self._now(),
+                rows=not config.fifo,
             )
         )
         if acked == set(ids) and len(acked) == len(ids):
@@ -298,9 +319,10 @@ class SqlQueues(ExchangeStore):
         self, queue: str, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]:
         return self._w.run(
-            lambda conn: _settle_all(conn, queue, settlements, now_ms()),
+            lambda conn: _settle_all(conn, queue, settlements, self._now()),
             fsync=False,
             channels=("queue:" + queue,),
+            locks=(("queue", queue),),
         )
 
     def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
@@ -314,20 +336,22 @@ class SqlQueues(ExchangeStore):
             for mid, receipt in leases:
                 by_receipt.setdefault(receipt, set()).add(mid)
             batched.explode_receipts(conn, qid, set(by_receipt))  # ranges become rows
-            now = now_ms()
+            now = self._now()
             return sum(
                 _release_rows(conn, qid, receipt, chunk, now)
                 for receipt, ids in by_receipt.items()
                 for chunk in _chunks(sorted(ids))
             )
 
-        return self._w.run(txn, fsync=False, channels=("queue:" + queue,))
+        return self._w.run(
+            txn, fsync=False, channels=("queue:" + queue,), locks=(("queue", queue),)
+        )
 
     def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
         def txn(conn: Any) -> int:
             qid, _ = require(conn, queue)
             batched.explode_receipts(conn, qid, {receipt})  # a range lease ends per message
-            now = now_ms()
+            now = self._now()
             until = now + int(lease_s * 1000)
             n = conn.execute(
                 "UPDATE messages SET visible_at=? WHERE queue_id=? AND id=? AND receipt=? "
@@ -338,7 +362,7 @@ class SqlQueues(ExchangeStore):
                 raise _why_not(conn, qid, id, receipt, now)
             return until
 
-        return self._w.run(txn, fsync=False)
+        return self._w.run(txn, fsync=False) - self._shift_ms()
 
     # ---- dead letters -----------------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
@@ -351,7 +375,7 @@ class SqlQueues(ExchangeStore):
     def redrive(self, queue: str, ids: Sequence[int] | None) -> int:
         return sum(
             self._w.run(
-                partial(deadletter.redrive_rows, queue=queue, ids=page, now=now_ms()),
+                partial(deadletter.redrive_rows, queue=queue, ids=page, now=self._now()),
                 channels=("queue:" + queue,),
             )
             for page in deadletter.pages(self._read, queue, ids)
@@ -359,13 +383,22 @@ class SqlQueues(ExchangeStore):
 
     def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
         return sum(
-            self._w.run(partial(deadletter.purge_rows, queue=queue, ids=page, now=now_ms()))
+            self._w.run(partial(deadletter.purge_rows, queue=queue, ids=page, now=self._now()))
             for page in deadletter.pages(self._read, queue, ids)
         )
 
 
+def _insert_queue(conn: Any, config: QueueConfig) -> bool:
+    """Create the queue unless one of that name exists; True if created."""
+    row = conn.execute(
+        "INSERT INTO queues(name, config) VALUES (?, ?) ON CONFLICT(name) DO NOTHING RETURNING id",
+        (config.name, json.dumps(asdict(config))),
+    ).fetchone()
+    return row is not None
+
+
 def _fast_publish(
-    queue: str, hit: tuple[int, QueueConfig], messages: Sequence[OutgoingMessage]
+    queue: str, hit: tuple[int, QueueConfig], messages: Sequence[OutgoingMessage], now: int
 ) -> Callable[[Any], list[int]] | None:
     """The one-statement publish for these messages, if one applies: batch
     rows for plain messages, a message row for one message that needs no
@@ -374,21 +407,21 @@ def _fast_publish(
     if any(len(m.body) > config.max_body_bytes for m in messages):
         return None  # the general path says what is wrong
     if batched.fits(config, messages):
-        return partial(pg_fast.publish, queue=queue, qid=qid, messages=messages, now=now_ms())
+        return partial(pg_fast.publish, queue=queue, qid=qid, messages=messages, now=now)
     m = messages[0] if len(messages) == 1 else None
     if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:
         return None
     return partial(
-        pg_fast.publish_one, queue=queue, qid=qid, row=publish_row(qid, 0, m, config, now_ms())
+        pg_fast.publish_one, queue=queue, qid=qid, row=publish_row(qid, 0, m, config, now)
     )
 
 
 def _publish_merged(
-    conn: Any, payloads: list[tuple[str, Sequence[OutgoingMessage]]]
+    conn: Any, payloads: list[tuple[str, Sequence[OutgoingMessage]]], now: Callable[[], int]
 ) -> list[list[int]]:
     """Several callers' publishes to one queue as one; each gets its own ids."""
     queue = payloads[0][0]
-    ids = publish_in(conn, queue, [m for _, messages in payloads for m in messages], now_ms())
+    ids = publish_in(conn, queue, [m for _, messages in payloads for m in messages], now())
     out, start = [], 0
     for _, messages in payloads:
         out.append(ids[start : start + len(messages)])

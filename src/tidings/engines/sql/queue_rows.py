@@ -22,13 +22,20 @@ def config_of(text: str) -> QueueConfig:
     return QueueConfig(**json.loads(text))
 
 
-def find(conn: Any, name: str) -> tuple[int, QueueConfig] | None:
-    row = conn.execute("SELECT id, config FROM queues WHERE name=?", (name,)).fetchone()
+_FIND = "SELECT id, config FROM queues WHERE name=?"
+
+
+def find(conn: Any, name: str, lock: bool = False) -> tuple[int, QueueConfig] | None:
+    """The queue's (id, config), or None. ``lock``: hold its row until the
+    transaction ends (FOR UPDATE on PostgreSQL; SQLite's write transaction
+    holds the whole file already)."""
+    row = conn.execute(_FIND + (" /*for update*/" if lock else ""), (name,)).fetchone()
     return None if row is None else (int(row[0]), config_of(row[1]))
 
 
-def require(conn: Any, name: str) -> tuple[int, QueueConfig]:
-    found = find(conn, name)
+def require(conn: Any, name: str, lock: bool = False) -> tuple[int, QueueConfig]:
+    """As :func:`find`; raises QueueNotFound."""
+    found = find(conn, name, lock)
     if found is None:
         raise QueueNotFound(
             f"queue {name!r} does not exist: declare it with `tidings queues declare {name}`"
