@@ -14,11 +14,11 @@ Check = dict[str, Any]
 
 
 def summarize(w: World) -> dict[str, Any]:
-    """``{"ok", "checks": [{"name", "ok", "detail"}], "counts": {...}}``."""
+    """``{"ok", "checks": [{"id", "name", "ok", "detail"}], "counts": {...}}``."""
     seen = w.seen
     if not seen:  # interrupted before the end: nothing to check
         return {"ok": False, "checks": [], "counts": {}}
-    checks = [c(w, seen) for c in CHECKS]
+    checks = [{"id": c.__name__, **c(w, seen)} for c in CHECKS]
     return {"ok": all(c["ok"] for c in checks), "checks": checks, "counts": _counts(w, seen)}
 
 

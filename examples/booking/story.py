@@ -54,6 +54,8 @@ class World:
     services: list[Service] = field(default_factory=list)
     analytics: Analytics | None = None
     desk: returns.ReturnsDesk | None = None
+    relay: RelayThread | None = None
+    runners: list[Runner] = field(default_factory=list)
     events_written: int = 0
     triaged: list[Any] = field(default_factory=list)
     compacted: int = 0
@@ -79,6 +81,14 @@ def run(workdir: Path, say: Say, pace: float = 0.04) -> World:
     return w
 
 
+def _stop_runners(runners: list[Runner]) -> None:
+    """Graceful stop (R4) of every service, all at once."""
+    for r in runners:
+        r.stop_event.set()
+    for r in runners:
+        r.stop()
+
+
 def _stage(w: World, name: str, fn: Callable[[World], None]) -> None:
     t0 = time.monotonic()
     fn(w)
@@ -91,10 +101,12 @@ def _setup(w: World, stack: contextlib.ExitStack) -> None:
     returns.declare(w.bus)
     w.booking = BookingService(str(w.workdir / "app.db"))
     stack.callback(w.booking.close)
-    stack.callback(RelayThread(w.app_url, w.bus_url).close)
+    w.relay = RelayThread(w.app_url, w.bus_url)
+    stack.callback(w.relay.close)
+    stack.callback(_stop_runners, w.runners)
     w.services = [Email(w.say), Fraud(w.say, FLAKY), Loyalty(w.say), Billing(w.say)]
     for s in w.services:
-        stack.callback(Runner(s.app, client=w.bus).start().stop)
+        w.runners.append(Runner(s.app, client=w.bus).start())
     w.desk = returns.ReturnsDesk(w.bus_url, w.say)
     stack.callback(w.desk.close)
     w.say("setup", "topic bookings (3 partitions, compacted), queue returns (+ returns.dlq), "
@@ -127,10 +139,13 @@ def _changes(w: World, n: int) -> None:
 
 def _catch_up(w: World) -> None:
     _wait(w, "the relay to forward every event", lambda: _pending(w) == 0)
+    assert w.relay is not None
+    w.relay.stop.set()  # every event is out: let it wind down while the rest runs
     _wait(w, "every group to reach the end of the log", lambda: _caught_up(w, w.groups))
     cancelled = sum(b["status"] == "cancelled" for b in _source(w).values())
-    assert w.desk is not None
-    _wait(w, "the returns desk to settle every refund", lambda: w.desk.settled() >= cancelled)
+    desk = w.desk
+    assert desk is not None
+    _wait(w, "the returns desk to settle every refund", lambda: desk.settled() >= cancelled)
     w.say("services", "every group is at the end of the log")
 
 
@@ -157,7 +172,7 @@ def _bootstrap(w: World, stack: contextlib.ExitStack) -> None:
     w.compacted = w.bus.compact("bookings")
     w.say("log", f"compacted bookings: {w.compacted} superseded records removed")
     w.analytics = Analytics()
-    stack.callback(Runner(w.analytics.app, client=w.bus).start().stop)
+    w.runners.append(Runner(w.analytics.app, client=w.bus).start())
     w.say("analytics", "new service: bootstrapping from the beginning of the log")
     _wait(w, "analytics to read the whole log", lambda: _caught_up(w, ["analytics"]))
     w.say("analytics", f"bootstrapped {len(w.analytics.state)} bookings from the log")
