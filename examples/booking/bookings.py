@@ -104,10 +104,13 @@ class RelayThread:
         self.relay = Relay(app_url, bus_url, outbox="bookings", poll_s=0.005)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.relay.run, args=(self.stop,), name="relay")
+
+    def start(self) -> None:
         self.thread.start()
 
     def close(self) -> None:
         """Stop forwarding and give the shard leases up."""
         self.stop.set()
-        self.thread.join()
+        if self.thread.ident is not None:
+            self.thread.join()
         self.relay.close()

@@ -36,12 +36,14 @@ class ReturnsDesk:
         self.rejected: list[str] = []
         self.by_worker: Counter[str] = Counter()
         self.stop = threading.Event()
-        self.clients: list[Client] = []
-        self.threads: list[threading.Thread] = []
-        for n in range(1, workers + 1):
-            self.clients.append(Client(bus_url))
-            t = threading.Thread(target=self._work, args=(f"worker-{n}", self.clients[-1]))
-            self.threads.append(t)
+        self.clients = [Client(bus_url) for _ in range(workers)]
+        self.threads = [
+            threading.Thread(target=self._work, args=(f"worker-{n}", c), name=f"worker-{n}")
+            for n, c in enumerate(self.clients, 1)
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
             t.start()
 
     def _work(self, worker: str, client: Client) -> None:
@@ -73,6 +75,7 @@ class ReturnsDesk:
         """Stop the workers (a lease they hold comes back to the queue)."""
         self.stop.set()
         for t in self.threads:
-            t.join()
+            if t.ident is not None:
+                t.join()
         for c in self.clients:
             c.close()

@@ -81,6 +81,11 @@ def run(workdir: Path, say: Say, pace: float = 0.04) -> World:
     return w
 
 
+def _start(w: World, runner: Runner) -> None:
+    w.runners.append(runner)
+    runner.start()
+
+
 def _stop_runners(runners: list[Runner]) -> None:
     """Graceful stop (R4) of every service, all at once."""
     for r in runners:
@@ -101,14 +106,18 @@ def _setup(w: World, stack: contextlib.ExitStack) -> None:
     returns.declare(w.bus)
     w.booking = BookingService(str(w.workdir / "app.db"))
     stack.callback(w.booking.close)
+    # Each piece is registered for the clean stop before it starts, so a
+    # Ctrl-C at any point stops exactly what runs.
     w.relay = RelayThread(w.app_url, w.bus_url)
     stack.callback(w.relay.close)
+    w.relay.start()
     stack.callback(_stop_runners, w.runners)
     w.services = [Email(w.say), Fraud(w.say, FLAKY), Loyalty(w.say), Billing(w.say)]
     for s in w.services:
-        w.runners.append(Runner(s.app, client=w.bus).start())
+        _start(w, Runner(s.app, client=w.bus))
     w.desk = returns.ReturnsDesk(w.bus_url, w.say)
     stack.callback(w.desk.close)
+    w.desk.start()
     w.say("setup", "topic bookings (3 partitions, compacted), queue returns (+ returns.dlq), "
                    "relay, services email/fraud/loyalty/billing, 3 returns workers")  # fmt: skip
 
@@ -123,8 +132,16 @@ def _write_bookings(w: World) -> None:
         w.events_written += 1
         _changes(w, n)
         if n % 12 == 0:
-            w.say("booking", f"{n} bookings written, {w.events_written} events in the outbox")
+            w.say("booking", f"{n} bookings written, {w.events_written} events in the outbox; "
+                             f"{_flow(w)}")  # fmt: skip
         time.sleep(w.pace)
+
+
+def _flow(w: World) -> str:
+    """How far each consumer has got, from its own store."""
+    assert w.desk is not None
+    handled = ", ".join(f"{s.name} {len(s.seen)}" for s in w.services)
+    return f"bookings handled: {handled}; refunds settled {w.desk.settled()}"
 
 
 def _changes(w: World, n: int) -> None:
@@ -172,7 +189,7 @@ def _bootstrap(w: World, stack: contextlib.ExitStack) -> None:
     w.compacted = w.bus.compact("bookings")
     w.say("log", f"compacted bookings: {w.compacted} superseded records removed")
     w.analytics = Analytics()
-    w.runners.append(Runner(w.analytics.app, client=w.bus).start())
+    _start(w, Runner(w.analytics.app, client=w.bus))
     w.say("analytics", "new service: bootstrapping from the beginning of the log")
     _wait(w, "analytics to read the whole log", lambda: _caught_up(w, ["analytics"]))
     w.say("analytics", f"bootstrapped {len(w.analytics.state)} bookings from the log")
