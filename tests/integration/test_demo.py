@@ -144,3 +144,48 @@ def _json_lines(argv: list[str], kept: Path) -> list[dict[str, Any]]:
     done = subprocess.run([TIDINGS, "--url", f"sqlite:///{kept / 'bus.db'}", "--json", *argv],
                           capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
     return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def _always_acts(self: Any, booking: Any) -> None:
+    """A service without its idempotency guard: every delivery has an effect."""
+    with self.lock:
+        self.deliveries += 1
+        self.seen[booking.id] = booking.version
+    self.act(booking)
+
+
+@pytest.mark.parametrize(
+    ("broken", "failing"),
+    [
+        ("no idempotency guard", ["once"]),
+        ("the fix never deployed", ["reached", "parked_once", "triaged"]),
+        ("every refund rejected", ["dead_letters"]),
+    ],
+)
+def test_a_broken_story_fails_exactly_its_checks_and_exits_1(
+    broken: str, failing: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The checks are not vacuous: break one thing in the example and the
+    checks that depend on it fail, the others still pass, exit code 1."""
+    from tidings.cli.demo import _example
+    from tidings.cli.main import main
+
+    booking = _example()
+    monkeypatch.setattr(booking.story, "WAIT_S", 3.0)  # a stalled stage gives up sooner
+    if broken == "no idempotency guard":
+        monkeypatch.setattr(booking.services.Service, "receive", _always_acts)
+    elif broken == "the fix never deployed":
+        monkeypatch.setattr(booking.services.Billing, "fix", lambda self: None)
+    else:
+        monkeypatch.setattr(booking.returns.ReturnsDesk, "_handle", _reject_all)
+    assert main(["demo", "--json", "--pace", "0"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] is False
+    assert [c["id"] for c in summary["checks"] if not c["ok"]] == failing
+
+
+def _reject_all(self: Any, worker: str, client: Any, delivery: Any) -> None:
+    client.reject(delivery, reason="a bug rejects every refund")
+    with self.lock:
+        self.rejected.append(json.loads(delivery.body)["booking"])
