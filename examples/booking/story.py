@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings import Client
+from tidings.errors import GroupNotFound
 from tidings.outbox import status
 from tidings.ports.failed import FailedFilter
 from tidings.runtime import Runner
@@ -68,7 +69,12 @@ class World:
 
 
 def run(workdir: Path, say: Say, pace: float = 0.04) -> World:
-    """Play the story in ``workdir`` (which must exist and be empty)."""
+    """Play the story in ``workdir`` (which must exist and be empty); every
+    service is stopped gracefully on the way out, also on Ctrl-C.
+
+    Raises what the engine and the outbox raise when the files cannot be
+    made or used: EngineUnavailable, AlreadyExists (``workdir`` was not
+    empty), OutboxSchemaError."""
     w = World(workdir, f"sqlite:///{workdir / 'bus.db'}", f"sqlite:///{workdir / 'app.db'}",
               say, pace)  # fmt: skip
     with _quiet_logs(), contextlib.ExitStack() as stack:
@@ -222,7 +228,7 @@ def _lag(w: World, group: str) -> int | None:
     assert w.bus is not None
     try:
         return sum(p.lag for p in w.bus.describe_group(group).partitions)
-    except Exception:  # the group never started: no lag to speak of
+    except GroupNotFound:  # the group never started: no lag to speak of
         return None
 
 
@@ -238,7 +244,7 @@ def _pending(w: World) -> int:
 def _caught_up(w: World, groups: list[str]) -> bool:
     assert w.bus is not None
     for group in groups:
-        with contextlib.suppress(Exception):  # a group not yet created is not caught up
+        with contextlib.suppress(GroupNotFound):  # not created yet: not caught up
             lags = w.bus.describe_group(group).partitions
             if lags and all(p.lag == 0 for p in lags):
                 continue

@@ -189,3 +189,20 @@ def _reject_all(self: Any, worker: str, client: Any, delivery: Any) -> None:
     client.reject(delivery, reason="a bug rejects every refund")
     with self.lock:
         self.rejected.append(json.loads(delivery.body)["booking"])
+
+
+def test_ctrl_c_without_keep_removes_the_temporary_files() -> None:
+    with tempfile.TemporaryDirectory(prefix="td-", dir="/tmp") as tmp:
+        proc = subprocess.Popen([TIDINGS, "demo", "--pace", "0.2"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TMPDIR": tmp})  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "bookings written" in line:
+                break
+        assert list(Path(tmp).iterdir()) != []  # the story is running in there
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, out + err
+        assert err.splitlines() == ["tidings: interrupted: every service stopped cleanly"]
+        assert list(Path(tmp).iterdir()) == []
