@@ -206,3 +206,21 @@ def test_ctrl_c_without_keep_removes_the_temporary_files() -> None:
         assert proc.returncode == 130, out + err
         assert err.splitlines() == ["tidings: interrupted: every service stopped cleanly"]
         assert list(Path(tmp).iterdir()) == []
+
+
+def test_a_reader_that_goes_away_ends_it_quietly_with_141(tmp_path: Path) -> None:
+    """``tidings demo | head -2``: no handler fails on the closed pipe (the
+    kept story holds only billing's poison event, triaged), exit code 141."""
+    kept = tmp_path / "kept"
+    proc = subprocess.Popen([TIDINGS, "demo", "--keep", str(kept)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.readline()
+    proc.stdout.close()  # before the fraud handler reports its first timeout
+    assert proc.wait(timeout=60) == 141
+    with proc.stderr:
+        assert proc.stderr.read() == ""
+    failed = _json_lines(["failed", "list", "--status", "any"], kept)
+    assert [(e["app"], e["exception_type"], e["status"]) for e in failed] == [
+        ("billing", "UnicodeEncodeError", "republished")]  # fmt: skip

@@ -14,12 +14,14 @@ import importlib
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
 from .context import Context, fail
+from .signals import Terminated
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/tidings/cli/demo.py
 
@@ -100,7 +102,7 @@ def _play(story: Any, workdir: Path, args: argparse.Namespace, ctx: Context) -> 
     printer.line(f"tidings demo: the booking story on the embedded engine, in {workdir}")
     try:
         world = story.run(workdir, printer.say, pace=args.pace)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         kept = f"; what was committed is in {workdir}" if args.keep else ""
         fail(f"interrupted: every service stopped cleanly{kept}")
         raise
@@ -122,9 +124,16 @@ class _Printer:
     def __init__(self, json: bool) -> None:
         self.out = sys.stderr if json else sys.stdout
         self.t0 = time.monotonic()
+        self.lock = threading.Lock()  # handlers report from their own threads
 
     def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        """Never raises: a reader that went away (``| head``) must not turn
+        into a failing handler; the summary's write reports it (exit 141)."""
+        with self.lock:
+            try:
+                print(text, file=self.out, flush=True)
+            except (BrokenPipeError, ValueError):
+                pass
 
     def say(self, who: str, text: str) -> None:
         self.line(f"{time.monotonic() - self.t0:6.2f}s  {who:<9} {text}")
