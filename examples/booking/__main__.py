@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -15,9 +16,11 @@ def main() -> int:
     workdir = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="booking-"))
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    lock = threading.Lock()  # services report from their own threads
 
     def say(who: str, text: str) -> None:
-        print(f"{time.monotonic() - t0:6.2f}s  {who:<9} {text}", flush=True)
+        with lock:
+            print(f"{time.monotonic() - t0:6.2f}s  {who:<9} {text}", flush=True)
 
     summary = summarize(run(workdir, say))
     for check in summary["checks"]:

@@ -42,7 +42,11 @@ def register(sub: Any) -> None:
         "prints commands to explore them (default: a temporary directory, removed)",
     )
     p.add_argument(
-        "--pace", type=float, default=0.04, metavar="S", help="seconds between two bookings"
+        "--pace",
+        type=float,
+        default=0.04,
+        metavar="S",
+        help="seconds between two bookings (default 0.04)",
     )
     p.set_defaults(handler=_demo)
 
