@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The main job on the embedded engine: create a topic, produce records with
-# acks, consume them back in a consumer group, describe the group.
+# The booking story on the embedded engine (`tidings demo`): a booking
+# service with a transactional outbox, four services in their own consumer
+# groups, a transient failure, a poison message parked and triaged, a
+# service bootstrapped from the log, a returns queue with a dead-letter
+# queue — then a summary whose counts are checked (exit code 1 if one fails).
 # Needs only tidings itself (no extras): installed into .venv once, if
-# .venv cannot import it yet.
+# .venv cannot import it yet. The databases are kept (in $TIDINGS_DEMO_DIR,
+# else a new temporary directory) with commands to explore them; arguments
+# go to `tidings demo` (e.g. --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! .venv/bin/python -c 'import tidings' 2>/dev/null; then
@@ -10,11 +15,6 @@ if ! .venv/bin/python -c 'import tidings' 2>/dev/null; then
   echo "installing tidings into .venv (once)"
   .venv/bin/python -m pip install -q -e .
 fi
-DB=${TIDINGS_DEMO_DB:-$(mktemp -d)/demo.db}
-export TIDINGS_URL="sqlite:///$DB"
-T=.venv/bin/tidings
-$T topics create bookings --partitions 3
-seq 1 10 | sed 's/.*/{"booking":"b-&","state":"confirmed"}/' | $T produce bookings --key-field booking --print-acks
-$T consume bookings --group billing --from beginning --max 10 --timeout 5
-$T groups describe billing
-echo "demo database: $DB"
+DIR=${TIDINGS_DEMO_DIR:-$(mktemp -d)/booking}
+.venv/bin/tidings demo --keep "$DIR" "$@"
+echo "(tidings is .venv/bin/tidings: 'source .venv/bin/activate' puts it on PATH)"

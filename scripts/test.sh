@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TIDINGS_REQUIRE_ENGINES=${TIDINGS_REQUIRE_ENGINES:-memory,sqlite,postgresql}
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests examples
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

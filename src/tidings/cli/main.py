@@ -35,6 +35,7 @@ COMMANDS = (
     "outbox",
     "run",
     "failed",
+    "demo",
 )
 
 URL_HELP = "engine URL (default: $TIDINGS_URL, else sqlite:///./tidings.db)"
