@@ -3,20 +3,17 @@ never asserts a speed: benchmarks report, they do not gate."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from tidings.cli import bench
 from tidings.cli.context import Context
+from tidings.cli.main import build_parser
 
 
 def test_bench_runtime_quick_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="tidings")
-    bench.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", "runtime", "--json", "--quick"])
-    assert args.handler(args, Context(url=None, json=True)) == 0
+    args = build_parser().parse_args(["bench", "runtime", "--json", "--quick"])
+    assert args.handler(args, Context(url=None, json=args.json)) == 0
     lines = [json.loads(row) for row in capsys.readouterr().out.splitlines()]
     assert [ln["workload"] for ln in lines] == [
         "runtime.raw", "runtime.batch", "runtime.per_record", "runtime.per_record.async",
