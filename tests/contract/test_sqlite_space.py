@@ -9,6 +9,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,8 +72,8 @@ def test_retention_removes_a_page_of_batches_per_transaction(
     deleted_per_txn: list[int] = []
     begin, commit = database.SQLiteSession.begin, database.SQLiteSession.commit
 
-    def spy_begin(self: database.SQLiteSession, fsync: bool) -> None:
-        begin(self, fsync)
+    def spy_begin(self: database.SQLiteSession, fsync: bool, locks: list[Any]) -> None:
+        begin(self, fsync, locks)
         self._at = self.conn.total_changes  # type: ignore[attr-defined]
 
     def spy_commit(self: database.SQLiteSession, channels: set[str]) -> None:

@@ -71,8 +71,8 @@ def measured(client: Client) -> Iterator[Measured]:
     out = Measured()
     started: list[float] = []
 
-    def timed_begin(fsync: bool) -> None:
-        begin(fsync)
+    def timed_begin(fsync: bool, locks: Any) -> None:
+        begin(fsync, locks)
         started.append(time.perf_counter())
 
     def ended(end: Callable[..., None]) -> Callable[..., None]:

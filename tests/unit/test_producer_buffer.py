@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from tidings import AsyncClient, BufferFull, Client, ConfigurationError, ProducerConfig
+from tidings import (
+    AsyncClient,
+    BufferFull,
+    Client,
+    ConfigurationError,
+    Producer,
+    ProducerConfig,
+)
 
 
 @pytest.fixture
@@ -102,3 +109,24 @@ def test_buffer_options_are_validated() -> None:
         ProducerConfig(buffer_bytes=0)
     with pytest.raises(ConfigurationError, match="max_block"):
         ProducerConfig(max_block_s=-1)
+
+
+def test_room_is_given_back_before_the_acks_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever waited for an ack (or flush) finds the stored records' room
+    already free: a send right after flush never meets a full buffer (a
+    slow release widens the window the old order left open)."""
+    release = Producer._release
+
+    def slow_release(self: Producer, flights: Any) -> None:
+        time.sleep(0.01)
+        release(self, flights)
+
+    monkeypatch.setattr(Producer, "_release", slow_release)
+    with Client("memory://") as client:
+        client.create_topic("room")
+        producer = client.producer(buffer_bytes=300, max_block_s=0)
+        for round_ in range(20):
+            acks = [producer.send("room", b"x" * 100) for _ in range(3)]
+            acks[-1].result()
+            assert producer.held() == 0, f"round {round_}: {producer.held()} bytes still held"
+        producer.close()

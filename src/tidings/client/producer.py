@@ -213,26 +213,29 @@ class Producer:
                 self._ready, self._open = [], {}
                 if not flights and self._closed:
                     return
-            try:
-                self._deliver(flights)
-            finally:
-                self._release(flights)
+            self._deliver(flights)
 
     def _deliver(self, flights: list[_Flight]) -> None:
         by_topic: dict[str, dict[int, list[_Flight]]] = {}
         for f in flights:
             by_topic.setdefault(f.topic, {}).setdefault(f.partition, []).append(f)
-        for topic, parts in by_topic.items():
-            columns = {p: _merged(fs) for p, fs in parts.items()}
-            try:
-                results = self._retrying(partial(self._engine.log.append, topic, columns))
-            except BaseException as exc:  # every record of the call fails alike
-                for fs in parts.values():
-                    for f in fs:
-                        f.future.set_exception(exc)
-                continue
-            for p, fs in parts.items():
-                _resolve(fs, results[p])
+        outcomes: list[tuple[dict[int, list[_Flight]], dict[int, AppendResult] | BaseException]]
+        outcomes = []
+        try:
+            for topic, parts in by_topic.items():
+                columns = {p: _merged(fs) for p, fs in parts.items()}
+                try:
+                    results = self._retrying(partial(self._engine.log.append, topic, columns))
+                except BaseException as exc:  # every record of the call fails alike
+                    outcomes.append((parts, exc))
+                else:
+                    outcomes.append((parts, results))
+        finally:
+            # Room first, acks after: whoever awaited an ack (or flush) finds
+            # the room of the stored records already given back.
+            self._release(flights)
+        for parts, outcome in outcomes:
+            _settle(parts, outcome)
 
     def _release(self, flights: list[_Flight]) -> None:
         """Their records are stored or failed: give their buffer room back."""
@@ -351,6 +354,17 @@ def _merged(flights: list[_Flight]) -> RecordColumns:
         merged.values += f.values
         merged.headers += f.headers
     return merged.columns()
+
+
+def _settle(
+    parts: dict[int, list[_Flight]], outcome: dict[int, AppendResult] | BaseException
+) -> None:
+    for p, fs in parts.items():
+        if isinstance(outcome, BaseException):
+            for f in fs:
+                f.future.set_exception(outcome)
+        else:
+            _resolve(fs, outcome[p])
 
 
 def _resolve(flights: list[_Flight], result: AppendResult) -> None:
