@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import parse_duration
 from ..errors import ConfigurationError
+from . import options
 from .context import Context
 
 
@@ -26,6 +27,12 @@ def register(sub: Any) -> None:
     relay.add_argument("--batch", type=int, default=5000, help="events per forward (5000)")
     relay.add_argument("--lease", default="30s", help="shard lease; outlast the slowest publish")
     relay.add_argument("--drain", action="store_true", help="exit once nothing is pending")
+    relay.add_argument(
+        "--metrics-port",
+        type=options.index,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics",
+    )
     relay.set_defaults(handler=run_relay)
     outbox = sub.add_parser("outbox", help="outbox tables: migrate, status, cleanup, redispatch")
     actions = outbox.add_subparsers(dest="outbox_action", metavar="ACTION", required=True)
@@ -152,13 +159,32 @@ def run_redispatch(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_relay(args: argparse.Namespace, ctx: Context) -> int:
-    from ..outbox import Relay
-
     if args.batch < 1:
         raise ConfigurationError(f"--batch must be >= 1, got {args.batch}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    server = _metrics_server(args)
+    try:
+        n = _relay(args, ctx, stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+    _say(args, ctx, {"forwarded": n}, f"forwarded {n} event(s)")
+    return 0
+
+
+def _metrics_server(args: argparse.Namespace) -> Any:
+    if args.metrics_port is None:
+        return None
+    from ..outbox import metrics, status
+
+    return metrics.serve(lambda: status(args.db, args.outbox), args.metrics_port)
+
+
+def _relay(args: argparse.Namespace, ctx: Context, stop: threading.Event) -> int:
+    from ..outbox import Relay
+
     with Relay(
         args.db,
         args.to or ctx.url,
@@ -167,6 +193,4 @@ def run_relay(args: argparse.Namespace, ctx: Context) -> int:
         lease_s=parse_duration(args.lease, "lease"),
         shards=tuple(args.shard) if args.shard else None,
     ) as relay:
-        n = relay.run(stop, until_idle=args.drain)
-    _say(args, ctx, {"forwarded": n}, f"forwarded {n} event(s)")
-    return 0
+        return relay.run(stop, until_idle=args.drain)

@@ -17,7 +17,7 @@ order per shard::
 Modules: :mod:`.writer` (``Outbox``, ``AsyncOutbox``), :mod:`.schema` (tables,
 version, migration), :mod:`.relay`, :mod:`.forward`, :mod:`.store` (lease,
 progress, status), :mod:`.admin` (migrate, status, cleanup, re-dispatch),
-:mod:`.errors`.
+:mod:`.errors`, :mod:`.metrics` (Prometheus text).
 """
 
 from __future__ import annotations
