@@ -25,6 +25,7 @@ from ...errors import (
     AlreadyExists,
     ConfigurationError,
     EngineError,
+    LeaseLost,
     QueueFull,
     QueueNotFound,
     RecordTooLarge,
@@ -309,7 +310,17 @@ class RabbitQueues:
         return out
 
     async def _settle_one(self, config: QueueConfig, s: Settlement) -> None:
+        self._leases.drop_generation_before(self._link.generation)
         lease = self._leases.take(s.receipt)
+        try:
+            await self._end(config, lease, s)
+        except (*DROPPED, aiormq.exceptions.ChannelClosed) as exc:
+            raise LeaseLost(
+                "the connection to RabbitMQ dropped while this delivery was leased; "
+                "RabbitMQ returned the message and will redeliver it"
+            ) from exc
+
+    async def _end(self, config: QueueConfig, lease: Lease, s: Settlement) -> None:
         if s.action == "ack":
             await lease.message.ack()
         elif s.action == "reject":
@@ -335,6 +346,7 @@ class RabbitQueues:
 
     async def _extend(self, queue: str, receipt: str, lease_s: float) -> int:
         await self._require(queue)
+        self._leases.drop_generation_before(self._link.generation)
         return self._leases.extend(receipt, lease_s)
 
     @staticmethod
