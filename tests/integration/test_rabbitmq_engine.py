@@ -141,7 +141,7 @@ def test_unsupported_features_say_so(clients: list[Client], name: str) -> None:
         lambda: client.publish(name, b"x", group="g"),
         lambda: client.declare_queue(name + "-f", fifo=True),
         lambda: client.declare_exchange(name),
-        lambda: client.queues(),
+        client.queues,
     ):
         with pytest.raises(UnsupportedFeature):
             call()
