@@ -154,3 +154,21 @@ def test_unsupported_features_say_so(clients: list[Client], name: str) -> None:
 def test_refused_connection_is_engine_unavailable() -> None:
     with pytest.raises(EngineUnavailable, match="cannot connect"):
         Client("amqp://guest:guest@127.0.0.1:1/")
+
+
+async def test_async_client_runs_on_the_portal(name: str) -> None:
+    """AsyncClient works on amqp:// through the blocking port (two hops until
+    the async flavour of the ports lands)."""
+    from tidings import AsyncClient
+
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    async with AsyncClient(AMQP) as client:
+        try:
+            await client.declare_queue(name)
+            await client.publish(name, b"hi")
+            (got,) = await client.get(name, wait=2)
+            await client.ack(got)
+            assert got.body == b"hi" and (await client.queue_stats(name)).ready == 0
+        finally:
+            engine = client._client.engine  # type: ignore[union-attr]
+            await asyncio.to_thread(engine.queues.delete_declared)  # type: ignore[attr-defined]
