@@ -64,6 +64,15 @@ def test_delays_are_stored_in_rabbitmq_not_in_the_process(
     got += second.get(name, 5, wait=2) if len(got) < 2 else []
     assert sorted((d.body, d.delivery_count) for d in got) == [(b"later", 1), (b"now", 2)]
     second.ack(got)
+    # The delay queue was the first client's: the second one does not know it.
+    asyncio.run(_delete(f"{name}.tidings-delay.500"))
+
+
+async def _delete(queue: str) -> None:
+    connection = await aio_pika.connect(AMQP)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
 
 
 def test_a_consumer_that_dies_returns_its_messages_counted(
@@ -114,12 +123,6 @@ def test_queue_declared_elsewhere_with_other_arguments(clients: list[Client], na
             channel = await connection.channel()
             await channel.declare_queue(name, durable=True)
 
-    async def cleanup() -> None:
-        connection = await aio_pika.connect(AMQP)
-        async with connection:
-            channel = await connection.channel()
-            await channel.queue_delete(name)
-
     asyncio.run(declare_classic())
     try:
         client = _open(clients)
@@ -128,7 +131,7 @@ def test_queue_declared_elsewhere_with_other_arguments(clients: list[Client], na
         with pytest.raises(LookupError):
             client.queue(name)
     finally:
-        asyncio.run(cleanup())
+        asyncio.run(_delete(name))
 
 
 def test_unsupported_features_say_so(clients: list[Client], name: str) -> None:

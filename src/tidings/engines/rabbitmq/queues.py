@@ -395,8 +395,12 @@ class RabbitQueues:
         self._call(self._delete_declared())
 
     async def _delete_declared(self) -> None:
-        for name in sorted(self._configs):
-            await self._delete(name)
+        """The queues known here and their dead-letter queues (and delay queues)."""
+        names = set(self._configs)
+        names.update(c.dead_letter for c in self._configs.values() if c.dead_letter)
+        for name in sorted(names):
+            if await self._config(name) is not None:
+                await self._delete(name)
 
     async def close(self) -> None:
         for receipt in list(self._leases._live):
