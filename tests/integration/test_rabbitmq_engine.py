@@ -175,3 +175,20 @@ async def test_async_client_runs_on_the_portal(name: str) -> None:
         finally:
             engine = client._client.engine  # type: ignore[union-attr]
             await asyncio.to_thread(engine.queues.delete_declared)  # type: ignore[attr-defined]
+
+
+def test_many_at_once_takes_exactly_what_was_asked(clients: list[Client], name: str) -> None:
+    """A claim of several (a consumer for the claim) takes no more than it
+    asked, leaves nothing leased behind, and counts each delivery once."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.publish_batch(name, [b"%d" % i for i in range(50)])
+    first = client.get(name, 7)
+    assert len(first) == 7
+    stats = client.queue_stats(name)
+    assert (stats.ready, stats.leased) == (43, 7)
+    rest = client.get(name, 100)
+    assert [d.body for d in first + rest] == [b"%d" % i for i in range(50)]
+    assert {d.delivery_count for d in first + rest} == {1}
+    client.ack(first + rest)
+    assert client.get(name, 10) == [] and client.queue_stats(name).ready == 0

@@ -34,7 +34,7 @@ from ...errors import (
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from . import headers as hdr
-from . import topology
+from . import pushed, topology
 from .deadletters import DeadLetters
 from .leases import Lease, Leases
 from .link import DROPPED, Link, persistent
@@ -59,6 +59,7 @@ class RabbitQueues:
         self._delays: dict[str, set[str]] = {}
         self._leases = Leases(self._on_expiry)
         self._tasks: set[asyncio.Future[None]] = set()
+        self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one)
 
     def _call(self, coro: Any) -> Any:
@@ -251,18 +252,31 @@ class RabbitQueues:
 
     async def _claim(self, queue: str, max_messages: int) -> list[Delivery]:
         config = await self._require(queue)
-        channel = await self._link.channel()
-        self._leases.drop_generation_before(self._link.generation)
+        async with self._claiming:  # one consumer's prefetch at a time on the channel
+            channel = await self._link.channel()
+            self._leases.drop_generation_before(self._link.generation)
+            out: list[Delivery] = []
+            while len(out) < max_messages:
+                messages = await self._fetch(channel, queue, max_messages - len(out))
+                if not messages:
+                    break
+                for message in messages:
+                    delivery = await self._lease(config, message)
+                    if delivery is not None:
+                        out.append(delivery)
+            return out
+
+    async def _fetch(
+        self, channel: Any, queue: str, want: int
+    ) -> list[AbstractIncomingMessage]:
+        """One message by basic.get; several by a consumer for this claim."""
+        if want > 1:
+            ready = await topology.ready_count(channel, queue)
+            if ready > 1:
+                return await pushed.take(channel, queue, min(want, ready))
         rabbit_queue = await channel.get_queue(queue, ensure=False)
-        out: list[Delivery] = []
-        while len(out) < max_messages:
-            message = await rabbit_queue.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            delivery = await self._lease(config, message)
-            if delivery is not None:
-                out.append(delivery)
-        return out
+        message = await rabbit_queue.get(no_ack=False, fail=False)
+        return [] if message is None else [message]
 
     async def _lease(
         self, config: QueueConfig, message: AbstractIncomingMessage
