@@ -29,6 +29,7 @@ from ...errors import (
     QueueFull,
     QueueNotFound,
     RecordTooLarge,
+    TidingsError,
     UnsupportedFeature,
 )
 from ...message import Delivery, QueueStats
@@ -303,7 +304,11 @@ class RabbitQueues:
     async def _give_back(self, lease: Lease) -> None:
         config = self._configs.get(lease.queue)
         if config is not None and _last(config, lease):
-            await self._dead.move(config, lease, "max_deliveries", "lease expired", lease.count)
+            # A dropped channel makes RabbitMQ return the message anyway (counted),
+            # and the next claim dead-letters it: nothing to do on failure.
+            await self._try(
+                self._dead.move(config, lease, "max_deliveries", "lease expired", lease.count)
+            )
         else:
             await self._try(lease.message.nack(requeue=True))
 
@@ -369,7 +374,7 @@ class RabbitQueues:
         try:
             await awaitable
             return True
-        except (*DROPPED, aiormq.exceptions.ChannelClosed):
+        except (*DROPPED, aiormq.exceptions.ChannelClosed, TidingsError):
             return False
 
     # ---- exchanges (phase 1: not yet) ----------------------------------------
