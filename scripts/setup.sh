@@ -15,3 +15,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   .venv/bin/python -m pip install -q -e '.[dev,peers]'
   echo "$WANT" > "$STAMP"
 fi
+# The RabbitMQ engine's consistent-hash exchanges (and, later, its logs on
+# streams) need these plugins on the local RabbitMQ. Enabling is idempotent
+# and online; skipped where RabbitMQ is not installed or not ours to manage.
+if command -v rabbitmq-plugins >/dev/null 2>&1; then
+  rabbitmq-plugins enable --quiet rabbitmq_stream rabbitmq_consistent_hash_exchange >/dev/null 2>&1 \
+    || echo "setup: could not enable RabbitMQ plugins (not root?); amqp:// tests may fail" >&2
+fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export TIDINGS_REQUIRE_ENGINES=${TIDINGS_REQUIRE_ENGINES:-memory,sqlite,postgresql}
+export TIDINGS_REQUIRE_ENGINES=${TIDINGS_REQUIRE_ENGINES:-memory,sqlite,postgresql,rabbitmq}
 .venv/bin/ruff check src tests examples
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -11,12 +11,28 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 Support = Literal["native", "emulated", "unsupported"]
+#: What "acknowledged" means (L1): ``fsync`` = on disk on one machine before
+#: the ack; ``quorum`` = replicated to a majority of the engine's nodes before
+#: the ack, not fsynced per message (RabbitMQ quorum queues: a message is lost
+#: only if a majority of nodes lose power within the same flush interval);
+#: ``os`` = handed to the OS page cache; ``none`` = process memory only.
+Durability = Literal["fsync", "quorum", "os", "none"]
+
+#: The optional queue capabilities, each a Protocol in tidings.ports.queue.
+QUEUE_CAPABILITIES = (
+    "lease_extension",
+    "nack_delay",
+    "dead_letter_admin",
+    "next_visible",
+    "release",
+)
 
 
 @dataclass(frozen=True)
 class Features:
     """One engine's support for each contract."""
 
+    logs: Support = "native"  # the log side as a whole (topics, L1-L6)
     durable_append: Support = "native"  # L1
     dense_offsets: Support = "native"  # L2
     consumer_groups: Support = "native"  # L4, L5
@@ -31,9 +47,17 @@ class Features:
     delays: Support = "native"  # Q5
     exchanges: Support = "native"  # Q6
     topic_bindings: Support = "native"  # a topic feeding queues atomically
+    durability: Durability = "fsync"  # L1, Q1: what an acknowledged write survives
+    # optional queue capabilities (Protocols in tidings.ports.queue)
+    lease_extension: Support = "native"  # extend a lease (LeaseExtension)
+    nack_delay: Support = "native"  # nack with a delay (settle with delay_s > 0)
+    dead_letter_admin: Support = "native"  # browse / redrive / purge dead letters by id
+    next_visible: Support = "native"  # when the next delayed message is due (VisibilityClock)
+    release: Support = "native"  # give back a lease uncounted (LeaseRelease)
 
     def supports(self, name: str) -> bool:
-        """True unless the feature is declared unsupported."""
+        """True unless the feature is declared unsupported (``durability``
+        is a level, not a support: always true)."""
         return bool(getattr(self, name) != "unsupported")
 
     def as_dict(self) -> dict[str, str]:

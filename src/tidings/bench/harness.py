@@ -132,6 +132,8 @@ class Bench:
                 finally:
                     with contextlib.suppress(Exception):
                         c.delete_topic(topic)
+                    with contextlib.suppress(Exception):
+                        c.delete_queue(topic)  # on a server (amqp://) nothing else removes it
             return
         with self.scratch() as d, Client(f"sqlite:///{d}/bench.db") as c:
             yield c, topic

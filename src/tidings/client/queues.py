@@ -16,7 +16,19 @@ from ..config import QueueConfig, parse_duration
 from ..errors import ConfigurationError, TidingsError, UnsupportedFeature
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
-from ..ports.queue import OutgoingMessage, Settlement, TransactionalQueues
+from ..ports.queue import (
+    DeadLetterAdmin,
+    OutgoingMessage,
+    Settlement,
+    TransactionalQueues,
+    dead_letter_admin,
+    lease_extension,
+    lease_release,
+    visibility_clock,
+)
+
+#: How often a waiting get re-claims on an engine without a visibility clock.
+_POLL_S = 0.05
 
 
 class QueueMethods:
@@ -190,7 +202,10 @@ class QueueMethods:
         """Seconds until a delayed or leased message becomes claimable: due
         times and lease ends produce no wake-up. At most a second, so a
         message delayed by another process's nack is not missed for long."""
-        due = self.engine.queues.next_visible(queue)
+        if not self.engine.features.supports("next_visible"):
+            return _POLL_S
+        clock = visibility_clock(self.engine.queues, self.engine.features)
+        due = clock.next_visible(queue)
         if due is None:
             return 1.0
         return min(1.0, max(0.001, due / 1000 - time.time()))
@@ -242,11 +257,13 @@ class QueueMethods:
         by_queue: dict[str, list[tuple[int, str]]] = {}
         for d in items:
             by_queue.setdefault(d.queue, []).append((d.id, d.receipt))
-        return sum(self.engine.queues.release(q, leases) for q, leases in by_queue.items())
+        engine = lease_release(self.engine.queues, self.engine.features)
+        return sum(engine.release(q, leases) for q, leases in by_queue.items())
 
     def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:
         """Keep the message ``lease`` longer; the delivery with its new lease end."""
-        until = self.engine.queues.extend(
+        engine = lease_extension(self.engine.queues, self.engine.features)
+        until = engine.extend(
             delivery.queue, delivery.id, delivery.receipt, parse_duration(lease, "lease")
         )
         return delivery._replace(lease_until=until)
@@ -275,16 +292,19 @@ class QueueMethods:
     # ---- dead letters -----------------------------------------------------
     def dead_letters(self, queue: str, limit: int = 1000) -> list[Delivery]:
         """Messages dead-lettered from ``queue``, with their Q2 headers."""
-        return self.engine.queues.dead_letters(queue, limit)
+        return self._dead_letter_admin().dead_letters(queue, limit)
 
     def redrive(self, queue: str, ids: Sequence[int] | None = None) -> int:
         """Move dead letters (all, or these dead-letter ids) back to ``queue``."""
-        return self.engine.queues.redrive(queue, ids)
+        return self._dead_letter_admin().redrive(queue, ids)
 
     def purge_dead_letters(self, queue: str, ids: Sequence[int] | None = None) -> int:
         """Delete dead letters that came from ``queue`` (all, or these
         dead-letter ids); how many. Raises QueueNotFound."""
-        return self.engine.queues.purge_dead_letters(queue, ids)
+        return self._dead_letter_admin().purge_dead_letters(queue, ids)
+
+    def _dead_letter_admin(self) -> DeadLetterAdmin:
+        return dead_letter_admin(self.engine.queues, self.engine.features)
 
 
 def outgoing(

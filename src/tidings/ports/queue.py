@@ -8,9 +8,11 @@ Blocking and thread-safe. Errors: ``QueueNotFound``, ``AlreadyExists``,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 from ..config import QueueConfig
+from ..errors import UnsupportedFeature
+from ..features import Features
 from ..message import Delivery, Headers, QueueStats
 
 
@@ -39,7 +41,13 @@ class Settlement(NamedTuple):
 
 
 class QueueEngine(Protocol):
-    """Queues, exchanges and dead-letter queues."""
+    """What every queue engine does: queues, publish, claim, settle,
+    exchanges. The rest is optional: one Protocol per capability below,
+    each named by a :class:`~tidings.Features` field (``lease_extension``,
+    ``dead_letter_admin``, ``next_visible``, ``release``; ``nack_delay`` is a
+    settle option). An engine implements a capability's methods only where it
+    declares the feature supported; callers get one with :func:`lease_extension`,
+    :func:`lease_release`, :func:`visibility_clock` or :func:`dead_letter_admin`."""
 
     def declare(self, config: QueueConfig) -> QueueConfig:
         """Create the queue, or return the existing one if its settings are
@@ -61,27 +69,11 @@ class QueueEngine(Protocol):
         """Lease up to ``max_messages`` visible messages (Q1, Q4, Q5)."""
         ...
 
-    def next_visible(self, queue: str) -> int | None:
-        """When (ms) the next delayed or leased message becomes claimable,
-        or None if none is waiting — so a waiting ``get`` sleeps until then
-        instead of polling (a due time produces no wake-up)."""
-        ...
-
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
         """Ack / nack / reject each; per item ``None`` or the error
-        (LeaseLost, AlreadySettled) — one stale receipt fails alone."""
-        ...
-
-    def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
-        """End these (message id, receipt) leases as if the messages had never
-        been delivered: ready again at once, their delivery count undone (so
-        they do not move toward ``max_deliveries``). For deliveries a consumer
-        leased ahead and never handed to its caller. Leases that already
-        ended are left alone; returns how many were released."""
-        ...
-
-    def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
-        """Push the lease out to now + ``lease_s``; the new lease end (ms)."""
+        (LeaseLost, AlreadySettled) — one stale receipt fails alone. A nack
+        with ``delay_s > 0`` needs the ``nack_delay`` feature (else the item
+        fails with UnsupportedFeature)."""
         ...
 
     # ---- exchanges (Q6)
@@ -98,7 +90,44 @@ class QueueEngine(Protocol):
         """Copy each message to every bound queue in one transaction."""
         ...
 
-    # ---- dead letters (Q2)
+
+@runtime_checkable
+class LeaseExtension(Protocol):
+    """Feature ``lease_extension``: push a lease out."""
+
+    def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
+        """Push the lease out to now + ``lease_s``; the new lease end (ms)."""
+        ...
+
+
+@runtime_checkable
+class LeaseRelease(Protocol):
+    """Feature ``release``: give leases back without counting a delivery."""
+
+    def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        """End these (message id, receipt) leases as if the messages had never
+        been delivered: ready again at once, their delivery count undone (so
+        they do not move toward ``max_deliveries``). For deliveries a consumer
+        leased ahead and never handed to its caller. Leases that already
+        ended are left alone; returns how many were released."""
+        ...
+
+
+@runtime_checkable
+class VisibilityClock(Protocol):
+    """Feature ``next_visible``: when the next delayed or leased message is due."""
+
+    def next_visible(self, queue: str) -> int | None:
+        """When (ms) the next delayed or leased message becomes claimable,
+        or None if none is waiting — so a waiting ``get`` sleeps until then
+        instead of polling (a due time produces no wake-up)."""
+        ...
+
+
+@runtime_checkable
+class DeadLetterAdmin(Protocol):
+    """Feature ``dead_letter_admin``: browse, redrive and purge dead letters by id."""
+
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
         """Messages in ``queue``'s dead-letter queue that came from it (not leased)."""
         ...
@@ -112,6 +141,53 @@ class QueueEngine(Protocol):
         """Delete dead letters (all, or these ids) that came from ``queue``;
         other queues' dead letters in a shared dead-letter queue stay."""
         ...
+
+
+@runtime_checkable
+class FullQueueEngine(
+    QueueEngine, LeaseExtension, LeaseRelease, VisibilityClock, DeadLetterAdmin, Protocol
+):
+    """A queue engine with every optional capability (the SQL and memory engines)."""
+
+
+def _require(queues: object, features: Features, name: str, protocol: type) -> None:
+    if not features.supports(name) or not isinstance(queues, protocol):
+        raise UnsupportedFeature(
+            f"this engine does not support {name} (see its Features): {_ALTERNATIVES[name]}"
+        )
+
+
+def lease_extension(queues: object, features: Features) -> LeaseExtension:
+    """``queues`` as a LeaseExtension; UnsupportedFeature if it is not one."""
+    _require(queues, features, "lease_extension", LeaseExtension)
+    return cast(LeaseExtension, queues)
+
+
+def lease_release(queues: object, features: Features) -> LeaseRelease:
+    """``queues`` as a LeaseRelease; UnsupportedFeature if it is not one."""
+    _require(queues, features, "release", LeaseRelease)
+    return cast(LeaseRelease, queues)
+
+
+def visibility_clock(queues: object, features: Features) -> VisibilityClock:
+    """``queues`` as a VisibilityClock; UnsupportedFeature if it is not one."""
+    _require(queues, features, "next_visible", VisibilityClock)
+    return cast(VisibilityClock, queues)
+
+
+def dead_letter_admin(queues: object, features: Features) -> DeadLetterAdmin:
+    """``queues`` as a DeadLetterAdmin; UnsupportedFeature if it is not one."""
+    _require(queues, features, "dead_letter_admin", DeadLetterAdmin)
+    return cast(DeadLetterAdmin, queues)
+
+
+_ALTERNATIVES = {
+    "lease_extension": "settle within the queue's lease, or declare it with a longer lease",
+    "release": "nack the deliveries instead (each counts as a delivery)",
+    "next_visible": "poll with a short wait instead",
+    "dead_letter_admin": "consume the dead-letter queue with get() like any queue",
+    "nack_delay": "nack without a delay, or publish a new delayed message and ack this one",
+}
 
 
 @runtime_checkable

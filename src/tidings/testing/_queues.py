@@ -65,6 +65,8 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_nack_with_delay_and_extend_lease(self, client: Client, topic: str) -> None:
         """Q1: nack(delay) hides the message until due; extend_lease keeps it."""
+        self.need(client, "nack_delay")
+        self.need(client, "lease_extension")
         client.declare_queue(topic, lease="0.5s")
         client.publish(topic, b"x")
         (d,) = client.get(topic)
@@ -122,6 +124,7 @@ class QueueContract(ReleaseContract, ContractBase):
     def test_batch_settled_piece_by_piece(self, client: Client, topic: str) -> None:
         """Q1: parts of one published batch, leased by several gets, acked,
         nacked and rejected one by one; each outcome applies to its message only."""
+        self.need(client, "dead_letter_admin")
         client.declare_queue(topic, dead_letter=f"{topic}-dlq")
         bodies = [f"m{i}".encode() for i in range(10)]
         client.publish_batch(topic, bodies, headers={"h": "v"})
@@ -166,6 +169,8 @@ class QueueContract(ReleaseContract, ContractBase):
         """Q1/Q2: a lease on part of a batch runs out: those messages come back
         (delivery_count 2, stale receipts refused), the others are untouched;
         max_deliveries then dead-letters them one by one."""
+        self.need(client, "lease_extension")
+        self.need(client, "dead_letter_admin")
         client.declare_queue(topic, lease="0.3s", max_deliveries=2, dead_letter=f"{topic}-d")
         client.publish_batch(topic, [f"m{i}".encode() for i in range(8)])
         held = client.get(topic, 4)
@@ -207,6 +212,7 @@ class QueueContract(ReleaseContract, ContractBase):
     ) -> None:
         """Q2: after max_deliveries the message goes to the DLQ with original
         queue, reason, last error, delivery count and time."""
+        self.need(client, "dead_letter_admin")
         dlq = topic + ".dlq"
         client.declare_queue(topic, max_deliveries=2, dead_letter=dlq)
         client.publish(topic, b"poison", headers={"trace": "t1"})
@@ -223,6 +229,7 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_reject_dead_letters_and_redrive_resets(self, client: Client, topic: str) -> None:
         """Q2: reject → DLQ with the reason; redrive brings it back with counters reset."""
+        self.need(client, "dead_letter_admin")
         dlq = topic + ".dlq"
         client.declare_queue(topic, dead_letter=dlq)
         client.publish(topic, b"bad")
@@ -346,6 +353,7 @@ class QueueContract(ReleaseContract, ContractBase):
         self, client: Client, topic: str
     ) -> None:
         """Q3: the same key within the window stores nothing and returns the first id."""
+        self.need(client, "dedup")
         client.declare_queue(topic)
         first = client.publish(topic, b"pay 10", idempotency_key="order-1")
         again = client.publish(topic, b"pay 10", idempotency_key="order-1")
@@ -355,6 +363,7 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_dedup_window_ends(self, client: Client, topic: str) -> None:
         """Q3: after the window, the key is forgotten."""
+        self.need(client, "dedup")
         client.declare_queue(topic, dedup_window="0.2s")
         first = client.publish(topic, b"x", idempotency_key="k")
         time.sleep(0.3)
@@ -366,6 +375,7 @@ class QueueContract(ReleaseContract, ContractBase):
     ) -> None:
         """Q4: within a group, nothing is delivered while an earlier message is
         unacked; other groups flow."""
+        self.need(client, "fifo_groups")
         client.declare_queue(topic, fifo=True)
         for body, group in [(b"a1", "a"), (b"a2", "a"), (b"b1", "b"), (b"b2", "b")]:
             client.publish(topic, body, group=group)
@@ -379,6 +389,7 @@ class QueueContract(ReleaseContract, ContractBase):
     # ---- Q5 ---------------------------------------------------------------
     def test_delayed_message_invisible_until_due(self, client: Client, topic: str) -> None:
         """Q5: a delayed message is stored at once but claimable only when due."""
+        self.need(client, "delays")
         client.declare_queue(topic)
         client.publish(topic, b"later", delay="0.4s")
         assert client.get(topic) == [] and client.queue_stats(topic).delayed == 1
@@ -391,6 +402,7 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_ttl_expired_message_is_dead_lettered(self, client: Client, topic: str) -> None:
         """Q5: a message not delivered within its TTL goes to the DLQ, reason expired."""
+        self.need(client, "dead_letter_admin")
         dlq = topic + ".dlq"
         client.declare_queue(topic, ttl="0.2s", dead_letter=dlq)
         client.publish(topic, b"stale")
@@ -403,6 +415,7 @@ class QueueContract(ReleaseContract, ContractBase):
     def test_exchanges_copy_to_every_bound_queue(self, client: Client, topic: str) -> None:
         """Q6: fanout, direct and topic exchanges route one publish to each
         matching queue."""
+        self.need(client, "exchanges")
         qs = [f"{topic}-{n}" for n in ("eu", "all", "audit")]
         for q in qs:
             client.declare_queue(q)
@@ -423,6 +436,7 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_exchange_publish_is_atomic(self, client: Client, topic: str) -> None:
         """Q6: if one bound queue refuses the message, no queue gets it."""
+        self.need(client, "exchanges")
         ok, full = topic + "-ok", topic + "-full"
         client.declare_queue(ok)
         client.declare_queue(full, max_length=1)
@@ -436,6 +450,7 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_consistent_hash_spreads_and_is_stable(self, client: Client, topic: str) -> None:
         """Q6: a consistent-hash exchange sends each key to one queue, always the same."""
+        self.need(client, "exchanges")
         qs = [f"{topic}-{i}" for i in range(3)]
         client.declare_exchange(topic, "consistent-hash")
         for q in qs:
@@ -467,6 +482,7 @@ class QueueContract(ReleaseContract, ContractBase):
         """Features: engines that cannot bind atomically say so."""
         if client.features.supports("topic_bindings"):
             pytest.skip("supported here")
+        self.need(client, "logs")
         client.create_topic(topic)
         client.declare_queue(topic)
         with pytest.raises(UnsupportedFeature):
@@ -489,6 +505,7 @@ class QueueContract(ReleaseContract, ContractBase):
 
     def test_max_length_overflow_policies(self, client: Client, topic: str) -> None:
         """max_length: reject refuses new messages; dead-letter drops the oldest to the DLQ."""
+        self.need(client, "dead_letter_admin")
         client.declare_queue(topic, max_length=2)
         client.publish_batch(topic, [b"1", b"2"])
         with pytest.raises(QueueFull):

@@ -7,15 +7,17 @@ import pytest
 
 from ..client.client import Client
 from ..errors import QueueNotFound
+from ..ports.queue import lease_release
 from ._base import ContractBase
 
 
 class ReleaseContract(ContractBase):
-    """Part of :class:`~tidings.testing.QueueContract`."""
-
+    """Part of :class:`~tidings.testing.QueueContract`; every test needs the
+    ``release`` capability."""
     def test_release_puts_rows_back_uncounted(self, client: Client, topic: str) -> None:
         """Q2: released message rows are ready again at their place, with the
         delivery undone: max_deliveries=1 dead-letters none of them."""
+        self.need(client, "release")
         client.declare_queue(topic, max_deliveries=1, dead_letter=topic + "-dlq")
         for body in (b"a", b"b", b"c"):
             client.publish(topic, body)  # one at a time: message rows
@@ -33,6 +35,7 @@ class ReleaseContract(ContractBase):
     def test_release_part_of_a_range_lease(self, client: Client, topic: str) -> None:
         """Q1/Q2: messages published together are leased as one range; part of
         the range released goes back uncounted, the rest can still be acked."""
+        self.need(client, "release")
         client.declare_queue(topic, max_deliveries=1, dead_letter=topic + "-dlq")
         client.publish_batch(topic, [b"%d" % i for i in range(10)])
         got = client.get(topic, 10)
@@ -49,6 +52,7 @@ class ReleaseContract(ContractBase):
 
     def test_release_of_an_ended_lease_does_nothing(self, client: Client, topic: str) -> None:
         """Q1: a lease that expired or was settled is not released again."""
+        self.need(client, "release")
         client.declare_queue(topic, lease="0.2s")
         client.publish(topic, b"x")
         client.publish(topic, b"y")
@@ -61,11 +65,14 @@ class ReleaseContract(ContractBase):
         (third,) = client.get(topic)
         assert third.delivery_count == 2  # the redelivery after expiry still counts
         with pytest.raises(QueueNotFound):
-            client.engine.queues.release(topic + "-missing", [(1, "r")])
+            lease_release(client.engine.queues, client.features).release(
+                topic + "-missing", [(1, "r")]
+            )
 
     def test_closing_subscribe_counts_no_delivery(self, client: Client, topic: str) -> None:
         """Q2: closing subscribe() puts back what it leased ahead and never
         yielded without counting it: with max_deliveries=1 none is dead-lettered."""
+        self.need(client, "release")
         client.declare_queue(topic, max_deliveries=1, dead_letter=topic + "-dlq")
         client.publish_batch(topic, [b"%d" % i for i in range(10)])
         for body in (b"r1", b"r2"):
@@ -82,6 +89,7 @@ class ReleaseContract(ContractBase):
     def test_released_fifo_head_stays_first_in_its_group(self, client: Client, topic: str) -> None:
         """Q4: a released FIFO message is its group's next delivery again,
         uncounted; the messages behind it stay blocked until it is acked."""
+        self.need(client, "release")
         client.declare_queue(topic, fifo=True, max_deliveries=1, dead_letter=topic + "-dlq")
         for body in (b"a1", b"a2"):
             client.publish(topic, body, group="a")

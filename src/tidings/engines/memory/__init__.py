@@ -27,6 +27,7 @@ class MemoryEngine:
         multi_process="unsupported",
         transactional_publish="unsupported",
         topic_bindings="unsupported",  # its log and queues are separate stores
+        durability="none",
     )
 
     def __init__(self, url: str = "memory://") -> None:

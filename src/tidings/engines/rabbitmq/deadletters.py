@@ -1,0 +1,90 @@
+"""Dead letters with our Q2 headers (emulated: RabbitMQ's own dead-lettering
+cannot add them). A message is republished to the dead-letter queue, the
+publish confirmed, and only then acked where it was; browsing, redriving and
+purging read the whole dead-letter queue on a channel of their own and return
+what they leave (RabbitMQ has no browse): not for a dead-letter queue that
+other consumers drain at the same time."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from ...config import QueueConfig
+from ...message import Delivery
+from . import headers as hdr
+from .leases import Lease
+from .link import Link
+
+Publish = Callable[[str, bytes, dict[str, Any], int], Awaitable[None]]
+
+
+class DeadLetters:
+    def __init__(self, link: Link, publish: Publish) -> None:
+        self._link = link
+        self._publish = publish
+
+    async def move(
+        self, config: QueueConfig, lease: Lease, reason: str, error: str, count: int
+    ) -> None:
+        """To ``config``'s dead-letter queue (dropped when it has none), then acked."""
+        message = lease.message
+        if config.dead_letter is not None:
+            amqp = hdr.dead_letter(message.headers or {}, config.name, reason, error, count)
+            await self._publish(config.dead_letter, message.body, amqp, lease.id)
+        await message.ack()
+
+    async def browse(self, config: QueueConfig, limit: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        async with self._link.scratch() as channel:
+            for message in await _drain(channel, config):
+                if len(out) < limit:
+                    out.append(_as_delivery(config, message))
+        return out
+
+    async def redrive(self, config: QueueConfig, ids: Sequence[int] | None) -> int:
+        moved = 0
+        async with self._link.scratch() as channel:
+            for message in await _drain(channel, config):
+                if ids is None or _id(message) in ids:
+                    amqp = hdr.redriven(message.headers or {})
+                    await self._publish(config.name, message.body, amqp, _id(message))
+                    await message.ack()
+                    moved += 1
+        return moved
+
+    async def purge(self, config: QueueConfig, ids: Sequence[int] | None) -> int:
+        dropped = 0
+        async with self._link.scratch() as channel:
+            for message in await _drain(channel, config):
+                if ids is None or _id(message) in ids:
+                    await message.ack()
+                    dropped += 1
+        return dropped
+
+
+async def _drain(channel: Any, config: QueueConfig) -> list[AbstractIncomingMessage]:
+    """Every message now in the dead-letter queue that came from ``config``'s
+    queue, leased on ``channel`` (the rest too: closing the channel returns them)."""
+    assert config.dead_letter is not None
+    dlq = await channel.declare_queue(config.dead_letter, passive=True)
+    mine: list[AbstractIncomingMessage] = []
+    while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+        if hdr.origin(message.headers or {}) == config.name:
+            mine.append(message)
+    return mine
+
+
+def _id(message: AbstractIncomingMessage) -> int:
+    return int(message.message_id or 0)
+
+
+def _as_delivery(config: QueueConfig, message: AbstractIncomingMessage) -> Delivery:
+    amqp = message.headers or {}
+    count = int(hdr.visible(amqp).get("x-delivery-count", "0") or 0)
+    assert config.dead_letter is not None
+    return Delivery(
+        config.dead_letter, _id(message), message.body, hdr.visible(amqp), count, False, "", 0
+    )

@@ -1,0 +1,463 @@
+"""The queue side on RabbitMQ quorum queues (contracts Q1, Q2, Q5).
+
+Native: storage and replication (quorum queues), publisher confirms,
+per-message ack, redelivery counts (``x-delivery-count``), TTL and max
+length (``x-message-ttl``, ``x-max-length`` with ``reject-publish`` or
+``drop-head``). Emulated: leases (a timer returns the message), max
+deliveries and reject (republished to the dead-letter queue with our Q2
+headers, then acked), delays (durable per-delay queues), dead-letter
+browsing (read and returned). Everything else raises UnsupportedFeature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage
+
+from ...config import QueueConfig
+from ...errors import (
+    AlreadyExists,
+    ConfigurationError,
+    EngineError,
+    LeaseLost,
+    QueueFull,
+    QueueNotFound,
+    RecordTooLarge,
+    TidingsError,
+    UnsupportedFeature,
+)
+from ...message import Delivery, QueueStats
+from ...ports.queue import OutgoingMessage, Settlement
+from . import headers as hdr
+from . import pushed, topology
+from .deadletters import DeadLetters
+from .leases import Lease, Leases
+from .link import DROPPED, Link, persistent
+from .portal import Portal
+
+_PUBLISH_ATTEMPTS = 5
+
+
+def new_id() -> int:
+    """A 63-bit message id, unique without a central counter."""
+    return secrets.randbits(63)
+
+
+class RabbitQueues:
+    """Implements QueueEngine, LeaseExtension and DeadLetterAdmin (emulated)."""
+
+    def __init__(self, portal: Portal, link: Link, timeout_s: float) -> None:
+        self._portal = portal
+        self._link = link
+        self._timeout = timeout_s
+        self._configs: dict[str, QueueConfig] = {}
+        self._delays: dict[str, set[str]] = {}
+        self._leases = Leases(self._on_expiry)
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._claiming = asyncio.Lock()
+        self._dead = DeadLetters(link, self._publish_one)
+
+    def _call(self, coro: Any) -> Any:
+        return self._portal.call(coro, self._timeout)
+
+    # ---- declaration --------------------------------------------------------
+    def declare(self, config: QueueConfig) -> QueueConfig:
+        return self._call(self._declare(config))  # type: ignore[no-any-return]
+
+    async def _declare(self, config: QueueConfig) -> QueueConfig:
+        if config.fifo:
+            raise UnsupportedFeature(
+                "the amqp:// engine has no FIFO groups (Q4) yet: declare the queue without fifo"
+            )
+        await self._refuse_loop(config)
+        existing = await topology.read_config(self._link, config.name)
+        if existing is not None:
+            if existing != config:
+                raise AlreadyExists(
+                    f"queue {config.name!r} exists with other settings ({existing}); "
+                    "delete it first or declare it with the same settings"
+                )
+            self._configs[config.name] = existing
+            return existing
+        if config.dead_letter is not None and await self._config(config.dead_letter) is None:
+            await topology.create(self._link, QueueConfig(config.dead_letter))
+            self._configs[config.dead_letter] = QueueConfig(config.dead_letter)
+        await topology.create(self._link, config)
+        self._configs[config.name] = config
+        return config
+
+    async def _refuse_loop(self, config: QueueConfig) -> None:
+        seen, nxt = {config.name}, config.dead_letter
+        while nxt is not None:
+            if nxt in seen:
+                raise ConfigurationError(
+                    f"dead-letter chain of {config.name!r} loops back through {nxt!r}"
+                )
+            seen.add(nxt)
+            found = await self._config(nxt)
+            nxt = found.dead_letter if found else None
+
+    async def _config(self, name: str) -> QueueConfig | None:
+        if name not in self._configs:
+            found = await topology.read_config(self._link, name)
+            if found is None:
+                return None
+            self._configs[name] = found
+        return self._configs[name]
+
+    async def _require(self, name: str) -> QueueConfig:
+        config = await self._config(name)
+        if config is None:
+            raise QueueNotFound(f"queue {name!r} does not exist: declare it first")
+        return config
+
+    def get_queue(self, name: str) -> QueueConfig:
+        return self._call(self._require(name))  # type: ignore[no-any-return]
+
+    def list_queues(self) -> list[QueueConfig]:
+        raise UnsupportedFeature(
+            "the amqp:// engine cannot list queues (AMQP has no listing; the management "
+            "API is not used): look a queue up by name with get_queue"
+        )
+
+    def delete(self, name: str) -> None:
+        self._call(self._delete(name))
+
+    async def _delete(self, name: str) -> None:
+        await self._require(name)
+        for receipt in self._leases.of_queue(name):
+            self._leases.end(receipt, "expired")
+        await topology.remove(self._link, name, sorted(self._delays.pop(name, set())))
+        self._configs.pop(name, None)
+
+    def purge(self, name: str) -> int:
+        return self._call(self._purge(name))  # type: ignore[no-any-return]
+
+    async def _purge(self, name: str) -> int:
+        await self._require(name)
+        held = 0
+        for receipt in self._leases.of_queue(name):
+            lease = self._leases.end(receipt, "expired")
+            if lease is not None and await self._try(lease.message.ack()):
+                held += 1
+        async with self._link.scratch() as channel:
+            queue = await channel.declare_queue(name, passive=True)
+            result = await queue.purge()
+        return held + int(result.message_count or 0)
+
+    def stats(self, name: str) -> QueueStats:
+        return self._call(self._stats(name))  # type: ignore[no-any-return]
+
+    async def _stats(self, name: str) -> QueueStats:
+        """``leased`` counts this engine instance's leases only; ``delayed``
+        the delay queues it used; ``dead_lettered`` the whole dead-letter queue."""
+        config = await self._require(name)
+        ready = await self._count(name)
+        delayed = 0
+        for queue in sorted(self._delays.get(name, set())):
+            delayed += await self._count(queue)
+        dead = 0 if config.dead_letter is None else await self._count(config.dead_letter)
+        return QueueStats(name, ready, len(self._leases.of_queue(name)), delayed, dead)
+
+    async def _count(self, queue: str) -> int:
+        """Messages ready in ``queue``; 0 if it does not exist (any more)."""
+        try:
+            async with self._link.scratch() as channel:
+                return await topology.ready_count(channel, queue)
+        except QueueNotFound:
+            return 0
+
+    # ---- publishing ---------------------------------------------------------
+    def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
+        """Each message confirmed by RabbitMQ before this returns. Not atomic
+        across a batch: a failure part-way leaves the confirmed ones stored."""
+        return self._call(self._publish(queue, messages))  # type: ignore[no-any-return]
+
+    async def _publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
+        config = await self._require(queue)
+        _check(config, messages)
+        await self._room_for(config, len(messages))
+        ids = [new_id() for _ in messages]
+        sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
+        await asyncio.gather(*sends)
+        return ids
+
+    async def _room_for(self, config: QueueConfig, n: int) -> None:
+        """Refuse a batch that would pass max_length (overflow reject) before
+        sending any of it. A quorum queue's own reject-publish is a soft limit
+        (it may take one message more) and stays as the backstop; concurrent
+        publishers can still pass the limit together."""
+        if config.max_length is None or config.overflow != "reject":
+            return
+        if await self._count(config.name) + n > config.max_length:
+            raise QueueFull(
+                f"queue {config.name!r} is at its max_length {config.max_length}: "
+                "consume or purge it"
+            )
+
+    async def _send(self, config: QueueConfig, m: OutgoingMessage, id: int) -> None:
+        delay_ms = _delay_ms(m)
+        headers: dict[str, Any] = dict(m.headers)
+        headers[hdr.ID] = str(id)
+        if delay_ms > 0:
+            await self._publish_delayed(config.name, m.body, headers, id, delay_ms)
+        else:
+            await self._publish_one(config.name, m.body, headers, id)
+
+    async def _publish_delayed(
+        self, queue: str, body: bytes, headers: dict[str, Any], id: int, delay_ms: int
+    ) -> None:
+        name, args = topology.delay_queue(queue, delay_ms)
+        async with self._link.scratch() as channel:
+            await channel.declare_queue(name, durable=True, arguments=args)
+        self._delays.setdefault(queue, set()).add(name)
+        await self._publish_one(name, body, headers, id)
+
+    async def _publish_one(self, queue: str, body: bytes, headers: dict[str, Any], id: int) -> None:
+        """Publish and wait for the confirm; resend on a nack or a dropped
+        connection (at-least-once). Raises QueueNotFound, QueueFull, EngineError."""
+        for attempt in range(_PUBLISH_ATTEMPTS):
+            try:
+                channel = await self._link.channel()
+                await channel.default_exchange.publish(
+                    persistent(body, headers, id), routing_key=queue, mandatory=True
+                )
+                return
+            except aiormq.exceptions.PublishError as exc:
+                raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
+            except aiormq.exceptions.DeliveryError as exc:
+                if attempt == _PUBLISH_ATTEMPTS - 1:
+                    raise await self._refused(queue, exc) from exc
+            except DROPPED:
+                await self._link.reset()
+            await asyncio.sleep(0.05 * 2**attempt)
+        raise EngineError(f"RabbitMQ did not confirm a publish to {queue!r}: retry later")
+
+    async def _refused(self, queue: str, exc: Exception) -> Exception:
+        config = self._configs.get(queue)
+        if config is not None and config.max_length is not None:
+            return QueueFull(
+                f"queue {queue!r} is at its max_length {config.max_length}: consume or purge it"
+            )
+        return EngineError(f"RabbitMQ refused a publish to {queue!r} ({exc}): retry later")
+
+    # ---- consuming ----------------------------------------------------------
+    def claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+
+    async def _claim(self, queue: str, max_messages: int) -> list[Delivery]:
+        config = await self._require(queue)
+        async with self._claiming:  # one consumer's prefetch at a time on the channel
+            channel = await self._link.channel()
+            self._leases.drop_generation_before(self._link.generation)
+            out: list[Delivery] = []
+            while len(out) < max_messages:
+                messages = await self._fetch(channel, queue, max_messages - len(out))
+                if not messages:
+                    break
+                for message in messages:
+                    delivery = await self._lease(config, message)
+                    if delivery is not None:
+                        out.append(delivery)
+            return out
+
+    async def _fetch(
+        self, channel: Any, queue: str, want: int
+    ) -> list[AbstractIncomingMessage]:
+        """One message by basic.get; several by a consumer for this claim."""
+        if want > 1:
+            ready = await topology.ready_count(channel, queue)
+            if ready > 1:
+                return await pushed.take(channel, queue, min(want, ready))
+        rabbit_queue = await channel.get_queue(queue, ensure=False)
+        message = await rabbit_queue.get(no_ack=False, fail=False)
+        return [] if message is None else [message]
+
+    async def _lease(
+        self, config: QueueConfig, message: AbstractIncomingMessage
+    ) -> Delivery | None:
+        amqp = dict(message.headers or {})
+        count = hdr.deliveries(amqp)
+        id = int(message.message_id or str(amqp.get(hdr.ID, "0")))
+        lease = Lease(config.name, id, message, count, self._link.generation, 0)
+        if config.max_deliveries is not None and count > config.max_deliveries:
+            # Returned by RabbitMQ (a consumer died) after its last delivery.
+            await self._dead.move(config, lease, "max_deliveries", "", count - 1)
+            return None
+        receipt = self._leases.add(lease, config.lease_s)
+        return Delivery(
+            config.name, id, message.body, hdr.visible(amqp), count,
+            count > 1, receipt, lease.until_ms,
+        )
+
+    def _on_expiry(self, lease: Lease) -> None:
+        task = asyncio.ensure_future(self._give_back(lease))
+        self._tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._tasks.discard)
+
+    async def _give_back(self, lease: Lease) -> None:
+        config = self._configs.get(lease.queue)
+        if config is not None and _last(config, lease):
+            # A dropped channel makes RabbitMQ return the message anyway (counted),
+            # and the next claim dead-letters it: nothing to do on failure.
+            await self._try(
+                self._dead.move(config, lease, "max_deliveries", "lease expired", lease.count)
+            )
+        else:
+            await self._try(lease.message.nack(requeue=True))
+
+    def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
+        return self._call(self._settle(queue, settlements))  # type: ignore[no-any-return]
+
+    async def _settle(
+        self, queue: str, settlements: Sequence[Settlement]
+    ) -> list[BaseException | None]:
+        config = await self._require(queue)
+        out: list[BaseException | None] = []
+        for s in settlements:
+            try:
+                await self._settle_one(config, s)
+                out.append(None)
+            except Exception as exc:  # per-item result, as the port says
+                out.append(exc)
+        return out
+
+    async def _settle_one(self, config: QueueConfig, s: Settlement) -> None:
+        self._leases.drop_generation_before(self._link.generation)
+        lease = self._leases.take(s.receipt)
+        try:
+            await self._end(config, lease, s)
+        except (*DROPPED, aiormq.exceptions.ChannelClosed) as exc:
+            raise LeaseLost(
+                "the connection to RabbitMQ dropped while this delivery was leased; "
+                "RabbitMQ returned the message and will redeliver it"
+            ) from exc
+
+    async def _end(self, config: QueueConfig, lease: Lease, s: Settlement) -> None:
+        if s.action == "ack":
+            await lease.message.ack()
+        elif s.action == "reject":
+            await self._dead.move(config, lease, "rejected", s.reason, lease.count)
+        elif _last(config, lease):
+            await self._dead.move(config, lease, "max_deliveries", s.reason, lease.count)
+        elif s.delay_s > 0:
+            await self._nack_later(config, lease, s.delay_s)
+        else:
+            await lease.message.nack(requeue=True)
+
+    async def _nack_later(self, config: QueueConfig, lease: Lease, delay_s: float) -> None:
+        """Move the message to a delay queue (carrying its delivery count),
+        confirmed, then ack it here: never held in this process's memory."""
+        amqp = hdr.carried(lease.message.headers or {})
+        amqp[hdr.PRIOR] = lease.count
+        delay_ms = max(1, round(delay_s * 1000))
+        await self._publish_delayed(config.name, lease.message.body, amqp, lease.id, delay_ms)
+        await lease.message.ack()
+
+    def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
+        return self._call(self._extend(queue, receipt, lease_s))  # type: ignore[no-any-return]
+
+    async def _extend(self, queue: str, receipt: str, lease_s: float) -> int:
+        await self._require(queue)
+        self._leases.drop_generation_before(self._link.generation)
+        return self._leases.extend(receipt, lease_s)
+
+    @staticmethod
+    async def _try(awaitable: Any) -> bool:
+        """Run an ack/nack whose channel may be gone (then RabbitMQ returned it)."""
+        try:
+            await awaitable
+            return True
+        except (*DROPPED, aiormq.exceptions.ChannelClosed, TidingsError):
+            return False
+
+    # ---- exchanges (phase 1: not yet) ----------------------------------------
+    def declare_exchange(self, name: str, kind: str) -> None:
+        raise UnsupportedFeature(_NO_EXCHANGES)
+
+    def bind(self, exchange: str, queue: str, key: str, weight: int) -> None:
+        raise UnsupportedFeature(_NO_EXCHANGES)
+
+    def bind_topic(self, topic: str, queue: str) -> None:
+        raise UnsupportedFeature("the amqp:// engine has no topics yet: nothing to bind")
+
+    def publish_exchange(
+        self, exchange: str, routing_key: str, messages: Sequence[OutgoingMessage]
+    ) -> dict[str, list[int]]:
+        raise UnsupportedFeature(_NO_EXCHANGES)
+
+    # ---- dead letters (emulated) -------------------------------------------
+    def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
+        return self._call(self._with_dlq(queue, self._dead.browse, limit))  # type: ignore[no-any-return]
+
+    def redrive(self, queue: str, ids: Sequence[int] | None) -> int:
+        return self._call(self._with_dlq(queue, self._dead.redrive, ids))  # type: ignore[no-any-return]
+
+    def purge_dead_letters(self, queue: str, ids: Sequence[int] | None) -> int:
+        return self._call(self._with_dlq(queue, self._dead.purge, ids))  # type: ignore[no-any-return]
+
+    async def _with_dlq(self, queue: str, fn: Any, arg: Any) -> Any:
+        config = await self._require(queue)
+        if config.dead_letter is None:
+            return [] if fn == self._dead.browse else 0
+        return await fn(config, arg)
+
+    def delete_declared(self) -> None:
+        """Delete every queue this engine instance declared (with its catalog
+        and delay queues): for tests, which must leave the server clean."""
+        self._call(self._delete_declared())
+
+    async def _delete_declared(self) -> None:
+        """The queues known here and their dead-letter queues (and delay queues)."""
+        names = set(self._configs)
+        names.update(c.dead_letter for c in self._configs.values() if c.dead_letter)
+        for name in sorted(names):
+            if await self._config(name) is not None:
+                await self._delete(name)
+
+    async def close(self) -> None:
+        for receipt in list(self._leases._live):
+            self._leases.end(receipt, "expired")
+
+
+_NO_EXCHANGES = (
+    "exchanges are not in the amqp:// engine yet (phase 1 maps queues only): "
+    "publish to each queue, or use a sqlite:// or postgresql:// URL"
+)
+
+
+def _last(config: QueueConfig, lease: Lease) -> bool:
+    return config.max_deliveries is not None and lease.count >= config.max_deliveries
+
+
+def _check(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
+    """Refuse the whole batch before anything is sent (nothing stored half)."""
+    for m in messages:
+        if len(m.body) > config.max_body_bytes:
+            raise RecordTooLarge(
+                f"message of {len(m.body)} bytes exceeds queue {config.name!r}'s "
+                f"max_body_bytes {config.max_body_bytes}"
+            )
+        if m.idempotency_key is not None:
+            raise UnsupportedFeature(
+                "the amqp:// engine does not deduplicate (Q3) yet: drop idempotency_key "
+                "and make the consumer idempotent"
+            )
+        if m.group is not None:
+            raise UnsupportedFeature(
+                "the amqp:// engine has no FIFO groups (Q4) yet: drop group"
+            )
+
+
+def _delay_ms(m: OutgoingMessage) -> int:
+    if m.not_before_ms is not None:
+        return max(0, m.not_before_ms - int(time.time() * 1000))
+    return max(0, round(m.delay_s * 1000))
+
+

@@ -1,0 +1,108 @@
+"""Queues as RabbitMQ declares them: quorum queues with native arguments,
+tidings' settings kept in a one-message catalog queue beside each queue (AMQP
+cannot read a queue's arguments back), and durable per-delay queues."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import aiormq
+from aio_pika.abc import AbstractChannel
+
+from ...config import QueueConfig
+from ...errors import QueueNotFound
+from .headers import DELAY_INFIX
+from .link import Link, persistent
+
+CATALOG_SUFFIX = ".tidings-config"
+#: A per-delay queue lives this long after its last use (after every message
+#: in it was due: its messages expire after the delay, it after delay + this).
+DELAY_QUEUE_IDLE_MS = 600_000
+
+
+def arguments(config: QueueConfig) -> dict[str, Any]:
+    """The x-arguments mapping what RabbitMQ does natively."""
+    args: dict[str, Any] = {"x-queue-type": "quorum"}
+    if config.max_deliveries is not None:
+        # A backstop: tidings dead-letters at max_deliveries itself (with our
+        # headers); RabbitMQ's limit only catches returns tidings never saw
+        # (consumers that crashed).
+        args["x-delivery-limit"] = config.max_deliveries
+    if config.dead_letter is not None:
+        args["x-dead-letter-exchange"] = ""
+        args["x-dead-letter-routing-key"] = config.dead_letter
+    if config.ttl_s is not None:
+        args["x-message-ttl"] = max(1, round(config.ttl_s * 1000))
+    if config.max_length is not None:
+        args["x-max-length"] = config.max_length
+        args["x-overflow"] = "reject-publish" if config.overflow == "reject" else "drop-head"
+    return args
+
+
+def encode(config: QueueConfig) -> bytes:
+    return json.dumps(asdict(config), sort_keys=True).encode()
+
+
+def decode(body: bytes) -> QueueConfig:
+    return QueueConfig(**json.loads(body))
+
+
+async def read_config(link: Link, name: str) -> QueueConfig | None:
+    """The settings stored for ``name``, or None if it was never declared."""
+    async with link.scratch() as channel:
+        try:
+            catalog = await channel.declare_queue(name + CATALOG_SUFFIX, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return None
+        message = await catalog.get(no_ack=False, fail=False)
+        if message is None:
+            return None
+        body = message.body
+        await message.nack(requeue=True)
+    return decode(body)
+
+
+async def create(link: Link, config: QueueConfig) -> None:
+    """Declare the queue, then record its settings (a failed declare records nothing)."""
+    async with link.scratch() as channel:
+        await channel.declare_queue(config.name, durable=True, arguments=arguments(config))
+        catalog = await channel.declare_queue(
+            config.name + CATALOG_SUFFIX,
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "drop-head"},
+        )
+        await channel.default_exchange.publish(
+            persistent(encode(config), {}, 0), routing_key=catalog.name
+        )
+
+
+async def remove(link: Link, name: str, delay_queues: list[str]) -> None:
+    """Delete the queue, its catalog entry and its delay queues."""
+    async with link.scratch() as channel:
+        for queue in (name, name + CATALOG_SUFFIX, *delay_queues):
+            await channel.queue_delete(queue)
+
+
+async def ready_count(channel: AbstractChannel, name: str) -> int:
+    """Messages ready in ``name`` (passive declare). Raises QueueNotFound."""
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        raise QueueNotFound(f"queue {name!r} does not exist: declare it first") from exc
+    result = queue.declaration_result
+    return int(result.message_count or 0)
+
+
+def delay_queue(queue: str, delay_ms: int) -> tuple[str, dict[str, Any]]:
+    """The durable queue holding ``queue``'s messages delayed by ``delay_ms``:
+    each expires after the delay and RabbitMQ dead-letters it back to
+    ``queue``. One delay per queue, so expiry at the head is in due order."""
+    return f"{queue}{DELAY_INFIX}{delay_ms}", {
+        "x-queue-type": "classic",
+        "x-message-ttl": delay_ms,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-expires": delay_ms + DELAY_QUEUE_IDLE_MS,
+    }

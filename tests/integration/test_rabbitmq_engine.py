@@ -1,0 +1,194 @@
+"""The amqp:// engine beyond the conformance suite: what survives a process,
+a dropped connection, and bad input (RabbitMQ on 127.0.0.1:5672)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import aio_pika
+import pytest
+
+from tidings import (
+    AlreadyExists,
+    Client,
+    EngineUnavailable,
+    LeaseLost,
+    UnsupportedFeature,
+)
+from tidings.testing.pytest_plugin import require_engine, service_reachable
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+pytestmark = pytest.mark.engine("rabbitmq")
+
+
+@pytest.fixture
+def name() -> str:
+    return f"rmq-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    """Clients a test opens; each deletes the queues it declared."""
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    opened: list[Client] = []
+    yield opened
+    for client in opened:
+        try:
+            client.engine.queues.delete_declared()  # type: ignore[attr-defined]
+        finally:
+            client.close()
+
+
+def _open(clients: list[Client]) -> Client:
+    client = Client(AMQP)
+    clients.append(client)
+    return client
+
+
+def test_delays_are_stored_in_rabbitmq_not_in_the_process(
+    clients: list[Client], name: str
+) -> None:
+    """Q5: a delayed publish and a nack with delay survive the client that made them."""
+    first = _open(clients)
+    first.declare_queue(name)
+    first.publish(name, b"later", delay="0.5s")
+    first.publish(name, b"now")
+    (now,) = first.get(name)
+    first.nack(now, delay="0.5s")
+    first.engine.close()  # without deleting anything: the messages stay in RabbitMQ
+    clients.remove(first)
+    second = _open(clients)
+    got = second.get(name, 5, wait=5)
+    got += second.get(name, 5, wait=2) if len(got) < 2 else []
+    assert sorted((d.body, d.delivery_count) for d in got) == [(b"later", 1), (b"now", 2)]
+    second.ack(got)
+    # The delay queue was the first client's: the second one does not know it.
+    asyncio.run(_delete(f"{name}.tidings-delay.500"))
+
+
+async def _delete(queue: str) -> None:
+    connection = await aio_pika.connect(AMQP)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+
+
+def test_a_consumer_that_dies_returns_its_messages_counted(
+    clients: list[Client], name: str
+) -> None:
+    """Q1/Q2: closing a client with a lease open returns the message at once
+    (RabbitMQ counts the return); past max_deliveries it is dead-lettered with
+    our headers on the next claim."""
+    first = _open(clients)
+    first.declare_queue(name, lease="60s", max_deliveries=1, dead_letter=name + "-dlq")
+    first.publish(name, b"job")
+    assert [d.delivery_count for d in first.get(name)] == [1]
+    first.engine.close()  # dies holding the lease
+    clients.remove(first)
+    second = _open(clients)
+    second.queue(name)
+    assert second.get(name, wait=1) == []  # its second delivery would pass max_deliveries
+    (dead,) = second.dead_letters(name)
+    assert dead.headers["x-dead-letter-reason"] == "max_deliveries"
+    assert dead.headers["x-original-queue"] == name and dead.headers["x-delivery-count"] == "1"
+
+
+def test_publish_resends_after_the_connection_dropped(clients: list[Client], name: str) -> None:
+    """A dropped connection: the next publish reconnects and is confirmed;
+    leases held on the old channel are lost (RabbitMQ returned them)."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.publish(name, b"a")
+    (held,) = client.get(name)
+    engine = client.engine
+    connection = engine._link._connection  # type: ignore[attr-defined]
+    engine._portal.call(connection.close(), 10)  # type: ignore[attr-defined]
+    client.publish(name, b"b")
+    with pytest.raises(LeaseLost):
+        client.ack(held)
+    got = client.get(name, 5, wait=2)
+    assert sorted(d.body for d in got) == [b"a", b"b"]
+    assert {d.body: d.delivery_count for d in got}[b"a"] == 2
+
+
+def test_queue_declared_elsewhere_with_other_arguments(clients: list[Client], name: str) -> None:
+    """Bad input: a queue someone declared as a classic queue is refused with
+    AlreadyExists, and tidings records nothing for it."""
+
+    async def declare_classic() -> None:
+        connection = await aio_pika.connect(AMQP)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(name, durable=True)
+
+    asyncio.run(declare_classic())
+    try:
+        client = _open(clients)
+        with pytest.raises(AlreadyExists, match="other arguments"):
+            client.declare_queue(name)
+        with pytest.raises(LookupError):
+            client.queue(name)
+    finally:
+        asyncio.run(_delete(name))
+
+
+def test_unsupported_features_say_so(clients: list[Client], name: str) -> None:
+    """Features declared unsupported raise UnsupportedFeature, not a driver error."""
+    client = _open(clients)
+    client.declare_queue(name)
+    for call in (
+        lambda: client.create_topic(name),
+        lambda: client.publish(name, b"x", idempotency_key="k"),
+        lambda: client.publish(name, b"x", group="g"),
+        lambda: client.declare_queue(name + "-f", fifo=True),
+        lambda: client.declare_exchange(name),
+        client.queues,
+    ):
+        with pytest.raises(UnsupportedFeature):
+            call()
+    client.publish(name, b"x")
+    with pytest.raises(UnsupportedFeature, match="nack"):
+        client.release(client.get(name))
+    assert client.queue_stats(name).ready == 0 and client.queue_stats(name).leased == 1
+
+
+def test_refused_connection_is_engine_unavailable() -> None:
+    with pytest.raises(EngineUnavailable, match="cannot connect"):
+        Client("amqp://guest:guest@127.0.0.1:1/")
+
+
+async def test_async_client_runs_on_the_portal(name: str) -> None:
+    """AsyncClient works on amqp:// through the blocking port (two hops until
+    the async flavour of the ports lands)."""
+    from tidings import AsyncClient
+
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    async with AsyncClient(AMQP) as client:
+        try:
+            await client.declare_queue(name)
+            await client.publish(name, b"hi")
+            (got,) = await client.get(name, wait=2)
+            await client.ack(got)
+            assert got.body == b"hi" and (await client.queue_stats(name)).ready == 0
+        finally:
+            engine = client._client.engine  # type: ignore[union-attr]
+            await asyncio.to_thread(engine.queues.delete_declared)  # type: ignore[attr-defined]
+
+
+def test_many_at_once_takes_exactly_what_was_asked(clients: list[Client], name: str) -> None:
+    """A claim of several (a consumer for the claim) takes no more than it
+    asked, leaves nothing leased behind, and counts each delivery once."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.publish_batch(name, [b"%d" % i for i in range(50)])
+    first = client.get(name, 7)
+    assert len(first) == 7
+    stats = client.queue_stats(name)
+    assert (stats.ready, stats.leased) == (43, 7)
+    rest = client.get(name, 100)
+    assert [d.body for d in first + rest] == [b"%d" % i for i in range(50)]
+    assert {d.delivery_count for d in first + rest} == {1}
+    client.ack(first + rest)
+    assert client.get(name, 10) == [] and client.queue_stats(name).ready == 0
