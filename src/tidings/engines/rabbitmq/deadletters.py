@@ -19,21 +19,25 @@ from .leases import Lease
 from .link import Link
 
 Publish = Callable[[str, bytes, dict[str, Any], int], Awaitable[None]]
+Ensure = Callable[[str], Awaitable[None]]
 
 
 class DeadLetters:
-    def __init__(self, link: Link, publish: Publish) -> None:
+    def __init__(self, link: Link, publish: Publish, ensure: Ensure) -> None:
         self._link = link
         self._publish = publish
+        self._ensure = ensure
 
     async def move(
         self, config: QueueConfig, lease: Lease, reason: str, error: str, count: int
     ) -> None:
-        """To ``config``'s dead-letter queue (dropped when it has none), then acked."""
+        """To ``config``'s dead-letter queue (its own ``<name>.dlq`` when none
+        is configured; created if missing: never dropped), then acked."""
         message = lease.message
-        if config.dead_letter is not None:
-            amqp = hdr.dead_letter(message.headers or {}, config.name, reason, error, count)
-            await self._publish(config.dead_letter, message.body, amqp, lease.id)
+        dlq = config.dead_letter_queue
+        await self._ensure(dlq)
+        amqp = hdr.dead_letter(message.headers or {}, config.name, reason, error, count)
+        await self._publish(dlq, message.body, amqp, lease.id)
         await message.ack()
 
     async def browse(self, config: QueueConfig, limit: int) -> list[Delivery]:
@@ -68,12 +72,12 @@ class DeadLetters:
 async def _drain(channel: Any, config: QueueConfig) -> list[AbstractIncomingMessage]:
     """Every message now in the dead-letter queue that came from ``config``'s
     queue, leased on ``channel`` (the rest too: closing the channel returns them)."""
-    assert config.dead_letter is not None
-    dlq = await channel.declare_queue(config.dead_letter, passive=True)
+    dlq = await channel.declare_queue(config.dead_letter_queue, passive=True)
     mine: list[AbstractIncomingMessage] = []
     while (message := await dlq.get(no_ack=False, fail=False)) is not None:
         if hdr.origin(message.headers or {}) == config.name:
             mine.append(message)
+    mine.sort(key=lambda m: hdr.dead_letter_order(m.headers or {}))
     return mine
 
 
@@ -84,7 +88,6 @@ def _id(message: AbstractIncomingMessage) -> int:
 def _as_delivery(config: QueueConfig, message: AbstractIncomingMessage) -> Delivery:
     amqp = message.headers or {}
     count = int(hdr.visible(amqp).get("x-delivery-count", "0") or 0)
-    assert config.dead_letter is not None
     return Delivery(
-        config.dead_letter, _id(message), message.body, hdr.visible(amqp), count, False, "", 0
+        config.dead_letter_queue, _id(message), message.body, hdr.visible(amqp), count, False, "", 0
     )

@@ -4,6 +4,8 @@ adds, and the Q2 dead-letter headers (also translated from RabbitMQ's own
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +84,28 @@ def origin(amqp: Mapping[str, Any]) -> str:
     return visible(amqp).get("x-original-queue", "")
 
 
+# Dead-lettering order: RabbitMQ does not keep a queue's order for messages
+# returned to it (browsing returns them), so dead letters carry a sequence
+# (nanoseconds, strictly increasing per process) to be listed in order.
+DEAD_SEQ = "x-dead-letter-seq"
+
+
+class _Sequence:
+    """Nanoseconds since the epoch, strictly increasing within the process."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self._last = max(time.time_ns(), self._last + 1)
+            return self._last
+
+
+_next_seq = _Sequence()
+
+
 def dead_letter(
     amqp: Mapping[str, Any], queue: str, reason: str, error: str, count: int
 ) -> dict[str, Any]:
@@ -93,13 +117,24 @@ def dead_letter(
         "x-last-error": error,
         DEAD_COUNT: str(count),
         "x-dead-lettered-at": datetime.now(UTC).isoformat(),
+        DEAD_SEQ: str(_next_seq()),
     })
     return out
 
 
+def dead_letter_order(amqp: Mapping[str, Any]) -> int:
+    """Sort key of a dead letter: its sequence, else (dead-lettered by
+    RabbitMQ itself) the time in its ``x-death`` entry."""
+    if DEAD_SEQ in amqp:
+        return int(_text(amqp[DEAD_SEQ]))
+    deaths = amqp.get("x-death")
+    when = deaths[0].get("time") if deaths else None
+    return int(when.timestamp() * 1e9) if isinstance(when, datetime) else 0
+
+
 def redriven(amqp: Mapping[str, Any]) -> dict[str, Any]:
     """A dead letter's headers when it goes back to its queue: counters reset."""
-    drop = (*_BROKER, *_Q2, PRIOR, DEAD_COUNT)
+    drop = (*_BROKER, *_Q2, PRIOR, DEAD_COUNT, DEAD_SEQ)
     return {k: v for k, v in amqp.items() if k not in drop}
 
 

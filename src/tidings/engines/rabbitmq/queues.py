@@ -61,7 +61,7 @@ class RabbitQueues:
         self._leases = Leases(self._on_expiry)
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
-        self._dead = DeadLetters(link, self._publish_one)
+        self._dead = DeadLetters(link, self._publish_one, self._ensure)
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(coro, self._timeout)
@@ -85,23 +85,35 @@ class RabbitQueues:
                 )
             self._configs[config.name] = existing
             return existing
-        if config.dead_letter is not None and await self._config(config.dead_letter) is None:
-            await topology.create(self._link, QueueConfig(config.dead_letter))
-            self._configs[config.dead_letter] = QueueConfig(config.dead_letter)
+        if config.dead_letter is not None or _dead_letters_natively(config):
+            # RabbitMQ's own dead-lettering (TTL, delivery limit, overflow)
+            # drops what it cannot route: the dead-letter queue must exist first.
+            await self._ensure(config.dead_letter_queue)
         await topology.create(self._link, config)
         self._configs[config.name] = config
         return config
 
+    async def _ensure(self, name: str) -> None:
+        """Create ``name`` as a plain queue unless it exists (a dead-letter
+        queue: implicit ``<name>.dlq``, or a configured one deleted since)."""
+        if await self._config(name) is None:
+            await topology.create(self._link, QueueConfig(name))
+            self._configs[name] = QueueConfig(name)
+
     async def _refuse_loop(self, config: QueueConfig) -> None:
-        seen, nxt = {config.name}, config.dead_letter
+        """Follow the dead-letter chain (implicit ``<name>.dlq`` queues too,
+        as far as they exist); reaching this queue again would loop."""
+        seen = [config.name]
+        nxt: str | None = config.dead_letter_queue
         while nxt is not None:
             if nxt in seen:
                 raise ConfigurationError(
-                    f"dead-letter chain of {config.name!r} loops back through {nxt!r}"
+                    f"dead-letter chain {' -> '.join([*seen, nxt])} loops back; "
+                    f"choose a dead-letter queue that does not lead to {config.name!r}"
                 )
-            seen.add(nxt)
+            seen.append(nxt)
             found = await self._config(nxt)
-            nxt = found.dead_letter if found else None
+            nxt = found.dead_letter_queue if found else None
 
     async def _config(self, name: str) -> QueueConfig | None:
         if name not in self._configs:
@@ -162,7 +174,7 @@ class RabbitQueues:
         delayed = 0
         for queue in sorted(self._delays.get(name, set())):
             delayed += await self._count(queue)
-        dead = 0 if config.dead_letter is None else await self._count(config.dead_letter)
+        dead = await self._count(config.dead_letter_queue)
         return QueueStats(name, ready, len(self._leases.of_queue(name)), delayed, dead)
 
     async def _count(self, queue: str) -> int:
@@ -404,7 +416,7 @@ class RabbitQueues:
 
     async def _with_dlq(self, queue: str, fn: Any, arg: Any) -> Any:
         config = await self._require(queue)
-        if config.dead_letter is None:
+        if await self._config(config.dead_letter_queue) is None:
             return [] if fn == self._dead.browse else 0
         return await fn(config, arg)
 
@@ -416,7 +428,7 @@ class RabbitQueues:
     async def _delete_declared(self) -> None:
         """The queues known here and their dead-letter queues (and delay queues)."""
         names = set(self._configs)
-        names.update(c.dead_letter for c in self._configs.values() if c.dead_letter)
+        names.update(c.dead_letter_queue for c in list(self._configs.values()))
         for name in sorted(names):
             if await self._config(name) is not None:
                 await self._delete(name)
@@ -461,3 +473,10 @@ def _delay_ms(m: OutgoingMessage) -> int:
     return max(0, round(m.delay_s * 1000))
 
 
+def _dead_letters_natively(config: QueueConfig) -> bool:
+    """True if RabbitMQ itself may dead-letter from this queue (see topology)."""
+    return (
+        config.ttl_s is not None
+        or config.max_deliveries is not None
+        or (config.max_length is not None and config.overflow != "reject")
+    )

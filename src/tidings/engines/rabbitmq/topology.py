@@ -5,6 +5,7 @@ cannot read a queue's arguments back), and durable per-delay queues."""
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict
 from typing import Any
 
@@ -30,9 +31,8 @@ def arguments(config: QueueConfig) -> dict[str, Any]:
         # headers); RabbitMQ's limit only catches returns tidings never saw
         # (consumers that crashed).
         args["x-delivery-limit"] = config.max_deliveries
-    if config.dead_letter is not None:
-        args["x-dead-letter-exchange"] = ""
-        args["x-dead-letter-routing-key"] = config.dead_letter
+    args["x-dead-letter-exchange"] = ""  # never dropped: <name>.dlq when none is set
+    args["x-dead-letter-routing-key"] = config.dead_letter_queue
     if config.ttl_s is not None:
         args["x-message-ttl"] = max(1, round(config.ttl_s * 1000))
     if config.max_length is not None:
@@ -53,7 +53,7 @@ async def read_config(link: Link, name: str) -> QueueConfig | None:
     """The settings stored for ``name``, or None if it was never declared."""
     async with link.scratch() as channel:
         try:
-            catalog = await channel.declare_queue(name + CATALOG_SUFFIX, passive=True)
+            catalog = await channel.declare_queue(companion(name, CATALOG_SUFFIX), passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return None
         message = await catalog.get(no_ack=False, fail=False)
@@ -69,7 +69,7 @@ async def create(link: Link, config: QueueConfig) -> None:
     async with link.scratch() as channel:
         await channel.declare_queue(config.name, durable=True, arguments=arguments(config))
         catalog = await channel.declare_queue(
-            config.name + CATALOG_SUFFIX,
+            companion(config.name, CATALOG_SUFFIX),
             durable=True,
             arguments={"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "drop-head"},
         )
@@ -81,7 +81,7 @@ async def create(link: Link, config: QueueConfig) -> None:
 async def remove(link: Link, name: str, delay_queues: list[str]) -> None:
     """Delete the queue, its catalog entry and its delay queues."""
     async with link.scratch() as channel:
-        for queue in (name, name + CATALOG_SUFFIX, *delay_queues):
+        for queue in (name, companion(name, CATALOG_SUFFIX), *delay_queues):
             await channel.queue_delete(queue)
 
 
@@ -99,10 +99,25 @@ def delay_queue(queue: str, delay_ms: int) -> tuple[str, dict[str, Any]]:
     """The durable queue holding ``queue``'s messages delayed by ``delay_ms``:
     each expires after the delay and RabbitMQ dead-letters it back to
     ``queue``. One delay per queue, so expiry at the head is in due order."""
-    return f"{queue}{DELAY_INFIX}{delay_ms}", {
+    return companion(queue, f"{DELAY_INFIX}{delay_ms}"), {
         "x-queue-type": "classic",
         "x-message-ttl": delay_ms,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": queue,
         "x-expires": delay_ms + DELAY_QUEUE_IDLE_MS,
     }
+
+
+_MAX_AMQP_NAME = 255  # bytes (UTF-8): RabbitMQ refuses longer queue names
+
+
+def companion(queue: str, suffix: str) -> str:
+    """The name of a queue that goes with ``queue`` (its catalog entry, a
+    delay queue): ``queue + suffix``, or, where that passes RabbitMQ's
+    255-byte limit, ``queue`` shortened and made unique by a hash of it."""
+    name = queue + suffix
+    if len(name.encode()) <= _MAX_AMQP_NAME:
+        return name
+    digest = f".{zlib.crc32(queue.encode()):08x}"
+    keep = _MAX_AMQP_NAME - len((digest + suffix).encode())
+    return queue.encode()[:keep].decode(errors="ignore") + digest + suffix
