@@ -102,8 +102,12 @@ class AsyncQueueMethods:
     async def release(self, deliveries: Delivery | Sequence[Delivery]) -> int:
         return await self._q(Client.release, deliveries)
 
-    async def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
-        await self._q(Client.ack, deliveries)
+    async def ack(
+        self, deliveries: Delivery | Sequence[Delivery], *, connection: Any = None
+    ) -> None:
+        """See :meth:`Client.ack`. A ``connection`` is used on a worker
+        thread (open sqlite3 ones with ``check_same_thread=False``)."""
+        await self._q(Client.ack, deliveries, connection=connection)
 
     async def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
         await self._q(Client.nack, deliveries, delay)

@@ -16,7 +16,7 @@ from ..config import QueueConfig, parse_duration
 from ..errors import ConfigurationError, TidingsError, UnsupportedFeature
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
-from ..ports.queue import OutgoingMessage, Settlement, TransactionalQueues
+from ..ports.queue import OutgoingMessage, Settlement, TransactionalQueues, TransactionalSettle
 
 
 class QueueMethods:
@@ -195,10 +195,31 @@ class QueueMethods:
             return 1.0
         return min(1.0, max(0.001, due / 1000 - time.time()))
 
-    def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
+    def ack(self, deliveries: Delivery | Sequence[Delivery], *, connection: Any = None) -> None:
         """Settle for good. Raises LeaseLost / AlreadySettled (the first
-        failure; the others are still settled)."""
-        self._settle(deliveries, "ack")
+        failure; the others are still settled).
+
+        With ``connection`` (your own sqlite3 / psycopg connection to the
+        engine's database, in your open transaction) the acks are written in
+        that transaction: the messages are gone iff it commits, together with
+        your own writes; rolled back, they stay leased and are redelivered.
+        Each lease is checked in it: on LeaseLost / AlreadySettled roll back
+        (some acks of the call may already be written in it). Raises
+        UnsupportedFeature on an engine that cannot ack in it."""
+        if connection is None:
+            self._settle(deliveries, "ack")
+            return
+        queues = self.engine.queues
+        if not isinstance(queues, TransactionalSettle) or not self.engine.features.supports(
+            "transactional_consume"
+        ):
+            raise UnsupportedFeature(
+                f"{self.engine.url}: cannot ack in your transaction; use a SQL engine"
+            )
+        for queue, batch in _by_queue(deliveries, "ack").items():
+            errors = [e for e in queues.settle_in_transaction(connection, queue, batch) if e]
+            if errors:
+                raise errors[0]
 
     def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
         """Put back, visible again after ``delay`` (dead-lettered if it used
@@ -216,15 +237,9 @@ class QueueMethods:
         delay_s: float = 0.0,
         reason: str = "",
     ) -> None:
-        items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)
-        by_queue: dict[str, list[Settlement]] = {}
-        for d in items:
-            by_queue.setdefault(d.queue, []).append(
-                Settlement(d.id, d.receipt, action, delay_s, reason)
-            )
         errors = [
             e
-            for queue, batch in by_queue.items()
+            for queue, batch in _by_queue(deliveries, action, delay_s, reason).items()
             for e in self.engine.queues.settle(queue, batch)
             if e is not None
         ]
@@ -285,6 +300,18 @@ class QueueMethods:
         """Delete dead letters that came from ``queue`` (all, or these
         dead-letter ids); how many. Raises QueueNotFound."""
         return self.engine.queues.purge_dead_letters(queue, ids)
+
+
+def _by_queue(
+    deliveries: Delivery | Sequence[Delivery], action: str, delay_s: float = 0.0, reason: str = ""
+) -> dict[str, list[Settlement]]:
+    items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)
+    by_queue: dict[str, list[Settlement]] = {}
+    for d in items:
+        by_queue.setdefault(d.queue, []).append(
+            Settlement(d.id, d.receipt, action, delay_s, reason)
+        )
+    return by_queue
 
 
 def outgoing(
