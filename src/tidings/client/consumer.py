@@ -106,6 +106,7 @@ class Consumer:
         self._rotate = 0
         self._paused: set[TopicPartition] = set()
         self._on_revoke = on_revoke
+        self._recheck = False  # a commit was fenced: check the membership at the next poll
         topics = sorted(set(topics) | {tp.topic for tp in assign or []})
         for t in topics:
             self._log.get_topic(t)  # TopicNotFound early, with a clear message
@@ -187,7 +188,8 @@ class Consumer:
         m = self._membership
         if m is None:
             return
-        if m.fenced or m.session_lapsed():
+        if m.fenced or m.session_lapsed() or self._recheck:
+            self._recheck = False
             self._check_fenced(m)
         view = m.view
         if view is None or view is self._view:
@@ -445,8 +447,12 @@ class Consumer:
                 f"{self._engine.url}: cannot commit in your transaction; use a SQL engine"
             )
         member = self._membership.member_id if self._membership else None
-        # Not remembered as committed: the caller's transaction may still roll back.
-        log.commit_in(connection, self._group, member, todo, time.time())
+        try:
+            # Not remembered as committed: the caller's transaction may still roll back.
+            log.commit_in(connection, self._group, member, todo, time.time())
+        except FencedError:
+            self._recheck = True  # the next poll asks the group at once (rejoins if expired)
+            raise
 
     def _commit_positions(self, offsets: dict[TopicPartition, int]) -> None:
         todo = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
