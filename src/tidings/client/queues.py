@@ -17,6 +17,8 @@ from ..errors import ConfigurationError, TidingsError, UnsupportedFeature
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
 from ..ports.queue import OutgoingMessage, Settlement, TransactionalQueues, TransactionalSettle
+from ..tracing import ENABLED as TRACING
+from ..tracing import inject
 
 
 class QueueMethods:
@@ -323,6 +325,8 @@ def outgoing(
     group: str | None,
 ) -> OutgoingMessage:
     data: Any = BYTES.encode(body)
+    if TRACING:  # the current span's context travels with the message
+        headers = inject(headers)
     return OutgoingMessage(
         data,
         headers or {},

@@ -23,6 +23,7 @@ from ..client.client import Client
 from ..errors import AlreadySettled, LeaseLost, TidingsError
 from ..message import Delivery
 from ..ports.failed import FailedStore
+from ..tracing import traced
 from .handlers import HandlerSpec, make_call
 from .lanes import Lanes, Outcome
 from .lifecycle import Lifecycle, Stop
@@ -48,7 +49,8 @@ class QueueLoop:
         self.life = Lifecycle(app.name, spec, store, app.alerts, None)
         self.acked_in_tx: set[int] = set()  # transaction=: acked with the handler's writes
         self.tx = engine_transaction(spec, client.engine, self._ack_in, self._acked_in)
-        self.lanes = Lanes(spec, make_call(spec, self.tx), self.life)
+        call = traced(app.name, spec.name, spec.is_async, make_call(spec, self.tx))
+        self.lanes = Lanes(spec, call, self.life)
         self.handled = 0
         self._pool = ThreadPoolExecutor(spec.concurrency) if spec.concurrency > 1 else None
         self._loop = asyncio.new_event_loop() if spec.is_async else None

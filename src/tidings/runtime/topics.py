@@ -30,6 +30,7 @@ from ..errors import FencedError, TidingsError
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from ..ports.failed import DeliveryMark, FailedStore
+from ..tracing import traced
 from .handlers import HandlerSpec, make_call
 from .lanes import Lanes, const, merge, split_by_key, topic_result
 from .lifecycle import Lifecycle, Stop
@@ -73,7 +74,8 @@ class TopicLoop:
         # transaction=: offsets committed in each handler transaction (next to read)
         self.tx_done: dict[TopicPartition, int] = {}
         self.tx = engine_transaction(spec, engine, self._commit_in, self._committed_in)
-        self.lanes = Lanes(spec, make_call(spec, self.tx), self.life)
+        call = traced(app.name, spec.name, spec.is_async, make_call(spec, self.tx))
+        self.lanes = Lanes(spec, call, self.life)
         self.parts: dict[TopicPartition, _Partition] = {}
         self.marks: dict[int, DeliveryMark] = {}
         self.handled = 0
