@@ -228,3 +228,77 @@ def _empty(client: Client, queue: str) -> bool:
 
 def _topic(name: str) -> Callable[[Client], None]:
     return lambda client: client.create_topic(name)
+
+
+def test_async_and_batch_handlers_share_the_transaction(db: Db) -> None:
+    """An async handler (per record) and a batch handler (per fetch): the
+    writes and the commit / ack in one transaction each time."""
+    app = App("txforms")
+    calls: Counter[str] = Counter()
+
+    @app.handler(topic="pay", transaction=db.connect)
+    async def on_pay(payload: bytes, ctx: HandlerContext) -> None:
+        ctx.connection.execute(f"INSERT INTO effects VALUES ({db.mark})", ("t" + payload.decode(),))
+        calls["topic"] += 1
+
+    @app.handler(queue="jobs", transaction=db.connect, batch=True)
+    def on_jobs(payloads: list[bytes], ctx: HandlerContext) -> None:
+        for p in payloads:
+            ctx.connection.execute(f"INSERT INTO effects VALUES ({db.mark})", ("q" + p.decode(),))
+        calls["queue"] += len(payloads)
+
+    def prepare(client: Client) -> None:
+        client.create_topic("pay")
+        client.declare_queue("jobs")
+        with client.producer() as producer:
+            producer.send_batch("pay", [b"1", b"2"])
+        client.publish_batch("jobs", [b"1", b"2", b"3"])
+
+    with running(app, db.url, prepare) as r:
+        r.wait_until(lambda: calls["topic"] == 2 and calls["queue"] == 3)
+        r.wait_until(lambda: _empty(r.client, "jobs"))
+        r.wait_until(lambda: r.client.engine.log.committed("txforms.on_pay").get(_tp("pay")) == 2)
+    assert db.rows() == ["q1", "q2", "q3", "t1", "t2"]
+
+
+def test_async_clients_commit_and_ack_in_your_transaction(db: Db) -> None:
+    """The async twins: AsyncConsumer.commit and AsyncClient.ack with
+    ``connection``; rolled back, nothing is stored."""
+    import asyncio
+
+    from tidings import AsyncClient, TopicPartition
+
+    with Client(db.url) as setup:
+        setup.create_topic("pay")
+        setup.produce("pay", b"1")
+        setup.declare_queue("jobs", lease="30s")
+        setup.publish("jobs", b"j")
+    conn = db.connect()
+    tp = TopicPartition("pay", 0)
+
+    async def main() -> None:
+        async with AsyncClient(db.url) as client:
+            consumer = await client.consumer(["pay"], "g", start="beginning", auto_commit=False)
+            async with consumer:
+                # On SQLite an open write transaction holds the database's
+                # write lock: lease before it begins, not inside it.
+                assert await consumer.poll(5)
+                (job,) = await client.get("jobs")
+                await consumer.commit({tp: 1}, connection=conn)
+                await client.ack(job, connection=conn)
+                conn.rollback()
+                with Client(db.url) as check:
+                    assert check.engine.log.committed("g") == {}
+                    assert check.queue_stats("jobs").leased == 1
+                await consumer.commit({tp: 1}, connection=conn)
+                await client.ack(job, connection=conn)
+                conn.commit()
+
+    try:
+        asyncio.run(main())
+    finally:
+        conn.close()
+    with Client(db.url) as check:
+        assert check.engine.log.committed("g") == {tp: 1}
+        s = check.queue_stats("jobs")
+        assert s.ready + s.leased + s.delayed == 0
