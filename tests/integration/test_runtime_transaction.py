@@ -6,6 +6,7 @@ SIGKILL test is tests/faults/test_runtime_transaction_crash.py."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -200,19 +201,24 @@ def test_bad_transaction_options_are_refused_at_definition(
         app.handler(topic="pay", **options)
 
 
-def test_an_autocommit_connection_is_refused(tmp_path: Path) -> None:
-    """Autocommit would store the handler's writes apart from the commit."""
-    import psycopg
+def test_an_autocommit_connection_is_refused_at_start(db: Db) -> None:
+    """Autocommit would store the handler's writes apart from the commit:
+    the runner refuses to start (nothing is handled, nothing parked)."""
+    if db.mark == "?":
+        connect: Callable[[], Any] = lambda: sqlite3.connect(":memory:", autocommit=True)  # noqa: E731
+        if sys.version_info < (3, 12):
+            pytest.skip("sqlite3 autocommit= needs Python 3.12")
+    else:
+        import psycopg
 
-    require_engine("postgresql", service_reachable("127.0.0.1", 5432))
-    from tidings.runtime.transaction import EngineTransaction
+        connect = lambda: psycopg.connect(PG, autocommit=True)  # noqa: E731
+    app = App("txauto")
 
-    tx = EngineTransaction(lambda: psycopg.connect(PG, autocommit=True), print, print)
-    try:
-        with pytest.raises(ConfigurationError, match="autocommit"):
-            tx.connection()
-    finally:
-        tx.close()
+    @app.handler(topic="pay", transaction=connect)
+    def on_pay(payload: bytes) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="autocommit"), running(app, db.url, _topic("pay")):
+        pass
 
 
 def _tp(topic: str) -> Any:

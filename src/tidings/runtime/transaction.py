@@ -70,6 +70,23 @@ class EngineTransaction:
             except Exception:  # another thread's sqlite3 connection: best effort
                 pass
 
+    def probe(self) -> None:
+        """Open one connection and check it (at start, so a misconfigured
+        ``transaction=`` stops the handler instead of failing every message)."""
+        conn = _checked(self.connect())
+        conn.close()
+
+    def _rollback(self, conn: Any) -> None:
+        """Roll back; a connection that cannot (the server went away) is
+        dropped, and the next message opens a new one."""
+        try:
+            conn.rollback()
+            broken = bool(getattr(conn, "broken", False) or getattr(conn, "closed", False))
+        except Exception:
+            broken = True
+        if broken:
+            self._local.conn = None
+
     def _finish(self, conn: Any, ctx: HandlerContext, out: Any) -> Any:
         from .lanes import _failed
 
@@ -89,7 +106,7 @@ class EngineTransaction:
             try:
                 return self._finish(conn, ctx, call_next(ctx))
             except BaseException:
-                conn.rollback()
+                self._rollback(conn)
                 raise
 
         async def arun(ctx: HandlerContext, call_next: Callable[[HandlerContext], Any]) -> Any:
@@ -97,7 +114,7 @@ class EngineTransaction:
             try:
                 return self._finish(conn, ctx, await call_next(ctx))
             except BaseException:
-                conn.rollback()
+                self._rollback(conn)
                 raise
 
         return arun if is_async else run
@@ -122,7 +139,8 @@ def engine_transaction(
 ) -> EngineTransaction | None:
     """The handler's :class:`EngineTransaction`, or None without
     ``transaction=``. Raises UnsupportedFeature on an engine that cannot
-    commit or ack in the caller's transaction."""
+    commit or ack in the caller's transaction, ConfigurationError for an
+    autocommit connection, and what ``connect()`` raises."""
     if spec.transaction is None:
         return None
     if not engine.features.supports("transactional_consume"):
@@ -130,7 +148,9 @@ def engine_transaction(
             f"{engine.url}: handler {spec.name} has transaction=, but this engine cannot "
             "commit or ack in your transaction; use a SQL engine (or an Inbox)"
         )
-    return EngineTransaction(spec.transaction, settle, committed)
+    tx = EngineTransaction(spec.transaction, settle, committed)
+    tx.probe()
+    return tx
 
 
 def as_list(message: Any) -> list[Any]:
