@@ -153,6 +153,7 @@ def test_sigkill_mid_stream_applies_each_message_exactly_once_without_an_inbox(
             proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert kills >= 2
+    print(f"{source}: {kills} SIGKILLs, {n} messages, each effect once")
     conn = db.connect()
     try:
         rows = [r[0] for r in conn.execute("SELECT what FROM effects").fetchall()]
