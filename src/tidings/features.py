@@ -41,6 +41,7 @@ class Features:
     compaction: Support = "native"  # L6
     multi_process: Support = "native"  # several processes share the engine
     transactional_publish: Support = "native"  # append in the caller's own transaction (O1)
+    transactional_consume: Support = "native"  # commit / ack in the caller's transaction (R5)
     queues: Support = "native"  # Q1, Q2
     dedup: Support = "native"  # Q3
     fifo_groups: Support = "native"  # Q4

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tidings.testing import QueueContract
+
+PG = "postgresql://127.0.0.1:5432/test"
 
 
 @pytest.mark.engine("memory")
@@ -28,3 +32,11 @@ class TestPostgresQueues(QueueContract):
     @pytest.fixture
     def engine_url(self, pg_schema_url: str) -> str:
         return pg_schema_url
+
+    @pytest.fixture
+    def own_connection(self) -> Callable[[], Any]:
+        """Your own psycopg connection, on the default search_path: tidings
+        finds its tables in the URL's schema by itself."""
+        import psycopg
+
+        return lambda: psycopg.connect(PG)

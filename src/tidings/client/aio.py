@@ -20,6 +20,8 @@ from ..config import AsyncConfig, ProducerConfig, TopicConfig, default_url
 from ..message import RecordMetadata, TopicPartition
 from ..ports.engine import Engine, MaintenanceStatus
 from ..ports.log import PartitionInfo
+from ..tracing import ENABLED as TRACING
+from ..tracing import inject
 from .admin import GroupInfo
 from .aio_consumer import AsyncConsumer
 from .aio_producer import AsyncProducer
@@ -121,6 +123,8 @@ class AsyncClient(AsyncQueueMethods):
         key: bytes | str | None = None,
         headers: dict[str, str] | None = None,
     ) -> RecordMetadata:
+        if TRACING:  # in the caller's context, before the thread hop
+            headers = dict(inject(headers) or {}) or None
         return await self._wait(Client.produce, topic, value, key, headers)
 
     async def consumer(

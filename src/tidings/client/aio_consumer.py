@@ -93,9 +93,12 @@ class AsyncConsumer:
             await self._on_thread(self._c._fill, left, max_records)
             return self._c._hand_out(max_records)
 
-    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        """See :meth:`Consumer.commit`."""
-        await self._call(self._c.commit, offsets)
+    async def commit(
+        self, offsets: Mapping[TopicPartition, int] | None = None, *, connection: Any = None
+    ) -> None:
+        """See :meth:`Consumer.commit`. A ``connection`` is used on the
+        consumer's thread (open sqlite3 ones with ``check_same_thread=False``)."""
+        await self._call(partial(self._c.commit, connection=connection), offsets)
 
     async def seek_to(self, where: Start, tps: list[TopicPartition] | None = None) -> None:
         await self._call(self._c.seek_to, where, tps)

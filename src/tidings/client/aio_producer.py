@@ -22,6 +22,8 @@ from ..config import ProducerConfig
 from ..errors import BufferFull
 from ..message import Headers, RecordMetadata
 from ..ports.log import AppendResult
+from ..tracing import ENABLED as TRACING
+from ..tracing import inject, inject_each
 from .aio_threads import Threads
 from .producer import Ack, BatchMetadata, Producer
 
@@ -62,6 +64,8 @@ class AsyncProducer:
         """Buffer one record now; the returned future resolves when durable.
         Raises BufferFull, SerializationError."""
         future = asyncio.get_running_loop().create_future()
+        if TRACING:  # here, in the caller's context: the send may run later elsewhere
+            headers = inject(headers)
         args: SendArgs = (topic, value, key, headers, partition)
         p = self._p
         if p is None or topic in self._waiting or (partition is None and not p.prepared(topic)):
@@ -139,6 +143,8 @@ class AsyncProducer:
         partition: int | None = None,
     ) -> BatchMetadata:
         """See :meth:`Producer.send_batch` (one thread hop per call)."""
+        if TRACING:
+            headers = inject_each(headers, len(values))
         p = await self._producer()
         return await self._threads.call(p.send_batch, topic, values, keys, headers, partition)
 

@@ -17,6 +17,8 @@ from ..config import QueueConfig
 from ..errors import ConfigurationError, TidingsError
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
+from ..tracing import ENABLED as TRACING
+from ..tracing import inject
 from .aio_threads import Threads
 from .client import Client
 
@@ -71,12 +73,12 @@ class AsyncQueueMethods:
         await self._q(Client.delete_queue, name)
 
     async def publish(self, queue: str, body: bytes | str, **options: Any) -> int:
-        return await self._q(Client.publish, queue, body, **options)
+        return await self._q(Client.publish, queue, body, **_traced(options))
 
     async def publish_batch(
         self, queue: str, bodies: Sequence[bytes | str], **options: Any
     ) -> list[int]:
-        return await self._q(Client.publish_batch, queue, bodies, **options)
+        return await self._q(Client.publish_batch, queue, bodies, **_traced(options))
 
     async def get(
         self, queue: str, max_messages: int = 1, wait: float | str = 0, auto_ack: bool = False
@@ -102,8 +104,12 @@ class AsyncQueueMethods:
     async def release(self, deliveries: Delivery | Sequence[Delivery]) -> int:
         return await self._q(Client.release, deliveries)
 
-    async def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
-        await self._q(Client.ack, deliveries)
+    async def ack(
+        self, deliveries: Delivery | Sequence[Delivery], *, connection: Any = None
+    ) -> None:
+        """See :meth:`Client.ack`. A ``connection`` is used on a worker
+        thread (open sqlite3 ones with ``check_same_thread=False``)."""
+        await self._q(Client.ack, deliveries, connection=connection)
 
     async def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
         await self._q(Client.nack, deliveries, delay)
@@ -150,6 +156,8 @@ class AsyncQueueMethods:
         routing_key: str = "",
         headers: Headers | None = None,
     ) -> dict[str, int]:
+        if TRACING:
+            headers = inject(headers)
         return await self._q(Client.publish_to, exchange, body, routing_key, headers)
 
     async def dead_letters(self, queue: str, limit: int = 1000) -> list[Delivery]:
@@ -160,3 +168,13 @@ class AsyncQueueMethods:
 
     async def purge_dead_letters(self, queue: str, ids: Sequence[int] | None = None) -> int:
         return await self._q(Client.purge_dead_letters, queue, ids)
+
+
+def _traced(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the caller's trace context in ``headers``, taken here
+    before the thread hop (the worker thread has no current span)."""
+    if TRACING:
+        headers = inject(options.get("headers"))
+        if headers:
+            options["headers"] = headers
+    return options

@@ -16,13 +16,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ..backoff import Backoff
 from ..config import GroupConfig, validate_name
-from ..errors import ConfigurationError, EngineError, FencedError, PartitionNotFound, TidingsError
+from ..errors import (
+    ConfigurationError,
+    EngineError,
+    FencedError,
+    PartitionNotFound,
+    TidingsError,
+    UnsupportedFeature,
+)
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
+from ..ports.log import TransactionalCommit
 from .membership import Membership
 from .readahead import ReadAhead
 
@@ -98,6 +106,7 @@ class Consumer:
         self._rotate = 0
         self._paused: set[TopicPartition] = set()
         self._on_revoke = on_revoke
+        self._recheck = False  # a commit was fenced: check the membership at the next poll
         topics = sorted(set(topics) | {tp.topic for tp in assign or []})
         for t in topics:
             self._log.get_topic(t)  # TopicNotFound early, with a clear message
@@ -179,7 +188,8 @@ class Consumer:
         m = self._membership
         if m is None:
             return
-        if m.fenced or m.session_lapsed():
+        if m.fenced or m.session_lapsed() or self._recheck:
+            self._recheck = False
             self._check_fenced(m)
         view = m.view
         if view is None or view is self._view:
@@ -407,15 +417,42 @@ class Consumer:
         return out
 
     # ---- commits ----------------------------------------------------------
-    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+    def commit(
+        self, offsets: Mapping[TopicPartition, int] | None = None, *, connection: Any = None
+    ) -> None:
         """Commit ``offsets`` (default: just past every record handed out so
         far) for the group.
 
+        With ``connection`` (your own sqlite3 / psycopg connection to the
+        engine's database, in your open transaction) the offsets are written
+        in that transaction: stored iff it commits, together with your own
+        writes (exactly-once effect for state in that database). Ownership
+        is checked in it; on FencedError nothing of ours was written: roll
+        back.
+
         Raises ConfigurationError without a group, FencedError when this
-        member no longer owns a partition."""
+        member no longer owns a partition, UnsupportedFeature with a
+        ``connection`` on an engine that cannot commit in it."""
         if self._group is None:
             raise ConfigurationError("commit needs a consumer group (Consumer(..., group=...))")
-        self._commit_positions(dict(offsets) if offsets is not None else self._handed())
+        todo = dict(offsets) if offsets is not None else self._handed()
+        if connection is None:
+            self._commit_positions(todo)
+            return
+        log = self._log
+        if not isinstance(log, TransactionalCommit) or not self._engine.features.supports(
+            "transactional_consume"
+        ):
+            raise UnsupportedFeature(
+                f"{self._engine.url}: cannot commit in your transaction; use a SQL engine"
+            )
+        member = self._membership.member_id if self._membership else None
+        try:
+            # Not remembered as committed: the caller's transaction may still roll back.
+            log.commit_in(connection, self._group, member, todo, time.time())
+        except FencedError:
+            self._recheck = True  # the next poll asks the group at once (rejoins if expired)
+            raise
 
     def _commit_positions(self, offsets: dict[TopicPartition, int]) -> None:
         todo = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}

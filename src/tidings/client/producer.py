@@ -26,6 +26,8 @@ from ..message import EMPTY_HEADERS, Headers, RecordMetadata
 from ..partitioner import PARTITIONERS
 from ..ports.engine import Engine
 from ..ports.log import AppendResult, RecordColumns, TransactionalLog
+from ..tracing import ENABLED as TRACING
+from ..tracing import inject, inject_each
 
 log = logging.getLogger("tidings.producer")
 T = TypeVar("T")
@@ -154,6 +156,8 @@ class Producer:
         max_block_s: float,
     ) -> Ack:
         """:meth:`send`, waiting at most ``max_block_s`` for buffer room."""
+        if TRACING:  # the current span's context travels with the record
+            headers = inject(headers)
         data = None if value is None else self._codec.encode(value)
         k = self._key(key)
         p = self._route(topic, k, partition)
@@ -282,6 +286,8 @@ class Producer:
         database, inside your open transaction) the records are written in
         *your* transaction: they exist iff you commit. Raises
         UnsupportedFeature on engines that are not SQL databases."""
+        if TRACING:
+            headers = inject_each(headers, len(values))
         encoded = self._encode_all(values)
         kb = None if keys is None else [self._key(k) for k in keys]
         if kb is not None and len(kb) != len(encoded):

@@ -21,11 +21,14 @@ from ..ports.queue import (
     OutgoingMessage,
     Settlement,
     TransactionalQueues,
+    TransactionalSettle,
     dead_letter_admin,
     lease_extension,
     lease_release,
     visibility_clock,
 )
+from ..tracing import ENABLED as TRACING
+from ..tracing import inject
 
 #: How often a waiting get re-claims on an engine without a visibility clock.
 _POLL_S = 0.05
@@ -210,10 +213,31 @@ class QueueMethods:
             return 1.0
         return min(1.0, max(0.001, due / 1000 - time.time()))
 
-    def ack(self, deliveries: Delivery | Sequence[Delivery]) -> None:
+    def ack(self, deliveries: Delivery | Sequence[Delivery], *, connection: Any = None) -> None:
         """Settle for good. Raises LeaseLost / AlreadySettled (the first
-        failure; the others are still settled)."""
-        self._settle(deliveries, "ack")
+        failure; the others are still settled).
+
+        With ``connection`` (your own sqlite3 / psycopg connection to the
+        engine's database, in your open transaction) the acks are written in
+        that transaction: the messages are gone iff it commits, together with
+        your own writes; rolled back, they stay leased and are redelivered.
+        Each lease is checked in it: on LeaseLost / AlreadySettled roll back
+        (some acks of the call may already be written in it). Raises
+        UnsupportedFeature on an engine that cannot ack in it."""
+        if connection is None:
+            self._settle(deliveries, "ack")
+            return
+        queues = self.engine.queues
+        if not isinstance(queues, TransactionalSettle) or not self.engine.features.supports(
+            "transactional_consume"
+        ):
+            raise UnsupportedFeature(
+                f"{self.engine.url}: cannot ack in your transaction; use a SQL engine"
+            )
+        for queue, batch in _by_queue(deliveries, "ack").items():
+            errors = [e for e in queues.settle_in_transaction(connection, queue, batch) if e]
+            if errors:
+                raise errors[0]
 
     def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
         """Put back, visible again after ``delay`` (dead-lettered if it used
@@ -231,15 +255,9 @@ class QueueMethods:
         delay_s: float = 0.0,
         reason: str = "",
     ) -> None:
-        items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)
-        by_queue: dict[str, list[Settlement]] = {}
-        for d in items:
-            by_queue.setdefault(d.queue, []).append(
-                Settlement(d.id, d.receipt, action, delay_s, reason)
-            )
         errors = [
             e
-            for queue, batch in by_queue.items()
+            for queue, batch in _by_queue(deliveries, action, delay_s, reason).items()
             for e in self.engine.queues.settle(queue, batch)
             if e is not None
         ]
@@ -307,6 +325,18 @@ class QueueMethods:
         return dead_letter_admin(self.engine.queues, self.engine.features)
 
 
+def _by_queue(
+    deliveries: Delivery | Sequence[Delivery], action: str, delay_s: float = 0.0, reason: str = ""
+) -> dict[str, list[Settlement]]:
+    items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)
+    by_queue: dict[str, list[Settlement]] = {}
+    for d in items:
+        by_queue.setdefault(d.queue, []).append(
+            Settlement(d.id, d.receipt, action, delay_s, reason)
+        )
+    return by_queue
+
+
 def outgoing(
     body: bytes | str,
     headers: Headers | None,
@@ -316,6 +346,8 @@ def outgoing(
     group: str | None,
 ) -> OutgoingMessage:
     data: Any = BYTES.encode(body)
+    if TRACING:  # the current span's context travels with the message
+        headers = inject(headers)
     return OutgoingMessage(
         data,
         headers or {},

@@ -128,3 +128,18 @@ class TransactionalLog(Protocol):
     def append_in(
         self, conn: Any, topic: str, batches: Mapping[int, RecordColumns]
     ) -> dict[int, AppendResult]: ...
+
+
+@runtime_checkable
+class TransactionalCommit(Protocol):
+    """A log that can commit a group's offsets inside the caller's own
+    database transaction (SQL engines), fencing (L4) checked in it."""
+
+    def commit_in(
+        self,
+        conn: Any,
+        group: str,
+        member_id: str | None,
+        offsets: Mapping[TopicPartition, int],
+        now: float,
+    ) -> None: ...

@@ -197,3 +197,13 @@ class TransactionalQueues(Protocol):
     def publish_in_transaction(
         self, conn: Any, queue: str, messages: Sequence[OutgoingMessage]
     ) -> list[int]: ...
+
+
+@runtime_checkable
+class TransactionalSettle(Protocol):
+    """Queues that can settle deliveries inside the caller's own database
+    transaction (SQL engines), each lease checked in it."""
+
+    def settle_in_transaction(
+        self, conn: Any, queue: str, settlements: Sequence[Settlement]
+    ) -> list[BaseException | None]: ...

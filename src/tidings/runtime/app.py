@@ -70,6 +70,7 @@ class App:
         inbox: Any = None,
         group_config: GroupConfig | None = None,
         max_processing: float | None = None,
+        transaction: Callable[[], Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register the decorated function as the handler of a topic (its own
         consumer group ``<app>.<handler>`` unless ``group`` is given) or of a
@@ -83,12 +84,17 @@ class App:
         ``max_processing``: seconds one fetch's records may take; past it the
         member lets its session lapse, so its partitions go to other
         members and its late commit is fenced (topics only).
+        ``transaction``: for state in the engine's own database, a function
+        returning a new connection to it (sqlite3 / psycopg); each message's
+        handler call and its offset commit or ack run in one transaction on
+        it, ``ctx.connection`` (exactly-once effect; see transaction.py).
 
         Raises ConfigurationError at definition for bad options, a payload
         type no codec can build, or a duplicate handler name."""
         if (topic is None) == (queue is None):
             raise ConfigurationError("a handler takes exactly one of topic=... or queue=...")
         _check_numbers(concurrency, max_in_flight, ordering)
+        _check_transaction(transaction, inbox, ordering, topic)
         if max_processing is not None and max_processing <= 0:
             raise ConfigurationError(f"max_processing must be > 0 seconds, got {max_processing}")
         policies = Policies(
@@ -99,7 +105,8 @@ class App:
             handler_name = name or fn.__name__
             self._add(
                 handler_name, fn, topic, queue, group, batch, concurrency, ordering, policies,
-                tuple(middleware), start, max_in_flight, inbox, (group_config, max_processing),
+                tuple(middleware), start, max_in_flight, inbox,
+                (group_config, max_processing, transaction),
             )  # fmt: skip
             return fn
 
@@ -142,6 +149,21 @@ def _check_numbers(concurrency: int, max_in_flight: int, ordering: str) -> None:
         raise ConfigurationError(f"max_in_flight must be >= 1, got {max_in_flight}")
     if ordering not in ("partition", "key"):
         raise ConfigurationError(f"ordering must be partition or key, not {ordering!r}")
+
+
+def _check_transaction(transaction: Any, inbox: Any, ordering: str, topic: str | None) -> None:
+    if transaction is None:
+        return
+    if not callable(transaction):
+        raise ConfigurationError(
+            "transaction= takes a function returning a new connection to the engine's database"
+        )
+    if inbox is not None:
+        raise ConfigurationError("use either inbox= or transaction=, not both")
+    if topic is not None and ordering == "key":
+        # The committed offset cannot pass a waiting key's records, so a
+        # later key's commit could not go with its handler's transaction.
+        raise ConfigurationError('transaction= needs ordering="partition" for a topic')
 
 
 def _check_inbox(name: str, inbox: Any, batch: bool) -> None:

@@ -73,6 +73,7 @@ class HandlerSpec:
     decode: Decoder
     group_config: Any = None
     max_processing: float | None = None
+    transaction: Any = None  # connect() to the engine's database (transaction.py)
 
     @property
     def source(self) -> str:
@@ -123,13 +124,14 @@ def check_middleware(spec_name: str, middleware: Sequence[Any], is_async: bool) 
             )
 
 
-def make_call(spec: HandlerSpec) -> Callable[[Any], Any]:
+def make_call(spec: HandlerSpec, tx: Any = None) -> Callable[[Any], Any]:
     """``call(message_or_list) -> handler result`` (a coroutine for async
     handlers). Without context or middleware, a bytes handler is called
-    with the body directly: the per-record hot path."""
+    with the body directly: the per-record hot path. ``tx``: the
+    :class:`~.transaction.EngineTransaction` of a ``transaction=`` handler."""
     fn, decode = spec.fn, spec.decode
-    if spec.takes_ctx or spec.middleware or spec.inbox:
-        return _with_context(spec)
+    if spec.takes_ctx or spec.middleware or spec.inbox or tx is not None:
+        return _with_context(spec, tx)
     # Record.value / Delivery.body by index: the hot path makes no call per
     # message beyond the handler's own (and the decoder's, unless bytes).
     at = 4 if spec.topic is not None else 2
@@ -148,7 +150,7 @@ def _layer(mw: Middleware, call_next: Callable[[HandlerContext], Any], ctx: Hand
     return mw(ctx, call_next)
 
 
-def _with_context(spec: HandlerSpec) -> Callable[[Any], Any]:
+def _with_context(spec: HandlerSpec, tx: Any) -> Callable[[Any], Any]:
     fn, decode = spec.fn, spec.decode
 
     def core(ctx: HandlerContext) -> Any:
@@ -158,6 +160,8 @@ def _with_context(spec: HandlerSpec) -> Callable[[Any], Any]:
     layers = list(spec.middleware)
     if spec.inbox is not None:
         layers.append(spec.inbox.middleware(spec.name, spec.is_async))
+    if tx is not None:
+        layers.append(tx.middleware(spec.is_async))
     for mw in reversed(layers):
         chain = functools.partial(_layer, mw, chain)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ..errors import FencedError, LeaseLost
 from .handlers import HandlerSpec, Message, key_of
 from .lifecycle import AGAIN, Lifecycle, Stop
 
@@ -47,6 +48,11 @@ def _failed(out: Any) -> bool:
 class Lanes:
     def __init__(self, spec: HandlerSpec, call: Callable[[Any], Any], life: Lifecycle) -> None:
         self.spec, self.life = spec, life
+        # transaction=: a commit fenced or a lease lost in the handler's
+        # transaction is no failure of the message: it goes up to the loop.
+        self.lost: tuple[type[Exception], ...] = (
+            (FencedError, LeaseLost) if spec.transaction is not None else ()
+        )
         self.call = call
         self.call1: Callable[[Any], Any] = (lambda m: call([m])) if spec.batch else call
 
@@ -61,6 +67,8 @@ class Lanes:
                 continue
             try:
                 out = call(m)
+            except self.lost:
+                raise
             except Exception as exc:
                 out = exc
             if out is not None and (isinstance(out, Exception) or _failed(out)):
@@ -78,6 +86,8 @@ class Lanes:
             tries += 1
             try:
                 out = self.call1(m)
+            except self.lost:
+                raise
             except Exception as exc:
                 out = exc
             if not (isinstance(out, Exception) or _failed(out)):
@@ -90,6 +100,8 @@ class Lanes:
         for _ in range(1 + self.spec.policies.default.immediate):
             try:
                 out = self.call(lane)
+            except self.lost:
+                raise
             except Exception:
                 continue
             if not _failed(out):
@@ -114,6 +126,8 @@ class Lanes:
                 continue
             try:
                 out = await call(m)
+            except self.lost:
+                raise
             except Exception as exc:
                 out = exc
             if out is not None and (isinstance(out, Exception) or _failed(out)):
@@ -131,6 +145,8 @@ class Lanes:
             tries += 1
             try:
                 out = await self.call1(m)
+            except self.lost:
+                raise
             except Exception as exc:
                 out = exc
             if not (isinstance(out, Exception) or _failed(out)):
@@ -141,6 +157,8 @@ class Lanes:
         for _ in range(1 + self.spec.policies.default.immediate):
             try:
                 out = await self.call(lane)
+            except self.lost:
+                raise
             except Exception:
                 continue
             if not _failed(out):

@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..client.client import Client
-from ..errors import TidingsError
+from ..errors import AlreadySettled, LeaseLost, TidingsError
 from ..message import Delivery
 from ..ports.failed import FailedStore
+from ..tracing import traced
 from .handlers import HandlerSpec, make_call
 from .lanes import Lanes, Outcome
 from .lifecycle import Lifecycle, Stop
+from .transaction import as_list, engine_transaction
 
 log = logging.getLogger("tidings.runtime")
 
@@ -45,7 +47,10 @@ class QueueLoop:
         self.app, self.spec, self.client, self.store, self.stop = app, spec, client, store, stop
         self.queue = spec.queue
         self.life = Lifecycle(app.name, spec, store, app.alerts, None)
-        self.lanes = Lanes(spec, make_call(spec), self.life)
+        self.acked_in_tx: set[int] = set()  # transaction=: acked with the handler's writes
+        self.tx = engine_transaction(spec, client.engine, self._ack_in, self._acked_in)
+        call = traced(app.name, spec.name, spec.is_async, make_call(spec, self.tx))
+        self.lanes = Lanes(spec, call, self.life)
         self.handled = 0
         self._pool = ThreadPoolExecutor(spec.concurrency) if spec.concurrency > 1 else None
         self._loop = asyncio.new_event_loop() if spec.is_async else None
@@ -67,7 +72,17 @@ class QueueLoop:
             # comes (an empty lease proves nothing: a dead process's leases
             # may not have run out yet), so only the culprit keeps counting.
             self._careful = any(d.delivery_count > 1 for d in got)
-            self._handle(got)
+            try:
+                self._handle(got)
+            except (LeaseLost, AlreadySettled) as exc:  # only with transaction=
+                # Rolled back with the handler's writes: the message comes back.
+                log.warning("%s: %s", self.spec.name, exc)
+
+    def _ack_in(self, conn: Any, message: Any) -> None:
+        self.client.ack(as_list(message), connection=conn)
+
+    def _acked_in(self, message: Any) -> None:
+        self.acked_in_tx.update(d.id for d in as_list(message))
 
     def _handle(self, got: list[Delivery]) -> None:
         keeper = _LeaseKeeper(self.client, got, self._lease_s)
@@ -150,6 +165,9 @@ class QueueLoop:
         return False
 
     def _settle(self, acks: list[Delivery], nacks: list[tuple[Delivery, float]]) -> None:
+        if self.acked_in_tx:
+            acks = [d for d in acks if d.id not in self.acked_in_tx]
+            self.acked_in_tx.clear()
         try:
             if acks:
                 self.client.ack(acks)
@@ -168,6 +186,8 @@ class QueueLoop:
                 log.warning("reading blocked keys failed: %s", exc)
 
     def close(self) -> None:
+        if self.tx is not None:
+            self.tx.close()
         if self._pool is not None:
             self._pool.shutdown()
         if self._loop is not None:

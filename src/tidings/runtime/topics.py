@@ -30,9 +30,11 @@ from ..errors import FencedError, TidingsError
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from ..ports.failed import DeliveryMark, FailedStore
+from ..tracing import traced
 from .handlers import HandlerSpec, make_call
 from .lanes import Lanes, const, merge, split_by_key, topic_result
 from .lifecycle import Lifecycle, Stop
+from .transaction import as_list, engine_transaction
 
 log = logging.getLogger("tidings.runtime")
 MAX_AHEAD = 100_000  # records of other keys remembered as done while a key waits
@@ -69,7 +71,11 @@ class TopicLoop:
         self.app, self.spec, self.store, self.stop = app, spec, store, stop
         self.topic, self.group, self.engine = spec.topic, spec.group, engine
         self.life = Lifecycle(app.name, spec, store, app.alerts, spec.group)
-        self.lanes = Lanes(spec, make_call(spec), self.life)
+        # transaction=: offsets committed in each handler transaction (next to read)
+        self.tx_done: dict[TopicPartition, int] = {}
+        self.tx = engine_transaction(spec, engine, self._commit_in, self._committed_in)
+        call = traced(app.name, spec.name, spec.is_async, make_call(spec, self.tx))
+        self.lanes = Lanes(spec, call, self.life)
         self.parts: dict[TopicPartition, _Partition] = {}
         self.marks: dict[int, DeliveryMark] = {}
         self.handled = 0
@@ -92,8 +98,11 @@ class TopicLoop:
             if records:
                 self._handle(records)
             self._commit()
-        except BaseException:
+        except BaseException as exc:
             self._rewind()
+            if self.tx is not None and isinstance(exc, FencedError):
+                log.warning("%s: %s; its new owner handles the rest", self.spec.name, exc)
+                return
             raise
 
     def _rewind(self) -> None:
@@ -103,7 +112,27 @@ class TopicLoop:
         owned = self.consumer.assignment()
         for tp, part in self.parts.items():
             if tp in owned:
-                self.consumer.seek(tp, part.next)
+                self.consumer.seek(tp, self._floor(tp, part))
+
+    def _floor(self, tp: TopicPartition, part: _Partition) -> int:
+        """``part.next``, moved past what handler transactions committed
+        (``transaction=``): never handled, nor committed, again."""
+        done = self.tx_done.get(tp)
+        if done is not None and done > part.next:
+            part.next = done
+        return part.next
+
+    def _commit_in(self, conn: Any, message: Any) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in as_list(message):
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        self.consumer.commit(offsets, connection=conn)
+
+    def _committed_in(self, message: Any) -> None:
+        for r in as_list(message):
+            tp = TopicPartition(r.topic, r.partition)
+            self.tx_done[tp] = max(self.tx_done.get(tp, 0), r.offset + 1)
 
     def _poll_wait(self) -> float:
         pending = [p.resume_at for p in self.parts.values() if p.resume_at]
@@ -125,7 +154,8 @@ class TopicLoop:
     # ---- marks and careful mode ----------------------------------------------------
     def _prepare(self, tp: TopicPartition, records: list[Record]) -> list[Record]:
         part = self.parts[tp]
-        if records[0].offset < part.next:  # re-read after a seek back: skip what was handled
+        # Re-read after a seek back: skip what was handled.
+        if records[0].offset < self._floor(tp, part):
             records = [r for r in records if r.offset >= part.next]
         if part.done_ahead:
             records = self._skip_done(part, records)
@@ -313,6 +343,7 @@ class TopicLoop:
         owned = self.consumer.assignment()
         for tp in set(self.parts) - owned:  # fenced: in-flight is redelivered elsewhere
             del self.parts[tp]
+            self.tx_done.pop(tp, None)
         new = owned - set(self.parts)
         if not new:
             return
@@ -329,10 +360,11 @@ class TopicLoop:
         self._commit(tps)  # nothing is in flight: handling happens between polls
         for tp in tps:
             self.parts.pop(tp, None)
+            self.tx_done.pop(tp, None)
 
     def _commit(self, only: set[TopicPartition] | None = None) -> None:
         todo = {
-            tp: p.next
+            tp: self._floor(tp, p)
             for tp, p in self.parts.items()
             if p.next != p.committed and (only is None or tp in only)
         }
@@ -367,6 +399,8 @@ class TopicLoop:
             log.warning("final commit of %s failed: %s", self.spec.name, exc)
         finally:
             self.consumer.close()
+            if self.tx is not None:
+                self.tx.close()
             if self._pool is not None:
                 self._pool.shutdown()
             if self._loop is not None:

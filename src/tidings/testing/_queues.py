@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ._base import ContractBase
 from ._release import ReleaseContract
+from ._transactions import TransactionalAckContract
 
 
 def _until(condition: object, patience: float = 5.0) -> None:
@@ -32,7 +33,7 @@ def _until(condition: object, patience: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-class QueueContract(ReleaseContract, ContractBase):
+class QueueContract(ReleaseContract, TransactionalAckContract, ContractBase):
     """Subclass it and provide ``engine_url``."""
 
     # ---- Q1 ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from ._groups import GroupContract
 from ._maintenance import MaintenanceContract
 from ._runtime import RuntimeContract
 from ._topics import TopicContract
+from ._transactions import TransactionalAckContract, TransactionalCommitContract
 
 
 class LogContract(
@@ -33,6 +34,7 @@ class LogContract(
     GroupContract,
     MaintenanceContract,
     RuntimeContract,
+    TransactionalCommitContract,
 ):
     """All log contract tests; subclass it and provide ``engine_url``."""
 
@@ -45,4 +47,6 @@ __all__ = [
     "MaintenanceContract",
     "RuntimeContract",
     "TopicContract",
+    "TransactionalAckContract",
+    "TransactionalCommitContract",
 ]

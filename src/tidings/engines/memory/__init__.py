@@ -26,6 +26,7 @@ class MemoryEngine:
         durable_append="unsupported",
         multi_process="unsupported",
         transactional_publish="unsupported",
+        transactional_consume="unsupported",
         topic_bindings="unsupported",  # its log and queues are separate stores
         durability="none",
     )

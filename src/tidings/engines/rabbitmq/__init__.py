@@ -36,6 +36,7 @@ class RabbitMQEngine:
         compaction="unsupported",
         logs="unsupported",
         transactional_publish="unsupported",
+        transactional_consume="unsupported",
         queues="native",
         dedup="unsupported",
         fifo_groups="unsupported",

@@ -372,23 +372,36 @@ class SqlLog:
         self, group: str, member_id: str | None, offsets: Mapping[TopicPartition, int], now: float
     ) -> None:
         now += self._clock.offset_s()  # the caller's time → the shared clock's
-
-        def txn(conn: sqlite3.Connection) -> None:
-            state = _lock_group(conn, group)
-            state.check_commit(member_id, set(offsets), now)
-            conn.executemany(
-                'INSERT INTO offsets(group_name, topic, partition, "offset", committed) '
-                "VALUES (?,?,?,?,?) ON CONFLICT(group_name, topic, partition) "
-                'DO UPDATE SET "offset"=excluded."offset", committed=excluded.committed',
-                [
-                    (group, tp.topic, tp.partition, off, int(now * 1000))
-                    for tp, off in offsets.items()
-                ],
-            )
-
         # Offsets survive a process crash; after a power cut a group may
         # re-read a little (at-least-once), never skip.
-        self._w.run(txn, fsync=False, locks=(("group", group),))
+        self._w.run(
+            partial(_commit_txn, group=group, member_id=member_id, offsets=offsets, now=now),
+            fsync=False,
+            locks=(("group", group),),
+        )
+
+    def commit_in(
+        self,
+        conn: Any,
+        group: str,
+        member_id: str | None,
+        offsets: Mapping[TopicPartition, int],
+        now: float,
+    ) -> None:
+        """:meth:`commit` inside the caller's open transaction on their own
+        connection ``conn`` (same database): the offsets are stored iff that
+        transaction commits. Fencing (L4) is checked in it too: FencedError
+        leaves nothing of ours written (roll back your transaction). The
+        group row stays locked until the caller's transaction ends."""
+        now += self._clock.offset_s()
+        try:
+            with self._dialect.borrow(conn) as ours:
+                _commit_txn(ours, group=group, member_id=member_id, offsets=offsets, now=now)
+        except Exception as exc:
+            err = self._translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
 
     def committed(self, group: str) -> dict[TopicPartition, int]:
         rows = self._reader().execute(
@@ -443,6 +456,24 @@ class SqlLog:
         ]
         oldest = [ts for _, ts in results if ts is not None]
         return Compaction(sum(n for n, _ in results), min(oldest) + keep_ms + 1 if oldest else None)
+
+
+def _commit_txn(
+    conn: Any,
+    *,
+    group: str,
+    member_id: str | None,
+    offsets: Mapping[TopicPartition, int],
+    now: float,
+) -> None:
+    state = _lock_group(conn, group)
+    state.check_commit(member_id, set(offsets), now)  # before any write: fenced → nothing
+    conn.executemany(
+        'INSERT INTO offsets(group_name, topic, partition, "offset", committed) '
+        "VALUES (?,?,?,?,?) ON CONFLICT(group_name, topic, partition) "
+        'DO UPDATE SET "offset"=excluded."offset", committed=excluded.committed',
+        [(group, tp.topic, tp.partition, off, int(now * 1000)) for tp, off in offsets.items()],
+    )
 
 
 def _retain_page(

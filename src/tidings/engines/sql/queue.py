@@ -84,6 +84,26 @@ class SqlQueues(ExchangeStore):
             raise err from exc
         return ids
 
+    def settle_in_transaction(
+        self, conn: Any, queue: str, settlements: Sequence[Settlement]
+    ) -> list[BaseException | None]:
+        """:meth:`settle` inside the caller's open transaction on their own
+        connection: acked messages are gone iff that transaction commits
+        (rolled back, they stay leased and come back when the lease ends).
+        Each lease is checked in it; a LeaseLost / AlreadySettled in the
+        result means the caller must roll back to keep their writes and
+        the acks together."""
+        try:
+            with self._dialect.borrow(conn) as ours:
+                out = _settle_all(ours, queue, settlements, self._now())
+                self._dialect.notify_in(ours, "queue:" + queue)
+        except Exception as exc:
+            err = self._dialect.translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
+        return out
+
     # ---- declaration ------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
         def txn(conn: Any) -> QueueConfig:
