@@ -193,6 +193,7 @@ def test_host_of_the_other_byte_order_writes_and_reads_the_same_layout(
     d = rb.decode(_batch_by_hand(other))
     assert (d.values, list(d.keys or []), list(d.deltas)) == (values, keys, deltas)
 
+
 @given(st.binary(max_size=40), st.one_of(st.none(), st.lists(maybe_bytes, min_size=1, max_size=1)))
 def test_one_record_shortcut_writes_the_general_layout(
     value: bytes, keys: list[bytes | None] | None
@@ -210,7 +211,7 @@ def _json_headers(h: dict[str, str]) -> bytes:
 
 _TRICKY = [
     {"x-idempotency-key": "outbox:ab12:default:42"},
-    {"a": "", "": "b", "q\"uo\\te": "tab\tnl\ncr\r\x00\x1f\x7f"},
+    {"a": "", "": "b", 'q"uo\\te': "tab\tnl\ncr\r\x00\x1f\x7f"},
     {"é": "ünïcode \u2028 \U0001f600", "lone": "\ud800"},
     {"z": "1", "a": "2", "m": "3"},  # insertion order kept, not sorted
 ]

@@ -66,7 +66,8 @@ class Forwarder:
     def _send(self, destination: str, rows: list[EventRow]) -> None:
         kind, name = parse_destination(destination)
         if kind == "topic":
-            _, _, keys, values, _, _ = zip(*rows, strict=True)
+            # Two columns by comprehension: zip(*rows) would build all six.
+            keys, values = [r[2] for r in rows], [r[3] for r in rows]
             self.producer.send_batch(name, values, keys, self._headers(rows))
         else:
             self._publish(name, rows)
