@@ -20,7 +20,6 @@ from typing import Any
 from ..client.client import Client
 from ..config import QueueConfig
 from ..message import Headers
-from ..ports.queue import OutgoingMessage
 from .store import EventRow
 from .writer import parse_destination
 
@@ -74,14 +73,13 @@ class Forwarder:
 
     def _publish(self, queue: str, rows: list[EventRow]) -> None:
         fifo = self._queue(queue).fifo
-        keys = self.idempotency_keys(rows)
-        messages = [
-            OutgoingMessage(r[3], h, k, 0.0, None, _group(r[2], fifo))
-            for r, h, k in zip(rows, self._headers(rows), keys, strict=True)
-        ]
-        # Client.publish_batch takes no per-message idempotency keys: the
-        # engine port does (and is what publish_batch calls).
-        self.client.engine.queues.publish(queue, messages)
+        self.client.publish_batch(
+            queue,
+            [r[3] for r in rows],
+            headers=self._headers(rows),
+            idempotency_keys=self.idempotency_keys(rows),
+            groups=[_group(r[2]) for r in rows] if fifo else None,
+        )
 
     def _queue(self, name: str) -> QueueConfig:
         config = self._queues.get(name)
@@ -93,9 +91,9 @@ class Forwarder:
         self.producer.close()
 
 
-def _group(key: Any, fifo: bool) -> str | None:
+def _group(key: Any) -> str | None:
     """On a FIFO queue the event's key is its group (Q4: order per key)."""
-    if not fifo or key is None:
+    if key is None:
         return None
     return bytes(key).decode("utf-8", "backslashreplace")
 
