@@ -41,8 +41,7 @@ class Forwarder:
         prefix = self.prefix
         return [prefix + str(r[5] or r[0]) for r in rows]
 
-    def _headers(self, rows: list[EventRow]) -> list[Headers]:
-        keys = self.idempotency_keys(rows)
+    def _headers(self, rows: list[EventRow], keys: list[str]) -> list[Headers]:
         if not any(r[4] for r in rows):  # the common case: no headers of its own
             return [{IDEMPOTENCY_HEADER: k} for k in keys]
         return [
@@ -67,17 +66,19 @@ class Forwarder:
         if kind == "topic":
             # Two columns by comprehension: zip(*rows) would build all six.
             keys, values = [r[2] for r in rows], [r[3] for r in rows]
-            self.producer.send_batch(name, values, keys, self._headers(rows))
+            headers = self._headers(rows, self.idempotency_keys(rows))
+            self.producer.send_batch(name, values, keys, headers)
         else:
             self._publish(name, rows)
 
     def _publish(self, queue: str, rows: list[EventRow]) -> None:
         fifo = self._queue(queue).fifo
+        keys = self.idempotency_keys(rows)
         self.client.publish_batch(
             queue,
             [r[3] for r in rows],
-            headers=self._headers(rows),
-            idempotency_keys=self.idempotency_keys(rows),
+            headers=self._headers(rows, keys),
+            idempotency_keys=keys,
             groups=[_group(r[2]) for r in rows] if fifo else None,
         )
 
