@@ -39,9 +39,13 @@ class QueueMethods:
         overflow: str = "reject",
         fifo: bool = False,
     ) -> QueueConfig:
-        """Create a queue (or confirm an identical one exists). A dead-letter
-        queue that does not exist yet is created with default settings.
-        Raises ConfigurationError (bad option, a dead-letter loop) or
+        """Create a queue (or confirm an identical one exists).
+
+        Dead letters (rejected, out of deliveries, expired, pushed out by
+        ``max_length``) go to ``dead_letter``, created with default settings
+        if it does not exist yet; without one, to the queue's own
+        ``<name>.dlq``, created (plain) with the first dead letter. A dead
+        letter is never dropped. Raises ConfigurationError (bad option, a dead-letter loop) or
         AlreadyExists (same name, other settings)."""
         config = QueueConfig(
             name=name,
