@@ -3,22 +3,20 @@ yields well-formed lines and no error. It asserts no speed."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from tidings.cli import bench
 from tidings.cli.context import Context
+from tidings.cli.main import build_parser
 from tidings.testing.pytest_plugin import require_engine, service_reachable
 
 
 def test_bench_outbox_quick_yields_every_workload(capsys: pytest.CaptureFixture[str]) -> None:
     require_engine("postgresql", service_reachable("127.0.0.1", 5432))
-    parser = argparse.ArgumentParser(prog="tidings")
-    bench.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", "outbox", "--json", "--quick"])
-    assert args.handler(args, Context(url=None, json=True)) == 0
+    # The full parser: bench commands take the global --json.
+    args = build_parser().parse_args(["bench", "outbox", "--json", "--quick"])
+    assert args.handler(args, Context(url=None, json=args.json)) == 0
     lines = [json.loads(row) for row in capsys.readouterr().out.splitlines()]
     assert not [ln for ln in lines if "error" in ln], lines
     seen = {(ln["workload"], ln["engine"]) for ln in lines}

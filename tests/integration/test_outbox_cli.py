@@ -126,9 +126,8 @@ def test_an_idle_relay_waits_instead_of_spinning(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv", [["outbox", "status"], ["relay"]])
 def test_db_is_required(cli: Cli, tmp_path: Path, argv: list[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli(f"sqlite:///{tmp_path / 'bus.db'}", *argv)
-    assert exc.value.code == 2
+    code, _, err = cli(f"sqlite:///{tmp_path / 'bus.db'}", *argv)
+    assert code == 2 and "required: --db" in err
 
 
 def test_a_relay_pointed_at_a_missing_file_creates_nothing(cli: Cli, tmp_path: Path) -> None:
