@@ -45,8 +45,8 @@ class QueueMethods:
         ``max_length``) go to ``dead_letter``, created with default settings
         if it does not exist yet; without one, to the queue's own
         ``<name>.dlq``, created (plain) with the first dead letter. A dead
-        letter is never dropped. Raises ConfigurationError (bad option, a dead-letter loop) or
-        AlreadyExists (same name, other settings)."""
+        letter is never dropped. Raises ConfigurationError (bad option, a
+        dead-letter loop) or AlreadyExists (same name, other settings)."""
         config = QueueConfig(
             name=name,
             lease_s=parse_duration(lease, "lease"),
@@ -129,9 +129,9 @@ class QueueMethods:
         that message has none), as ``idempotency_key`` / ``group`` of
         :meth:`publish`; a key seen before, even earlier in the same batch,
         stores nothing and gives back the original id (Q3).
-        ``connection``: as for :meth:`publish`. Raises ConfigurationError
-        (a per-message argument whose length differs from ``bodies``', or of
-        the wrong kind; ``group`` with ``groups``); nothing is stored then."""
+        ``connection``: as for :meth:`publish`. Raises ConfigurationError,
+        storing nothing, for a per-message argument of another length than
+        ``bodies`` or of the wrong kind, and for ``group`` with ``groups``."""
         # Validate the shared options once, then build plain tuples: this
         # loop runs per message on the publish hot path.
         shared = headers if headers is None or isinstance(headers, Mapping) else None
