@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tidings.cli.main import main
+
 Cli = Callable[..., tuple[int, str, str]]
 
 
@@ -125,3 +127,20 @@ def test_publish_delay_and_group_from_the_cli(url: str, cli: Cli) -> None:
     cli(url, "publish", "later", "--delay", "1h", stdin="x\n")
     _, out, _ = cli(url, "--json", "queues", "describe", "later")
     assert json.loads(out)["delayed"] == 1
+
+
+def test_declare_help_says_where_dead_letters_go_without_dead_letter(
+    url: str, cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --dead-letter a queue keeps its dead letters in its own
+    <name>.dlq, created with the first one: the help says so, and so it is."""
+    assert main(["queues", "declare", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the queue's own <name>.dlq, created with the first dead letter" in help_text
+    cli(url, "queues", "declare", "plain")
+    _, out, _ = cli(url, "queues", "list")
+    assert "plain.dlq" not in out  # nothing dead-lettered yet: no queue
+    cli(url, "publish", "plain", stdin="boom\n")
+    cli(url, "get", "plain", "--reject")
+    _, out, _ = cli(url, "--json", "queues", "describe", "plain.dlq")
+    assert json.loads(out)["ready"] == 1

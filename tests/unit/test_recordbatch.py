@@ -4,6 +4,7 @@ and checksums that catch damage."""
 from __future__ import annotations
 
 import gc
+import json
 import struct
 import sys
 import threading
@@ -192,6 +193,7 @@ def test_host_of_the_other_byte_order_writes_and_reads_the_same_layout(
     d = rb.decode(_batch_by_hand(other))
     assert (d.values, list(d.keys or []), list(d.deltas)) == (values, keys, deltas)
 
+
 @given(st.binary(max_size=40), st.one_of(st.none(), st.lists(maybe_bytes, min_size=1, max_size=1)))
 def test_one_record_shortcut_writes_the_general_layout(
     value: bytes, keys: list[bytes | None] | None
@@ -200,3 +202,56 @@ def test_one_record_shortcut_writes_the_general_layout(
     is encoded by a shortcut into exactly the bytes of the general encoder."""
     assert rb.encode([value], keys) == rb.encode_columns([value], keys)
     assert rb.decode(rb.encode([value], keys)).values == [value]
+
+
+def _json_headers(h: dict[str, str]) -> bytes:
+    """How headers have been stored since format version 1."""
+    return json.dumps(h, separators=(",", ":")).encode()
+
+
+_TRICKY = [
+    {"x-idempotency-key": "outbox:ab12:default:42"},
+    {"a": "", "": "b", 'q"uo\\te': "tab\tnl\ncr\r\x00\x1f\x7f"},
+    {"é": "ünïcode \u2028 \U0001f600", "lone": "\ud800"},
+    {"z": "1", "a": "2", "m": "3"},  # insertion order kept, not sorted
+]
+
+
+@pytest.mark.parametrize("headers", _TRICKY)
+def test_headers_are_stored_as_they_always_were(headers: dict[str, str]) -> None:
+    """The stored header bytes are json.dumps' compact ASCII form, so batches
+    written before and after read alike; and they decode to the same map."""
+    payload = rb.encode_columns([b"v"], headers=[headers])
+    blob = _json_headers(headers)
+    assert payload.endswith(b"v" + blob)
+    assert rb.decode(payload).headers == [headers]
+
+
+@given(st.lists(header_maps, min_size=1, max_size=5))
+def test_any_str_headers_encode_to_the_json_bytes(maps: list[dict[str, str]]) -> None:
+    payload = rb.encode_columns([b""] * len(maps), headers=maps)
+    assert payload.endswith(b"".join(_json_headers(h) for h in maps if h))
+
+
+def test_headers_not_str_to_str_keep_json_s_own_encoding() -> None:
+    """Headers typed str -> str but holding other values at run time are
+    stored as json.dumps stores them (and refused as it refuses them)."""
+    odd = {"n": 1, "f": None, "b": True}
+    payload = rb.encode_columns([b"v"], headers=[odd])  # type: ignore[list-item]
+    assert payload.endswith(b'{"n":1,"f":null,"b":true}')
+    with pytest.raises(TypeError):
+        rb.encode_columns([b"v"], headers=[{"raw": b"bytes"}])  # type: ignore[list-item]
+
+
+def test_str_headers_are_encoded_without_a_json_dumps_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A json.dumps per record was half of the outbox relay's append time:
+    str -> str headers (every header the API accepts) take the direct path."""
+
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise AssertionError("json.dumps called for str headers")
+
+    monkeypatch.setattr(json, "dumps", refuse)
+    payload = rb.encode_columns([b"v"] * 2, headers=[_TRICKY[0], _TRICKY[1]])
+    assert rb.decode(payload).headers == [_TRICKY[0], _TRICKY[1]]

@@ -54,7 +54,8 @@ def _declare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dead-letter",
         type=options.name("dead-letter queue"),
-        help="dead-letter queue (created with default settings if missing)",
+        help="dead-letter queue (created with default settings if missing; "
+        "default: the queue's own <name>.dlq, created with the first dead letter)",
     )
     p.add_argument(
         "--lease",

@@ -7,8 +7,9 @@ Bodies go through the client's codec-free path: ``bytes`` or ``str``
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from ..codecs import BYTES
@@ -53,10 +54,14 @@ class QueueMethods:
         overflow: str = "reject",
         fifo: bool = False,
     ) -> QueueConfig:
-        """Create a queue (or confirm an identical one exists). A dead-letter
-        queue that does not exist yet is created with default settings.
-        Raises ConfigurationError (bad option, a dead-letter loop) or
-        AlreadyExists (same name, other settings)."""
+        """Create a queue (or confirm an identical one exists).
+
+        Dead letters (rejected, out of deliveries, expired, pushed out by
+        ``max_length``) go to ``dead_letter``, created with default settings
+        if it does not exist yet; without one, to the queue's own
+        ``<name>.dlq``, created (plain) with the first dead letter. A dead
+        letter is never dropped. Raises ConfigurationError (bad option, a
+        dead-letter loop) or AlreadyExists (same name, other settings)."""
         config = QueueConfig(
             name=name,
             lease_s=parse_duration(lease, "lease"),
@@ -120,23 +125,45 @@ class QueueMethods:
             )
         return queues.publish_in_transaction(connection, queue, messages)
 
-    def publish_batch(
+    def publish_batch(  # noqa: PLR0913 - keyword-only options of the batch
         self,
         queue: str,
         bodies: Sequence[bytes | str],
         *,
-        headers: Headers | None = None,
+        headers: Headers | Sequence[Headers | None] | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
         delay: float | str = 0,
         group: str | None = None,
+        groups: Sequence[str | None] | None = None,
         connection: Any = None,
     ) -> list[int]:
         """Store many messages in one transaction (all or none); their ids.
-        ``connection``: as for :meth:`publish`."""
+
+        ``headers``: one mapping for every message, or a sequence of one per
+        message. ``idempotency_keys`` / ``groups``: one per message (None:
+        that message has none), as ``idempotency_key`` / ``group`` of
+        :meth:`publish`; a key seen before, even earlier in the same batch,
+        stores nothing and gives back the original id (Q3).
+        ``connection``: as for :meth:`publish`. Raises ConfigurationError,
+        storing nothing, for a per-message argument of another length than
+        ``bodies`` or of the wrong kind, and for ``group`` with ``groups``."""
         # Validate the shared options once, then build plain tuples: this
         # loop runs per message on the publish hot path.
-        _, hdrs, _, delay_s, _, _ = outgoing(b"", headers, None, delay, None, group)
+        shared = headers if headers is None or isinstance(headers, Mapping) else None
+        _, hdrs, _, delay_s, _, _ = outgoing(b"", shared, None, delay, None, group)
         encode = BYTES.encode
-        messages = [OutgoingMessage(encode(b), hdrs, None, delay_s, None, group) for b in bodies]
+        if shared is headers and idempotency_keys is None and groups is None:
+            messages = [
+                OutgoingMessage(encode(b), hdrs, None, delay_s, None, group) for b in bodies
+            ]
+        else:
+            n = len(bodies)
+            each_h = repeat(hdrs, n) if shared is headers else _headers_each(headers, n)
+            keys = _each("idempotency_keys", idempotency_keys, n)
+            messages = [
+                OutgoingMessage(encode(b), h or {}, k, delay_s, None, g)
+                for b, h, k, g in zip(bodies, each_h, keys, _groups(group, groups, n), strict=True)
+            ]
         return self._publish(queue, messages, connection)
 
     def declare_exchange(self, name: str, kind: str = "fanout") -> None:
@@ -335,6 +362,50 @@ def _by_queue(
             Settlement(d.id, d.receipt, action, delay_s, reason)
         )
     return by_queue
+
+
+def _each(name: str, values: Sequence[str | None] | None, n: int) -> Sequence[str | None]:
+    """A per-message ``str | None`` argument of ``publish_batch``, checked."""
+    if values is None:
+        return [None] * n
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ConfigurationError(
+            f"{name}: a sequence of one str (or None) per body, not {type(values).__name__}"
+        )
+    _check_length(name, values, n)
+    bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
+    if bad is not None:
+        raise ConfigurationError(f"{name}: str or None per body, not {type(bad).__name__}")
+    return values
+
+
+def _headers_each(headers: Any, n: int) -> Sequence[Headers | None]:
+    """Per-message ``headers`` of ``publish_batch``, checked."""
+    if isinstance(headers, (str, bytes)) or not isinstance(headers, Sequence):
+        raise ConfigurationError(
+            f"headers: a mapping, or a sequence of one mapping per body, "
+            f"not {type(headers).__name__}"
+        )
+    _check_length("headers", headers, n)
+    bad = next((h for h in headers if h is not None and not isinstance(h, Mapping)), None)
+    if bad is not None:
+        raise ConfigurationError(f"headers: a mapping (or None) per body, not {type(bad).__name__}")
+    return headers
+
+
+def _groups(group: str | None, groups: Sequence[str | None] | None, n: int) -> Sequence[str | None]:
+    if groups is None:
+        return [group] * n
+    if group is not None:
+        raise ConfigurationError("give either group (every message) or groups (one per body)")
+    return _each("groups", groups, n)
+
+
+def _check_length(name: str, values: Sequence[Any], n: int) -> None:
+    if len(values) != n:
+        raise ConfigurationError(
+            f"{name}: {len(values)} values for {n} bodies (give one per body, None for none)"
+        )
 
 
 def outgoing(

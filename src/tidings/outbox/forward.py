@@ -20,7 +20,6 @@ from typing import Any
 from ..client.client import Client
 from ..config import QueueConfig
 from ..message import Headers
-from ..ports.queue import OutgoingMessage
 from .store import EventRow
 from .writer import parse_destination
 
@@ -42,8 +41,7 @@ class Forwarder:
         prefix = self.prefix
         return [prefix + str(r[5] or r[0]) for r in rows]
 
-    def _headers(self, rows: list[EventRow]) -> list[Headers]:
-        keys = self.idempotency_keys(rows)
+    def _headers(self, rows: list[EventRow], keys: list[str]) -> list[Headers]:
         if not any(r[4] for r in rows):  # the common case: no headers of its own
             return [{IDEMPOTENCY_HEADER: k} for k in keys]
         return [
@@ -66,21 +64,23 @@ class Forwarder:
     def _send(self, destination: str, rows: list[EventRow]) -> None:
         kind, name = parse_destination(destination)
         if kind == "topic":
-            _, _, keys, values, _, _ = zip(*rows, strict=True)
-            self.producer.send_batch(name, values, keys, self._headers(rows))
+            # Two columns by comprehension: zip(*rows) would build all six.
+            keys, values = [r[2] for r in rows], [r[3] for r in rows]
+            headers = self._headers(rows, self.idempotency_keys(rows))
+            self.producer.send_batch(name, values, keys, headers)
         else:
             self._publish(name, rows)
 
     def _publish(self, queue: str, rows: list[EventRow]) -> None:
         fifo = self._queue(queue).fifo
         keys = self.idempotency_keys(rows)
-        messages = [
-            OutgoingMessage(r[3], h, k, 0.0, None, _group(r[2], fifo))
-            for r, h, k in zip(rows, self._headers(rows), keys, strict=True)
-        ]
-        # Client.publish_batch takes no per-message idempotency keys: the
-        # engine port does (and is what publish_batch calls).
-        self.client.engine.queues.publish(queue, messages)
+        self.client.publish_batch(
+            queue,
+            [r[3] for r in rows],
+            headers=self._headers(rows, keys),
+            idempotency_keys=keys,
+            groups=[_group(r[2]) for r in rows] if fifo else None,
+        )
 
     def _queue(self, name: str) -> QueueConfig:
         config = self._queues.get(name)
@@ -92,9 +92,9 @@ class Forwarder:
         self.producer.close()
 
 
-def _group(key: Any, fifo: bool) -> str | None:
+def _group(key: Any) -> str | None:
     """On a FIFO queue the event's key is its group (Q4: order per key)."""
-    if not fifo or key is None:
+    if key is None:
         return None
     return bytes(key).decode("utf-8", "backslashreplace")
 

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from .db import OutboxDb, open_db
 from .errors import OutboxNotFound, RelayFenced
 from .forward import Forwarder
 from .schema import check_schema, instance_id, notifies, shard_count
-from .store import OutboxStore, ShardLease
+from .store import EventRow, OutboxStore, ShardLease
 
 log = logging.getLogger("tidings.relay")
 
@@ -65,6 +66,15 @@ class RelayConfig:
             raise ConfigurationError(f"lease must be >= 200ms, got {self.lease_s}s")
         if not 0 < self.backoff_base_s <= self.backoff_max_s:
             raise ConfigurationError("backoff_base must be > 0 and <= backoff_max")
+
+
+def _count_upto(rows: list[EventRow], acked: int | None) -> int:
+    """How many of ``rows`` (id order) have an id <= ``acked``."""
+    if acked is None:
+        return 0
+    if acked == rows[-1][0]:  # the whole batch: the common case, no scan
+        return len(rows)
+    return bisect_right([r[0] for r in rows], acked)
 
 
 @dataclass
@@ -168,7 +178,7 @@ class Relay:
         if not rows or not self._fresh(st):  # checked again right before publishing
             return 0
         acked, error = self.forwarder.forward(rows)
-        n = 0 if acked is None else sum(1 for r in rows if r[0] <= acked)
+        n = _count_upto(rows, acked)
         if n:
             self._advance(st, acked, n)  # type: ignore[arg-type]
         if error is not None:
