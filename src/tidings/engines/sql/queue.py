@@ -73,16 +73,7 @@ class SqlQueues(ExchangeStore):
     ) -> list[int]:
         """Publish inside the caller's open transaction on their own
         connection: the messages exist iff that transaction commits."""
-        try:
-            with self._dialect.borrow(conn) as ours:
-                ids = publish_in(ours, queue, messages, self._now())
-                self._dialect.notify_in(ours, "queue:" + queue)
-        except Exception as exc:
-            err = self._dialect.translate(exc)
-            if err is exc:
-                raise
-            raise err from exc
-        return ids
+        return self._on_callers(conn, queue, lambda c: publish_in(c, queue, messages, self._now()))
 
     def settle_in_transaction(
         self, conn: Any, queue: str, settlements: Sequence[Settlement]
@@ -93,9 +84,17 @@ class SqlQueues(ExchangeStore):
         Each lease is checked in it; a LeaseLost / AlreadySettled in the
         result means the caller must roll back to keep their writes and
         the acks together."""
+        return self._on_callers(
+            conn, queue, lambda c: _settle_all(c, queue, settlements, self._now())
+        )
+
+    def _on_callers(self, conn: Any, queue: str, fn: Callable[[Any], T]) -> T:
+        """``fn`` on the caller's connection (our schema for the call), then
+        a wake-up for ``queue`` sent when their transaction commits; driver
+        errors translated."""
         try:
             with self._dialect.borrow(conn) as ours:
-                out = _settle_all(ours, queue, settlements, self._now())
+                out = fn(ours)
                 self._dialect.notify_in(ours, "queue:" + queue)
         except Exception as exc:
             err = self._dialect.translate(exc)
