@@ -32,8 +32,8 @@ class GroupInfo:
 
 def describe_group(engine: Engine, group: str) -> GroupInfo:
     log = engine.log
-    state = log.load_group(group)
-    committed = log.committed(group)
+    state = engine.groups.describe(group)
+    committed = engine.groups.committed(group)
     if state is None and not committed:
         raise GroupNotFound(f"consumer group {group!r} does not exist")
     now = time.time()
@@ -91,5 +91,5 @@ def reset_offsets(
             raise ConfigurationError(
                 f"--to must be beginning, end, an offset or a time, not {to!r}"
             )
-    log.commit(group, None, offsets, time.time())
+    engine.groups.commit(group, None, offsets, time.time())
     return offsets

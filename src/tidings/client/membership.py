@@ -18,7 +18,7 @@ import uuid
 from ..backoff import Backoff
 from ..config import GroupConfig
 from ..errors import FencedError, TidingsError
-from ..groups.coordinator import GroupState, Member, MemberView
+from ..groups.coordinator import Member, MemberView
 from ..message import TopicPartition
 from ..ports.engine import Engine
 
@@ -47,12 +47,7 @@ class Membership:
         member = Member(
             self.member_id, self.topics, self.config.session_timeout_s, now, self.member_id
         )
-
-        def fn(state: GroupState, counts: dict[str, int]) -> MemberView:
-            state.strategy = state.strategy if state.members else self.config.strategy
-            return state.join(member, counts, now, time.time())
-
-        view = self.engine.log.group_transition(self.group, fn)
+        view = self.engine.groups.join(self.group, member, self.config.strategy, now)
         with self._lock:
             self.view, self.fenced, self.last_ok = view, False, now
             self._released.clear()
@@ -78,9 +73,7 @@ class Membership:
             released = frozenset(self._released)
         now = time.time()
         member_id = self.member_id
-        view = self.engine.log.group_transition(
-            self.group, lambda s, c: s.heartbeat(member_id, released, c, now, time.time())
-        )
+        view = self.engine.groups.heartbeat(self.group, member_id, released, now)
         with self._lock:
             self._released -= released
             self.view, self.last_ok = view, now
@@ -120,4 +113,4 @@ class Membership:
             self._thread.join()
         member_id = self.member_id
         if member_id and not self.fenced:
-            self.engine.log.group_transition(self.group, lambda s, c: s.leave(member_id, c))
+            self.engine.groups.leave(self.group, member_id)

@@ -53,7 +53,7 @@ class TopicContract(ContractBase):
         client.producer().send_batch(topic, [b"x"] * 3)
         client.reset_offsets("g-" + topic[-40:], topic, "end")
         client.delete_topic(topic)
-        assert TopicPartition(topic, 0) not in client.engine.log.committed("g-" + topic[-40:])
+        assert TopicPartition(topic, 0) not in client.engine.groups.committed("g-" + topic[-40:])
 
     def test_add_partitions(self, client: Client, topic: str) -> None:
         """Topics: partitions can be added (never removed); existing ones keep
