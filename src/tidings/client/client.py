@@ -19,9 +19,10 @@ from ..message import RecordMetadata, TopicPartition
 from ..ports.engine import Engine, MaintenanceStatus
 from ..ports.log import PartitionInfo
 from .admin import GroupInfo, describe_group, reset_offsets
-from .consumer import Consumer, Start
+from .consumer import Consumer
 from .producer import Producer
 from .queues import QueueMethods
+from .starts import Start
 
 
 class Client(QueueMethods):
