@@ -25,12 +25,10 @@ from ..errors import (
     EngineError,
     FencedError,
     TidingsError,
-    UnsupportedFeature,
 )
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
-from ..ports.log import TransactionalCommit
-from .membership import Membership
+from .membership import Membership, commit_in
 from .readahead import ReadAhead
 from .starts import Start, lag, start_offset
 
@@ -394,17 +392,10 @@ class Consumer:
         if connection is None:
             self._commit_positions(todo)
             return
-        log = self._log
-        if not isinstance(log, TransactionalCommit) or not self._engine.features.supports(
-            "transactional_consume"
-        ):
-            raise UnsupportedFeature(
-                f"{self._engine.url}: cannot commit in your transaction; use a SQL engine"
-            )
         member = self._membership.member_id if self._membership else None
         try:
             # Not remembered as committed: the caller's transaction may still roll back.
-            log.commit_in(connection, self._group, member, todo, time.time())
+            commit_in(self._engine, connection, self._group, member, todo)
         except FencedError:
             self._recheck = True  # the next poll asks the group at once (rejoins if expired)
             raise
@@ -439,16 +430,9 @@ class Consumer:
         except TidingsError as exc:  # at-least-once: uncommitted work is redelivered
             log.warning("final commit for group %s failed: %s", self._group, exc)
         finally:
-            self._leave()
+            if self._membership is not None:
+                self._membership.leave()
             self._cursor.close()
-
-    def _leave(self) -> None:
-        if self._membership is None:
-            return
-        try:
-            self._membership.leave()
-        except TidingsError as exc:  # the session simply expires instead
-            log.warning("leaving group %s failed: %s", self._group, exc)
 
     def __enter__(self) -> Consumer:
         return self

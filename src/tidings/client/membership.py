@@ -1,4 +1,5 @@
-"""A consumer's membership in a group: join, heartbeat thread, leave.
+"""A consumer's membership in a group: join, heartbeat thread, leave; and
+commits in the caller's own transaction.
 
 The heartbeat thread only talks to the coordinator state; partitions move
 in the consumer's own thread (``Consumer.poll``), which commits what it
@@ -14,13 +15,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from ..backoff import Backoff
 from ..config import GroupConfig
-from ..errors import FencedError, TidingsError
+from ..errors import FencedError, TidingsError, UnsupportedFeature
 from ..groups.coordinator import Member, MemberView
 from ..message import TopicPartition
 from ..ports.engine import Engine
+from ..ports.log import TransactionalCommit
 
 log = logging.getLogger("tidings.consumer")
 _FAST = 0.05  # heartbeat period while partitions are on their way to us
@@ -108,9 +112,33 @@ class Membership:
         return time.time() - self.last_ok > self.config.session_timeout_s
 
     def leave(self) -> None:
+        """Stop heartbeating and leave the group (on failure, only log: the
+        session simply expires instead)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         member_id = self.member_id
         if member_id and not self.fenced:
-            self.engine.groups.leave(self.group, member_id)
+            try:
+                self.engine.groups.leave(self.group, member_id)
+            except TidingsError as exc:
+                log.warning("leaving group %s failed: %s", self.group, exc)
+
+
+def commit_in(
+    engine: Engine,
+    connection: Any,
+    group: str,
+    member_id: str | None,
+    offsets: Mapping[TopicPartition, int],
+) -> None:
+    """Commit ``offsets`` in the caller's open transaction on ``connection``
+    (R5; fenced in it, L4); UnsupportedFeature where the engine cannot."""
+    log = engine.log
+    if not isinstance(log, TransactionalCommit) or not engine.features.supports(
+        "transactional_consume"
+    ):
+        raise UnsupportedFeature(
+            f"{engine.url}: cannot commit in your transaction; use a SQL engine"
+        )
+    log.commit_in(connection, group, member_id, offsets, time.time())
