@@ -35,6 +35,7 @@ class Features:
     logs: Support = "native"  # the log side as a whole (topics, L1-L6)
     durable_append: Support = "native"  # L1
     dense_offsets: Support = "native"  # L2
+    append_offsets: Support = "native"  # L2: acks name the offset (else None: known when read)
     consumer_groups: Support = "native"  # L4, L5
     seek_by_timestamp: Support = "native"  # L5
     retention: Support = "native"  # L6

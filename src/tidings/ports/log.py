@@ -41,9 +41,15 @@ class PartitionInfo(NamedTuple):
 
 class AppendResult(NamedTuple):
     """Where one partition's batch went: offsets ``base_offset ..
-    base_offset + records - 1``, all with log-append time ``timestamp``."""
+    base_offset + records - 1``, all with log-append time ``timestamp``.
 
-    base_offset: int
+    ``base_offset`` is ``None`` when the engine does not know offsets at
+    publish time (a broker that assigns them as it stores, and tells them
+    only to readers: RabbitMQ streams); such an engine declares
+    ``Features.append_offsets`` unsupported. The records are stored all
+    the same, densely (L2), and readers see their offsets."""
+
+    base_offset: int | None
     records: int
     timestamp: int
 

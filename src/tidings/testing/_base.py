@@ -69,6 +69,16 @@ def expire_sessions(
     return True
 
 
+def check_acked(client: Client, acked: list[int | None], expected: list[int]) -> None:
+    """The offsets acks named are ``expected`` (L2); on an engine that
+    learns offsets only when reading (``Features.append_offsets``
+    unsupported), every one is ``None`` instead."""
+    if client.features.supports("append_offsets"):
+        assert acked == expected
+    else:
+        assert acked == [None] * len(acked)
+
+
 def with_option(url: str, name: str, value: str) -> str:
     """``url`` with one more query option (``?`` or ``&`` as needed)."""
     return f"{url}{'&' if '?' in url else '?'}{name}={value}"
