@@ -67,7 +67,7 @@ GroupTransition = Callable[[GroupState, dict[str, int]], T]
 
 
 class LogEngine(Protocol):
-    """Topics, partitions, appends, reads, groups and maintenance."""
+    """Topics, partitions, appends, reads, group storage and maintenance."""
 
     # ---- topics
     def create_topic(self, config: TopicConfig) -> None: ...
@@ -92,7 +92,8 @@ class LogEngine(Protocol):
         """The first offset whose timestamp is ≥ ``timestamp_ms``, else the next offset."""
         ...
 
-    # ---- groups
+    # ---- group storage: what tidings.groups.stored.StoredGroups (the
+    # engine's ``groups``) is built on; nothing else above the engines calls it
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
         """Load the group's state (new if absent), apply ``fn(state, counts)``
         where ``counts`` maps every topic to its partition count, store the
