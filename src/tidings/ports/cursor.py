@@ -39,7 +39,9 @@ class Cursor(Protocol):
         ...
 
     def pause(self, tps: frozenset[TopicPartition]) -> None:
-        """Fetch nothing from ``tps`` until resumed (the positions stay)."""
+        """Fetch nothing from ``tps`` until resumed (the positions stay).
+        Pausing is kept apart from the assignment: a partition paused, then
+        dropped and assigned again by :meth:`assign`, is still paused."""
         ...
 
     def resume(self, tps: frozenset[TopicPartition]) -> None: ...
