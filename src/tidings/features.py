@@ -36,6 +36,7 @@ class Features:
     logs: Support = "native"  # the log side as a whole (topics, L1-L6)
     durable_append: Support = "native"  # L1
     dense_offsets: Support = "native"  # L2
+    append_offsets: Support = "native"  # L2: acks name the offset (else None: known when read)
     consumer_groups: Support = "native"  # L4, L5
     seek_by_timestamp: Support = "native"  # L5
     retention: Support = "native"  # L6
@@ -72,6 +73,7 @@ LABELS: dict[str, str] = {
     "logs": "logs: topics, partitions, offsets",
     "durable_append": "L1 durable append",
     "dense_offsets": "L2 dense offsets",
+    "append_offsets": "L2 acknowledgements name the offset",
     "consumer_groups": "L4 consumer groups, fencing",
     "seek_by_timestamp": "L5 seek by time",
     "retention": "L6 retention (age, bytes)",

@@ -165,7 +165,8 @@ class FailedEvents:
                 e.partition if e.partition is not None and e.partition < partitions else None
             )
             meta = self.client.produce(e.topic, e.payload, e.key, headers, partition)
-            return f"{e.topic}/{meta.partition}@{meta.offset}", None
+            where = f"{e.topic}/{meta.partition}"  # the offset, where the ack tells it
+            return (where if meta.offset is None else f"{where}@{meta.offset}"), None
         assert e.queue is not None
         group = None if e.key is None else e.key.decode()
         new_id = self.client.publish(e.queue, e.payload or b"", headers=headers, group=group)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
+from typing import NoReturn, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
 from ...features import Features
+from ...groups.stored import StoredGroups
+from ...ports.log import LogEngine
 from .link import Link
-from .nolog import NoLog
+from .nolog import NoLog, _unsupported
 from .portal import Portal
 from .queues import RabbitQueues
 
@@ -59,6 +62,8 @@ class RabbitMQEngine:
         self._portal = Portal("tidings-rabbitmq")
         self._link = Link(driver_url)
         self.log = NoLog()
+        # No log, no groups: every call reaches NoLog and raises UnsupportedFeature.
+        self.groups = StoredGroups(cast(LogEngine, self.log))
         self.queues = RabbitQueues(self._portal, self._link, timeout)
         try:
             self._portal.call(self._link.channel(), timeout)
@@ -69,6 +74,9 @@ class RabbitMQEngine:
     def waiter(self, channels: Collection[str]) -> PollingWaiter:
         """RabbitMQ pushes nothing to a basic.get consumer: a waiting get polls."""
         return PollingWaiter(self._poll_s)
+
+    def open_cursor(self, topics: Collection[str]) -> NoReturn:
+        _unsupported()
 
     def close(self) -> None:
         try:

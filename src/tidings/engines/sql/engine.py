@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ...groups.stored import StoredGroups
 from ...ports.engine import MaintenanceStatus
+from ..cursor import PollingCursor, log_channels
 from ..maintenance import Maintainer
 from .database import SECURE_DELETE_PRAGMA, SQLiteSession, Writer, connect, ensure_schema, translate
 from .log import SqlLog
@@ -83,6 +85,7 @@ class SQLiteEngine:
         self._readers: list[sqlite3.Connection] = [first]
         self._readers_lock = threading.Lock()
         self.log = SqlLog(self._writer, self._reader, path)
+        self.groups = StoredGroups(self.log)
         self.queues = SqlQueues(self._writer, self._read)
         self._maintainer = Maintainer(
             self.log,
@@ -122,6 +125,9 @@ class SQLiteEngine:
 
     def waiter(self, channels: Collection[str]) -> SocketWaiter:
         return SocketWaiter(self._notifier.directory, channels)
+
+    def open_cursor(self, topics: Collection[str]) -> PollingCursor:
+        return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()
