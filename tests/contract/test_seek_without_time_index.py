@@ -75,6 +75,8 @@ def _assert_same(client: Client, topic: str, stored: list[tuple[int, int]]) -> N
 def test_time_seek_matches_the_indexed_query(url: str) -> None:
     with Client(url) as client:
         client.create_topic("seek", partitions=1, compact=True)
+        client.create_topic("empty", partitions=1)
+        assert client.engine.log.offset_for_time("empty", 0, 0) == 0  # type: ignore[attr-defined]
         stored = _fill(client, "seek", 40)
         assert client.engine.log.schema_version() == migrations.SCHEMA_VERSION  # type: ignore[attr-defined]
         _assert_same(client, "seek", stored)
