@@ -14,6 +14,7 @@ from ...errors import ConfigurationError
 from ...features import Features
 from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
+from ..sql.failed import SqlFailedStore, store_beside
 from .log import MemoryLog
 from .queue import memory_queues
 from .waiter import MemoryWaiters
@@ -44,6 +45,10 @@ class MemoryEngine:
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()

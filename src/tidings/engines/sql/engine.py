@@ -16,6 +16,7 @@ from ...features import Features
 from ...ports.engine import MaintenanceStatus
 from ..maintenance import Maintainer
 from .database import SECURE_DELETE_PRAGMA, SQLiteSession, Writer, connect, ensure_schema, translate
+from .failed import SqlFailedStore, store_beside
 from .log import SqlLog
 from .maintenance import claim_maintenance
 from .notify import Notifier, SocketWaiter
@@ -122,6 +123,10 @@ class SQLiteEngine:
 
     def waiter(self, channels: Collection[str]) -> SocketWaiter:
         return SocketWaiter(self._notifier.directory, channels)
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()
