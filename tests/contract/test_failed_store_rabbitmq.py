@@ -42,7 +42,7 @@ def test_without_the_option_the_store_is_refused_saying_what_to_add(amqp: str) -
 @pytest.mark.engine("rabbitmq")
 @pytest.mark.parametrize("bad", ["memory://", "amqp://guest:guest@127.0.0.1:5672/", "nope://x"])
 def test_a_failed_store_url_that_cannot_keep_them_is_refused_at_open(amqp: str, bad: str) -> None:
-    with pytest.raises(ConfigurationError, match="failed_store|unsupported engine URL"):
+    with pytest.raises(ConfigurationError, match=r"failed_store|unsupported engine URL"):
         Client(f"{amqp}?failed_store={bad}")
 
 
