@@ -10,6 +10,7 @@ Each test uses queue names of its own and deletes them afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -259,3 +260,28 @@ def test_graceful_stop_gives_back_or_finishes_what_it_holds(any_url: tuple[str, 
         else:
             assert len(handled) == 6 and rest == [] and took >= 0.8  # finished all six
         client.ack(rest)
+
+
+def test_an_async_handler_with_concurrency(url: str, names: list[str]) -> None:
+    """An ``async def`` queue handler: lanes run concurrently on its event
+    loop; a failure is parked like a sync handler's."""
+    queue = names[0]
+    app = App("asyncjobs")
+    seen: list[int] = []
+    active, peak = [0], [0]
+
+    @app.handler(queue=queue, concurrency=4, policy=FAST)
+    async def handle(payload: dict[str, int]) -> None:
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        await asyncio.sleep(0.02)
+        active[0] -= 1
+        if payload["n"] == 3:
+            raise ValueError("three")
+        seen.append(payload["n"])
+
+    with running(app, url, lambda c: c.declare_queue(queue)) as r:
+        r.client.publish_batch(queue, [b'{"n": %d}' % n for n in range(20)])
+        r.wait_until(lambda: len(seen) == 19 and len(r.failed.find()) == 1, 30)
+        assert r.failed.find()[0].exception_type == "ValueError"
+    assert sorted(seen) == [n for n in range(20) if n != 3] and peak[0] > 1
