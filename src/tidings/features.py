@@ -51,6 +51,7 @@ class Features:
     exchanges: Support = "native"  # Q6
     topic_bindings: Support = "native"  # a topic feeding queues atomically
     durability: Durability = "fsync"  # L1, Q1: what an acknowledged write survives
+    failed_events: Support = "native"  # R2, R3: failed events (FailedEventsCapable)
     # optional queue capabilities (Protocols in tidings.ports.queue)
     lease_extension: Support = "native"  # extend a lease (LeaseExtension)
     nack_delay: Support = "native"  # nack with a delay (settle with delay_s > 0)
@@ -88,6 +89,7 @@ LABELS: dict[str, str] = {
     "exchanges": "Q6 exchanges, bindings",
     "topic_bindings": "a topic feeding queues atomically",
     "durability": "what an acknowledged write survives",
+    "failed_events": "R2, R3 failed events, triage (the runtime)",
     "lease_extension": "extend a lease",
     "nack_delay": "nack with a delay",
     "dead_letter_admin": "browse, redrive, purge dead letters by id",

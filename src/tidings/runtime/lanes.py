@@ -52,8 +52,18 @@ def _failed(out: Any) -> bool:
 
 
 class Lanes:
-    def __init__(self, spec: HandlerSpec, call: Callable[[Any], Any], life: Lifecycle) -> None:
-        self.spec, self.life = spec, life
+    """``halt``: when it returns true, a lane ends before its next message
+    (``Outcome(i, None)`` with ``i < len(lane)``: the rest was not handed
+    to the handler; the queue loop gives it back uncounted on shutdown)."""
+
+    def __init__(
+        self,
+        spec: HandlerSpec,
+        call: Callable[[Any], Any],
+        life: Lifecycle,
+        halt: Callable[[], bool] | None = None,
+    ) -> None:
+        self.spec, self.life, self.halt = spec, life, halt
         # transaction=: a commit fenced or a lease lost in the handler's
         # transaction is no failure of the message: it goes up to the loop.
         self.lost: tuple[type[Exception], ...] = (
@@ -68,6 +78,8 @@ class Lanes:
     def _sequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Steps:
         life = self.life
         for i, m in enumerate(lane):
+            if self.halt is not None and self.halt():
+                return Outcome(i, None)
             if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
                 stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
                 if stop is not None:

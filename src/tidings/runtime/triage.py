@@ -28,10 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client.client import Client
-from ..engines.sql.failed import failed_store
 from ..errors import AlreadyResolved, ConfigurationError, TidingsError
 from ..message import Delivery, Record
-from ..ports.failed import PARKED, FailedAction, FailedEvent, FailedFilter, FailureGroup
+from ..ports.failed import (
+    PARKED,
+    FailedAction,
+    FailedEvent,
+    FailedFilter,
+    FailureGroup,
+    failed_store,
+)
 from .app import App
 from .failures import FAILED_ID_HEADER, HOST, REPLAY_HEADER, describe, history_entry
 from .handlers import make_call

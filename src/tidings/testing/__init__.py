@@ -4,11 +4,13 @@ service (see :mod:`tidings.testing.pytest_plugin`)."""
 
 from ._base import FAST_GROUP, expire_sessions, poll_until, read_all
 from ._queues import QueueContract
+from ._runtime import FailedEventsContract
 from .conformance import LogContract
 from .pytest_plugin import require_engine, required_engines, service_reachable
 
 __all__ = [
     "FAST_GROUP",
+    "FailedEventsContract",
     "LogContract",
     "QueueContract",
     "expire_sessions",

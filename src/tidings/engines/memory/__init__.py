@@ -17,6 +17,7 @@ from ...groups.stored import StoredGroups
 from ...ports.engine import MaintenanceStatus
 from ..cursor import PollingCursor, log_channels
 from ..maintenance import Maintainer
+from ..sql.failed import SqlFailedStore, store_beside
 from .log import MemoryLog
 from .queue import memory_queues
 from .waiter import MemoryWaiters
@@ -51,6 +52,10 @@ class MemoryEngine:
 
     def open_cursor(self, topics: Collection[str]) -> PollingCursor:
         return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()

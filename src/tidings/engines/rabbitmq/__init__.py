@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
+from dataclasses import replace
 from typing import NoReturn, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
 from ...features import Features
 from ...groups.stored import StoredGroups
+from ...ports.failed import FailedStore
 from ...ports.log import LogEngine
+from .failed import FailedStoreBeside
 from .link import Link
 from .nolog import NoLog, _unsupported
 from .portal import Portal
 from .queues import RabbitQueues
 
 #: URL options tidings reads itself; the rest go to aio-pika (heartbeat, name, ...).
-_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms"}
+_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms", "failed_store": ""}
 
 
 class RabbitMQEngine:
@@ -47,6 +50,7 @@ class RabbitMQEngine:
         exchanges="unsupported",
         topic_bindings="unsupported",
         durability="quorum",
+        failed_events="emulated",  # in the SQL database of the failed_store= option
         lease_extension="emulated",
         nack_delay="emulated",
         dead_letter_admin="emulated",
@@ -59,6 +63,9 @@ class RabbitMQEngine:
         driver_url, options = _split(url)
         timeout = parse_duration(options["operation_timeout"], "operation_timeout")
         self._poll_s = parse_duration(options["poll_interval"], "poll_interval")
+        self._failed = FailedStoreBeside(options["failed_store"])
+        if self._failed.url is None:
+            self.features = replace(self.features, failed_events="unsupported")
         self._portal = Portal("tidings-rabbitmq")
         self._link = Link(driver_url)
         self.log = NoLog()
@@ -78,11 +85,17 @@ class RabbitMQEngine:
     def open_cursor(self, topics: Collection[str]) -> NoReturn:
         _unsupported()
 
+    def failed_store(self) -> FailedStore:
+        """The runtime's failed events, in the failed_store= database.
+        Raises UnsupportedFeature, saying what to add, without the option."""
+        return self._failed.store()
+
     def close(self) -> None:
         try:
             self._portal.call(self._close(), 10)
         finally:
             self._portal.close()
+            self._failed.close()
 
     async def _close(self) -> None:
         await self.queues.close()

@@ -18,6 +18,7 @@ from ...ports.engine import MaintenanceStatus
 from ..cursor import PollingCursor, log_channels
 from ..maintenance import Maintainer
 from .database import SECURE_DELETE_PRAGMA, SQLiteSession, Writer, connect, ensure_schema, translate
+from .failed import SqlFailedStore, store_beside
 from .log import SqlLog
 from .maintenance import claim_maintenance
 from .notify import Notifier, SocketWaiter
@@ -128,6 +129,10 @@ class SQLiteEngine:
 
     def open_cursor(self, topics: Collection[str]) -> PollingCursor:
         return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()

@@ -63,6 +63,7 @@ from ..memory.waiter import MemoryWaiters
 from .clock import DbClock
 from .database import CONFLICT_ATTEMPTS, LockKey, Writer
 from .dialect import Dialect
+from .failed import SqlFailedStore, store_beside
 from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
 from .migrations import SCHEMA_VERSION, upgrade
@@ -482,6 +483,10 @@ class PostgresEngine:
 
     def open_cursor(self, topics: Collection[str]) -> PollingCursor:
         return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()
