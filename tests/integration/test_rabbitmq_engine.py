@@ -143,15 +143,10 @@ def test_unsupported_features_say_so(clients: list[Client], name: str) -> None:
         lambda: client.publish(name, b"x", idempotency_key="k"),
         lambda: client.publish(name, b"x", group="g"),
         lambda: client.declare_queue(name + "-f", fifo=True),
-        lambda: client.declare_exchange(name),
         client.queues,
     ):
         with pytest.raises(UnsupportedFeature):
             call()
-    client.publish(name, b"x")
-    with pytest.raises(UnsupportedFeature, match="nack"):
-        client.release(client.get(name))
-    assert client.queue_stats(name).ready == 0 and client.queue_stats(name).leased == 1
 
 
 def test_refused_connection_is_engine_unavailable() -> None:

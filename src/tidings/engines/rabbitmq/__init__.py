@@ -41,14 +41,14 @@ class RabbitMQEngine:
         dedup="unsupported",
         fifo_groups="unsupported",
         delays="emulated",
-        exchanges="unsupported",
+        exchanges="native",
         topic_bindings="unsupported",
         durability="quorum",
         lease_extension="emulated",
         nack_delay="emulated",
         dead_letter_admin="emulated",
         next_visible="unsupported",
-        release="unsupported",
+        release="emulated",
     )
 
     def __init__(self, url: str) -> None:

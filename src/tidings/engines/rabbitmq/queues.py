@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +27,6 @@ from ...errors import (
     LeaseLost,
     QueueFull,
     QueueNotFound,
-    RecordTooLarge,
     TidingsError,
     UnsupportedFeature,
 )
@@ -36,10 +34,14 @@ from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from . import headers as hdr
 from . import pushed, topology
+from .checks import check, delay_ms, last, uncounted
 from .deadletters import DeadLetters
+from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
 from .leases import Lease, Leases
 from .link import DROPPED, Link, persistent
+from .lock import Locks
 from .portal import Portal
+from .refusals import check_body_limit, too_large
 
 _PUBLISH_ATTEMPTS = 5
 
@@ -62,6 +64,9 @@ class RabbitQueues:
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one, self._ensure)
+        self._exchanges = RabbitExchanges(
+            link, Locks(link), self._require, self._prepare, timeout_s
+        )
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(coro, self._timeout)
@@ -75,6 +80,7 @@ class RabbitQueues:
             raise UnsupportedFeature(
                 "the amqp:// engine has no FIFO groups (Q4) yet: declare the queue without fifo"
             )
+        check_body_limit(config.max_body_bytes)
         await self._refuse_loop(config)
         existing = await topology.read_config(self._link, config.name)
         if existing is not None:
@@ -193,12 +199,16 @@ class RabbitQueues:
 
     async def _publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
         config = await self._require(queue)
-        _check(config, messages)
-        await self._room_for(config, len(messages))
+        await self._prepare(config, messages)
         ids = [new_id() for _ in messages]
         sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
         await asyncio.gather(*sends)
         return ids
+
+    async def _prepare(self, config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
+        """Refuse a batch ``config``'s queue would not take, before sending any."""
+        check(config, messages)
+        await self._room_for(config, len(messages))
 
     async def _room_for(self, config: QueueConfig, n: int) -> None:
         """Refuse a batch that would pass max_length (overflow reject) before
@@ -214,11 +224,11 @@ class RabbitQueues:
             )
 
     async def _send(self, config: QueueConfig, m: OutgoingMessage, id: int) -> None:
-        delay_ms = _delay_ms(m)
+        due_in_ms = delay_ms(m)
         headers: dict[str, Any] = dict(m.headers)
         headers[hdr.ID] = str(id)
-        if delay_ms > 0:
-            await self._publish_delayed(config.name, m.body, headers, id, delay_ms)
+        if due_in_ms > 0:
+            await self._publish_delayed(config.name, m.body, headers, id, due_in_ms)
         else:
             await self._publish_one(config.name, m.body, headers, id)
 
@@ -243,6 +253,13 @@ class RabbitQueues:
                 return
             except aiormq.exceptions.PublishError as exc:
                 raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                # A server with a lower max_message_size than ours closed the
+                # main channel (its leases are gone: RabbitMQ returns them).
+                await self._link.reset()
+                if "message size" in str(exc):
+                    raise too_large(len(body), queue) from exc
+                raise EngineError(f"RabbitMQ refused a publish to {queue!r}: {exc}") from exc
             except aiormq.exceptions.DeliveryError as exc:
                 if attempt == _PUBLISH_ATTEMPTS - 1:
                     raise await self._refused(queue, exc) from exc
@@ -315,7 +332,7 @@ class RabbitQueues:
 
     async def _give_back(self, lease: Lease) -> None:
         config = self._configs.get(lease.queue)
-        if config is not None and _last(config, lease):
+        if config is not None and last(config, lease):
             # A dropped channel makes RabbitMQ return the message anyway (counted),
             # and the next claim dead-letters it: nothing to do on failure.
             await self._try(
@@ -356,7 +373,7 @@ class RabbitQueues:
             await lease.message.ack()
         elif s.action == "reject":
             await self._dead.move(config, lease, "rejected", s.reason, lease.count)
-        elif _last(config, lease):
+        elif last(config, lease):
             await self._dead.move(config, lease, "max_deliveries", s.reason, lease.count)
         elif s.delay_s > 0:
             await self._nack_later(config, lease, s.delay_s)
@@ -389,20 +406,42 @@ class RabbitQueues:
         except (*DROPPED, aiormq.exceptions.ChannelClosed, TidingsError):
             return False
 
-    # ---- exchanges (phase 1: not yet) ----------------------------------------
+    # ---- exchanges (exchanges.py) ---------------------------------------------
     def declare_exchange(self, name: str, kind: str) -> None:
-        raise UnsupportedFeature(_NO_EXCHANGES)
+        self._call(self._exchanges.declare(name, kind))
 
     def bind(self, exchange: str, queue: str, key: str, weight: int) -> None:
-        raise UnsupportedFeature(_NO_EXCHANGES)
+        self._call(self._exchanges.bind(exchange, queue, key, weight))
 
     def bind_topic(self, topic: str, queue: str) -> None:
-        raise UnsupportedFeature("the amqp:// engine has no topics yet: nothing to bind")
+        raise UnsupportedFeature(NO_TOPIC_BINDINGS)
 
     def publish_exchange(
         self, exchange: str, routing_key: str, messages: Sequence[OutgoingMessage]
     ) -> dict[str, list[int]]:
-        raise UnsupportedFeature(_NO_EXCHANGES)
+        """Not atomic across a batch (each message is confirmed on its own);
+        each message reaches all its queues or none (one routed publish)."""
+        ids = [new_id() for _ in messages]
+        publish = self._exchanges.publish(exchange, routing_key, messages, ids)
+        return self._call(publish)  # type: ignore[no-any-return]
+
+    # ---- release (emulated) -------------------------------------------------
+    def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        return self._call(self._release(queue, leases))  # type: ignore[no-any-return]
+
+    async def _release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        """A quorum queue counts every return (nack, reject, a closed channel)
+        in x-delivery-count: a released message is republished (at the tail)
+        carrying its count minus this delivery, confirmed, then acked."""
+        config = await self._require(queue)
+        self._leases.drop_generation_before(self._link.generation)
+        ended = [lease for _, r in leases if (lease := self._leases.end(r, "released"))]
+        await asyncio.gather(*(
+            self._publish_one(config.name, e.message.body, uncounted(e), e.id) for e in ended
+        ))
+        for lease in ended:
+            await self._try(lease.message.ack())
+        return len(ended)
 
     # ---- dead letters (emulated) -------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
@@ -427,6 +466,7 @@ class RabbitQueues:
 
     async def _delete_declared(self) -> None:
         """The queues known here and their dead-letter queues (and delay queues)."""
+        await self._exchanges.delete_declared()
         names = set(self._configs)
         names.update(c.dead_letter_queue for c in list(self._configs.values()))
         for name in sorted(names):
@@ -436,41 +476,6 @@ class RabbitQueues:
     async def close(self) -> None:
         for receipt in list(self._leases._live):
             self._leases.end(receipt, "expired")
-
-
-_NO_EXCHANGES = (
-    "exchanges are not in the amqp:// engine yet (phase 1 maps queues only): "
-    "publish to each queue, or use a sqlite:// or postgresql:// URL"
-)
-
-
-def _last(config: QueueConfig, lease: Lease) -> bool:
-    return config.max_deliveries is not None and lease.count >= config.max_deliveries
-
-
-def _check(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
-    """Refuse the whole batch before anything is sent (nothing stored half)."""
-    for m in messages:
-        if len(m.body) > config.max_body_bytes:
-            raise RecordTooLarge(
-                f"message of {len(m.body)} bytes exceeds queue {config.name!r}'s "
-                f"max_body_bytes {config.max_body_bytes}"
-            )
-        if m.idempotency_key is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine does not deduplicate (Q3) yet: drop idempotency_key "
-                "and make the consumer idempotent"
-            )
-        if m.group is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine has no FIFO groups (Q4) yet: drop group"
-            )
-
-
-def _delay_ms(m: OutgoingMessage) -> int:
-    if m.not_before_ms is not None:
-        return max(0, m.not_before_ms - int(time.time() * 1000))
-    return max(0, round(m.delay_s * 1000))
 
 
 def _dead_letters_natively(config: QueueConfig) -> bool:
