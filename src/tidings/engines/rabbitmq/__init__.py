@@ -38,7 +38,7 @@ class RabbitMQEngine:
         transactional_publish="unsupported",
         transactional_consume="unsupported",
         queues="native",
-        dedup="unsupported",
+        dedup="emulated",
         fifo_groups="unsupported",
         delays="emulated",
         exchanges="native",

@@ -35,11 +35,6 @@ def check(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
             )
         if len(m.body) > MAX_MESSAGE_BYTES:
             raise too_large(len(m.body), config.name)
-        if m.idempotency_key is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine does not deduplicate (Q3) yet: drop idempotency_key "
-                "and make the consumer idempotent"
-            )
         if m.group is not None:
             raise UnsupportedFeature(
                 "the amqp:// engine has no FIFO groups (Q4) yet: drop group"

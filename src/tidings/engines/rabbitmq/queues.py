@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import aiormq
@@ -36,6 +37,7 @@ from . import headers as hdr
 from . import pushed, topology
 from .checks import check, delay_ms, last, uncounted
 from .deadletters import DeadLetters
+from .dedup import Dedup, stream_name, wanted
 from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
 from .leases import Lease, Leases
 from .link import DROPPED, Link, persistent
@@ -64,9 +66,9 @@ class RabbitQueues:
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one, self._ensure)
-        self._exchanges = RabbitExchanges(
-            link, Locks(link), self._require, self._prepare, timeout_s
-        )
+        locks = Locks(link)
+        self._exchanges = RabbitExchanges(link, locks, self._require, self._prepare, timeout_s)
+        self._dedup = Dedup(link, locks, timeout_s)
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(coro, self._timeout)
@@ -151,7 +153,9 @@ class RabbitQueues:
         await self._require(name)
         for receipt in self._leases.of_queue(name):
             self._leases.end(receipt, "expired")
-        await topology.remove(self._link, name, sorted(self._delays.pop(name, set())))
+        delays = sorted(self._delays.pop(name, set()))
+        await topology.remove(self._link, name, [*delays, stream_name(name)])
+        self._dedup.forget(name)
         self._configs.pop(name, None)
 
     def purge(self, name: str) -> int:
@@ -201,6 +205,8 @@ class RabbitQueues:
         config = await self._require(queue)
         await self._prepare(config, messages)
         ids = [new_id() for _ in messages]
+        if wanted(config, messages):
+            return await self._dedup.publish(config, messages, ids, partial(self._send, config))
         sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
         await asyncio.gather(*sends)
         return ids
