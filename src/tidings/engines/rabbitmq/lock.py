@@ -18,6 +18,7 @@ import aiormq
 
 from ...errors import EngineTimeout
 from .link import Link
+from .refusals import declare_refused
 from .topology import companion
 
 LOCK_SUFFIX = ".tidings-lock"
@@ -67,6 +68,8 @@ async def _try(link: Link, name: str) -> bool:
             )
         except aiormq.exceptions.ChannelLockedResource:
             return False
+        except aiormq.exceptions.ChannelClosed as exc:
+            raise declare_refused(exc, "lock queue", name) from exc
     return True
 
 

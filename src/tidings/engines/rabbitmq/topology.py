@@ -4,6 +4,7 @@ cannot read a queue's arguments back), and durable per-delay queues."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from dataclasses import asdict
@@ -51,18 +52,25 @@ def decode(body: bytes) -> QueueConfig:
 
 
 async def read_config(link: Link, name: str) -> QueueConfig | None:
-    """The settings stored for ``name``, or None if it was never declared."""
+    """The settings stored for ``name``, or None if it was never declared.
+    Reading takes the catalog message and returns it at once: another
+    reader meanwhile finds the catalog empty and asks again."""
     async with link.scratch() as channel:
         try:
             catalog = await channel.declare_queue(companion(name, CATALOG_SUFFIX), passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return None
-        message = await catalog.get(no_ack=False, fail=False)
-        if message is None:
-            return None
-        body = message.body
-        await message.nack(requeue=True)
-    return decode(body)
+        for _ in range(_READ_ATTEMPTS):
+            message = await catalog.get(no_ack=False, fail=False)
+            if message is not None:
+                body = message.body
+                await message.nack(requeue=True)
+                return decode(body)
+            await asyncio.sleep(0.01)
+    return None
+
+
+_READ_ATTEMPTS = 50  # 10 ms apart: a reader holds the message for about 1 ms
 
 
 async def create(link: Link, config: QueueConfig) -> None:
