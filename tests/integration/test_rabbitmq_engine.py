@@ -140,8 +140,7 @@ def test_unsupported_features_say_so(clients: list[Client], name: str) -> None:
     client.declare_queue(name)
     for call in (
         lambda: client.create_topic(name),
-        lambda: client.publish(name, b"x", group="g"),
-        lambda: client.declare_queue(name + "-f", fifo=True),
+        lambda: client.declare_queue(name + "-f", fifo=True, max_length=5),
         client.queues,
     ):
         with pytest.raises(UnsupportedFeature):

@@ -267,3 +267,60 @@ def test_permissions_refused_are_typed(restricted_user: str, name: str) -> None:
             client.declare_exchange(name, "fanout")
     with pytest.raises(EngineUnavailable, match="allowed on this vhost"):
         Client(f"amqp://{restricted_user}:secret@127.0.0.1:5672/{name}")
+
+
+# ---- FIFO groups (Q4) -------------------------------------------------------------
+def test_fifo_group_is_held_across_processes(clients: list[Client], name: str) -> None:
+    """Q4 across engines: while one engine holds a group's head, another gets
+    the other group's head only; when the holder dies without acking,
+    RabbitMQ frees the lane and the head comes back first, counted."""
+    holder, other = _open(clients), _open(clients)
+    holder.declare_queue(name, fifo=True)
+    for body, group in [(b"a1", "a"), (b"a2", "a"), (b"b1", "b"), (b"b2", "b")]:
+        holder.publish(name, body, group=group)
+    heads = {d.group: d for d in holder.get(name, 10)}
+    assert {g: d.body for g, d in heads.items()} == {"a": b"a1", "b": b"b1"}
+    assert other.get(name, 10) == []  # both groups have a head in flight elsewhere
+    holder.ack(heads["b"])
+    assert [d.body for d in other.get(name, 10)] == [b"b2"]
+    holder.engine.close()  # dies holding a1: RabbitMQ frees its lane and returns it
+    clients.remove(holder)
+    (again,) = other.get(name, 10, wait=3)
+    assert (again.body, again.delivery_count, again.redelivered) == (b"a1", 2, True)
+    other.ack(again)
+    assert [d.body for d in other.get(name, 10)] == [b"a2"]
+
+
+def test_fifo_nack_with_delay_keeps_the_group_in_order(clients: list[Client], name: str) -> None:
+    """Q4/Q5: a head nacked with a delay blocks its group until due and then
+    comes back before the messages behind it; ungrouped messages flow."""
+    client = _open(clients)
+    client.declare_queue(name, fifo=True)
+    client.publish(name, b"g1", group="g")
+    client.publish(name, b"g2", group="g")
+    client.publish(name, b"free")
+    first = client.get(name, 10)
+    assert sorted(d.body for d in first) == [b"free", b"g1"]
+    client.ack([d for d in first if d.group is None])
+    client.nack([d for d in first if d.group == "g"], delay="0.3s")
+    assert client.get(name, 10) == []
+    (back,) = client.get(name, 10, wait=3)
+    assert (back.body, back.delivery_count) == (b"g1", 2)
+    client.nack(back)  # a plain nack: back to the head (a nack would queue it behind g2)
+    (back,) = client.get(name, 10)
+    assert (back.body, back.delivery_count) == (b"g1", 3)
+    client.ack(back)
+    assert [d.body for d in client.get(name, 10, wait=2)] == [b"g2"]
+
+
+def test_fifo_expired_lease_comes_back_first(clients: list[Client], name: str) -> None:
+    """Q1/Q4: a head whose lease ran out is its group's next delivery again."""
+    client = _open(clients)
+    client.declare_queue(name, fifo=True, lease="0.2s")
+    for body in (b"1", b"2", b"3"):
+        client.publish(name, body, group="g")
+    (first,) = client.get(name, 10)
+    (again,) = client.get(name, 10, wait=3)
+    assert first.body == again.body == b"1" and again.delivery_count == 2
+    client.ack(again)
+    assert [d.body for d in client.get(name, 10)] == [b"2"]

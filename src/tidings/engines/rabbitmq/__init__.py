@@ -39,7 +39,7 @@ class RabbitMQEngine:
         transactional_consume="unsupported",
         queues="native",
         dedup="emulated",
-        fifo_groups="unsupported",
+        fifo_groups="emulated",
         delays="emulated",
         exchanges="native",
         topic_bindings="unsupported",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...config import QueueConfig
-from ...errors import RecordTooLarge, UnsupportedFeature
+from ...errors import RecordTooLarge
 from ...ports.queue import OutgoingMessage
 from . import headers as hdr
 from .leases import Lease
@@ -35,10 +35,6 @@ def check(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
             )
         if len(m.body) > MAX_MESSAGE_BYTES:
             raise too_large(len(m.body), config.name)
-        if m.group is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine has no FIFO groups (Q4) yet: drop group"
-            )
 
 
 def delay_ms(m: OutgoingMessage) -> int:

@@ -46,6 +46,14 @@ class Locks:
             finally:
                 await _release(self._link, name)
 
+    async def try_acquire(self, owner: str) -> bool:
+        """Take the lock once, without waiting; the caller keeps track of
+        what it holds (this connection may take its own lock again)."""
+        return await _try(self._link, companion(owner, LOCK_SUFFIX))
+
+    async def release(self, owner: str) -> None:
+        await _release(self._link, companion(owner, LOCK_SUFFIX))
+
 
 async def _acquire(link: Link, name: str, patience_s: float) -> None:
     deadline = time.monotonic() + patience_s

@@ -39,6 +39,7 @@ from .checks import check, delay_ms, last, uncounted
 from .deadletters import DeadLetters
 from .dedup import Dedup, stream_name, wanted
 from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
+from .fifo import Fifo, check_config, declare_lanes, lane_of, lane_of_lease, lanes
 from .leases import Lease, Leases
 from .link import DROPPED, Link, persistent
 from .lock import Locks
@@ -69,6 +70,7 @@ class RabbitQueues:
         locks = Locks(link)
         self._exchanges = RabbitExchanges(link, locks, self._require, self._prepare, timeout_s)
         self._dedup = Dedup(link, locks, timeout_s)
+        self._fifo = Fifo(link, locks)
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(coro, self._timeout)
@@ -78,10 +80,7 @@ class RabbitQueues:
         return self._call(self._declare(config))  # type: ignore[no-any-return]
 
     async def _declare(self, config: QueueConfig) -> QueueConfig:
-        if config.fifo:
-            raise UnsupportedFeature(
-                "the amqp:// engine has no FIFO groups (Q4) yet: declare the queue without fifo"
-            )
+        check_config(config)
         check_body_limit(config.max_body_bytes)
         await self._refuse_loop(config)
         existing = await topology.read_config(self._link, config.name)
@@ -98,6 +97,8 @@ class RabbitQueues:
             # drops what it cannot route: the dead-letter queue must exist first.
             await self._ensure(config.dead_letter_queue)
         await topology.create(self._link, config)
+        if config.fifo:
+            await declare_lanes(self._link, config)
         self._configs[config.name] = config
         return config
 
@@ -154,24 +155,28 @@ class RabbitQueues:
         for receipt in self._leases.of_queue(name):
             self._leases.end(receipt, "expired")
         delays = sorted(self._delays.pop(name, set()))
-        await topology.remove(self._link, name, [*delays, stream_name(name)])
+        await topology.remove(self._link, name, [*delays, stream_name(name), *lanes(name)])
         self._dedup.forget(name)
+        self._fifo.drop(name)
         self._configs.pop(name, None)
 
     def purge(self, name: str) -> int:
         return self._call(self._purge(name))  # type: ignore[no-any-return]
 
     async def _purge(self, name: str) -> int:
-        await self._require(name)
+        config = await self._require(name)
+        self._fifo.drop(name)
         held = 0
         for receipt in self._leases.of_queue(name):
             lease = self._leases.end(receipt, "expired")
             if lease is not None and await self._try(lease.message.ack()):
                 held += 1
+                await self._fifo.free(lane_of_lease(lease))
         async with self._link.scratch() as channel:
-            queue = await channel.declare_queue(name, passive=True)
-            result = await queue.purge()
-        return held + int(result.message_count or 0)
+            for queue in _stored_in(config):
+                result = await (await channel.declare_queue(queue, passive=True)).purge()
+                held += int(result.message_count or 0)
+        return held
 
     def stats(self, name: str) -> QueueStats:
         return self._call(self._stats(name))  # type: ignore[no-any-return]
@@ -180,7 +185,7 @@ class RabbitQueues:
         """``leased`` counts this engine instance's leases only; ``delayed``
         the delay queues it used; ``dead_lettered`` the whole dead-letter queue."""
         config = await self._require(name)
-        ready = await self._count(name)
+        ready = sum([await self._count(queue) for queue in _stored_in(config)])
         delayed = 0
         for queue in sorted(self._delays.get(name, set())):
             delayed += await self._count(queue)
@@ -233,18 +238,24 @@ class RabbitQueues:
         due_in_ms = delay_ms(m)
         headers: dict[str, Any] = dict(m.headers)
         headers[hdr.ID] = str(id)
+        target = config.name
+        if m.group is not None:
+            headers[hdr.GROUP] = m.group
+            target = lane_of(config.name, m.group) if config.fifo else target
         if due_in_ms > 0:
-            await self._publish_delayed(config.name, m.body, headers, id, due_in_ms)
+            await self._publish_delayed(target, m.body, headers, id, due_in_ms, config.name)
         else:
-            await self._publish_one(config.name, m.body, headers, id)
+            await self._publish_one(target, m.body, headers, id)
 
     async def _publish_delayed(
-        self, queue: str, body: bytes, headers: dict[str, Any], id: int, delay_ms: int
+        self, queue: str, body: bytes, headers: dict[str, Any], id: int, delay_ms: int,
+        owner: str | None = None,
     ) -> None:
+        """To ``queue`` (``owner``'s lane, or ``owner`` itself) once due."""
         name, args = topology.delay_queue(queue, delay_ms)
         async with self._link.scratch() as channel:
             await channel.declare_queue(name, durable=True, arguments=args)
-        self._delays.setdefault(queue, set()).add(name)
+        self._delays.setdefault(owner or queue, set()).add(name)
         await self._publish_one(name, body, headers, id)
 
     async def _publish_one(self, queue: str, body: bytes, headers: dict[str, Any], id: int) -> None:
@@ -292,6 +303,8 @@ class RabbitQueues:
             channel = await self._link.channel()
             self._leases.drop_generation_before(self._link.generation)
             out: list[Delivery] = []
+            if config.fifo:  # lane heads first, then the ungrouped messages
+                out += await self._fifo.claim(config, max_messages, self._lease, self._relend)
             while len(out) < max_messages:
                 messages = await self._fetch(channel, queue, max_messages - len(out))
                 if not messages:
@@ -325,10 +338,15 @@ class RabbitQueues:
             # Returned by RabbitMQ (a consumer died) after its last delivery.
             await self._dead.move(config, lease, "max_deliveries", "", count - 1)
             return None
+        return self._relend(config, lease)
+
+    def _relend(self, config: QueueConfig, lease: Lease) -> Delivery:
+        """A lease on ``lease``'s message (again, for a released FIFO head)."""
         receipt = self._leases.add(lease, config.lease_s)
+        amqp = lease.message.headers or {}
         return Delivery(
-            config.name, id, message.body, hdr.visible(amqp), count,
-            count > 1, receipt, lease.until_ms,
+            config.name, lease.id, lease.message.body, hdr.visible(amqp), lease.count,
+            lease.count > 1, receipt, lease.until_ms, hdr.group(amqp),
         )
 
     def _on_expiry(self, lease: Lease) -> None:
@@ -344,8 +362,9 @@ class RabbitQueues:
             await self._try(
                 self._dead.move(config, lease, "max_deliveries", "lease expired", lease.count)
             )
-        else:
+        elif lane_of_lease(lease) is None:  # a lane's head returns when the lane is freed
             await self._try(lease.message.nack(requeue=True))
+        await self._try(self._fifo.free(lane_of_lease(lease)))
 
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
         return self._call(self._settle(queue, settlements))  # type: ignore[no-any-return]
@@ -366,8 +385,13 @@ class RabbitQueues:
     async def _settle_one(self, config: QueueConfig, s: Settlement) -> None:
         self._leases.drop_generation_before(self._link.generation)
         lease = self._leases.take(s.receipt)
+        lane = lane_of_lease(lease)
         try:
+            if lane and s.action == "nack" and s.delay_s > 0 and not last(config, lease):
+                self._fifo.hold(lease, lane, s.delay_s)  # the group waits, in order
+                return
             await self._end(config, lease, s)
+            await self._fifo.free(lane)
         except (*DROPPED, aiormq.exceptions.ChannelClosed) as exc:
             raise LeaseLost(
                 "the connection to RabbitMQ dropped while this delivery was leased; "
@@ -383,7 +407,7 @@ class RabbitQueues:
             await self._dead.move(config, lease, "max_deliveries", s.reason, lease.count)
         elif s.delay_s > 0:
             await self._nack_later(config, lease, s.delay_s)
-        else:
+        elif lane_of_lease(lease) is None:  # a lane's head returns when the lane is freed
             await lease.message.nack(requeue=True)
 
     async def _nack_later(self, config: QueueConfig, lease: Lease, delay_s: float) -> None:
@@ -438,14 +462,22 @@ class RabbitQueues:
     async def _release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
         """A quorum queue counts every return (nack, reject, a closed channel)
         in x-delivery-count: a released message is republished (at the tail)
-        carrying its count minus this delivery, confirmed, then acked."""
+        carrying its count minus this delivery, confirmed, then acked. A FIFO
+        lane's head stays leased here instead, for the next claim (fifo.py)."""
         config = await self._require(queue)
         self._leases.drop_generation_before(self._link.generation)
         ended = [lease for _, r in leases if (lease := self._leases.end(r, "released"))]
-        await asyncio.gather(*(
-            self._publish_one(config.name, e.message.body, uncounted(e), e.id) for e in ended
-        ))
+        back = []
         for lease in ended:
+            lane = lane_of_lease(lease)
+            if lane is None:
+                back.append(lease)
+            else:
+                self._fifo.park(lease, lane, config.lease_s, self._on_expiry)
+        await asyncio.gather(*(
+            self._publish_one(config.name, e.message.body, uncounted(e), e.id) for e in back
+        ))
+        for lease in back:
             await self._try(lease.message.ack())
         return len(ended)
 
@@ -491,3 +523,8 @@ def _dead_letters_natively(config: QueueConfig) -> bool:
         or config.max_deliveries is not None
         or (config.max_length is not None and config.overflow != "reject")
     )
+
+
+def _stored_in(config: QueueConfig) -> list[str]:
+    """The RabbitMQ queues holding ``config``'s ready messages."""
+    return [config.name, *lanes(config.name)] if config.fifo else [config.name]
