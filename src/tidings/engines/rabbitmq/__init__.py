@@ -1,5 +1,6 @@
-"""The RabbitMQ engine (``amqp://`` / ``amqps://``), phase 1: queues on
-quorum queues. The log side is not there yet (it raises UnsupportedFeature).
+"""The RabbitMQ engine (``amqp://`` / ``amqps://``): queues on quorum
+queues, exchanges on RabbitMQ exchanges. The log side is not there yet (it
+raises UnsupportedFeature).
 
 aio-pika is async-only: the blocking ports run on a portal, one event-loop
 thread per engine instance (docs/architecture.md, "Engines whose drivers are

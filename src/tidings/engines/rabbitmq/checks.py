@@ -10,6 +10,7 @@ from ...config import QueueConfig
 from ...errors import RecordTooLarge
 from ...ports.queue import OutgoingMessage
 from . import headers as hdr
+from .fifo import lanes
 from .leases import Lease
 from .refusals import MAX_MESSAGE_BYTES, too_large
 
@@ -41,3 +42,17 @@ def delay_ms(m: OutgoingMessage) -> int:
     if m.not_before_ms is not None:
         return max(0, m.not_before_ms - int(time.time() * 1000))
     return max(0, round(m.delay_s * 1000))
+
+
+def dead_letters_natively(config: QueueConfig) -> bool:
+    """True if RabbitMQ itself may dead-letter from this queue (see topology)."""
+    return (
+        config.ttl_s is not None
+        or config.max_deliveries is not None
+        or (config.max_length is not None and config.overflow != "reject")
+    )
+
+
+def stored_in(config: QueueConfig) -> list[str]:
+    """The RabbitMQ queues holding ``config``'s ready messages."""
+    return [config.name, *lanes(config.name)] if config.fifo else [config.name]

@@ -118,10 +118,15 @@ class RabbitExchanges:
         targets = route(entry.kind, entry.bindings, routing_key)
         if not targets or not messages:
             return {}
-        if any(m.delay_s > 0 or m.not_before_ms is not None for m in messages):
+        if any(m.delay_s > 0 or m.not_before_ms is not None or m.group for m in messages):
             raise UnsupportedFeature(
-                "the amqp:// engine cannot delay a publish to an exchange: publish the "
-                "delayed message to each queue"
+                "the amqp:// engine cannot delay or group a publish to an exchange (RabbitMQ "
+                "routes it once, to the queues themselves): publish it to each queue"
+            )
+        if any(m.idempotency_key for m in messages):
+            raise UnsupportedFeature(
+                "the amqp:// engine deduplicates per queue only: publish keyed messages "
+                "to each queue"
             )
         for queue in targets:
             await self._prepare(await self._require(queue), messages)

@@ -1,12 +1,14 @@
-"""The queue side on RabbitMQ quorum queues (contracts Q1, Q2, Q5).
+"""The queue side on RabbitMQ quorum queues (contracts Q1-Q6).
 
 Native: storage and replication (quorum queues), publisher confirms,
 per-message ack, redelivery counts (``x-delivery-count``), TTL and max
 length (``x-message-ttl``, ``x-max-length`` with ``reject-publish`` or
-``drop-head``). Emulated: leases (a timer returns the message), max
-deliveries and reject (republished to the dead-letter queue with our Q2
-headers, then acked), delays (durable per-delay queues), dead-letter
-browsing (read and returned). Everything else raises UnsupportedFeature.
+``drop-head``), exchange routing (exchanges.py). Emulated: leases (a timer
+returns the message), max deliveries and reject (republished to the
+dead-letter queue with our Q2 headers, then acked), delays (durable
+per-delay queues), dead-letter browsing (read and returned), release
+(republished uncounted), dedup (dedup.py), FIFO groups (fifo.py).
+Topic bindings and listing queues raise UnsupportedFeature.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from ...config import QueueConfig
 from ...errors import (
     AlreadyExists,
     ConfigurationError,
-    EngineError,
     LeaseLost,
     QueueFull,
     QueueNotFound,
@@ -33,20 +34,18 @@ from ...errors import (
 )
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
+from . import confirms, pushed, topology
 from . import headers as hdr
-from . import pushed, topology
-from .checks import check, delay_ms, last, uncounted
+from .checks import check, dead_letters_natively, delay_ms, last, stored_in, uncounted
 from .deadletters import DeadLetters
 from .dedup import Dedup, stream_name, wanted
 from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
 from .fifo import Fifo, check_config, declare_lanes, lane_of, lane_of_lease, lanes
 from .leases import Lease, Leases
-from .link import DROPPED, Link, persistent
+from .link import DROPPED, Link
 from .lock import Locks
 from .portal import Portal
-from .refusals import check_body_limit, too_large
-
-_PUBLISH_ATTEMPTS = 5
+from .refusals import check_body_limit
 
 
 def new_id() -> int:
@@ -92,7 +91,7 @@ class RabbitQueues:
                 )
             self._configs[config.name] = existing
             return existing
-        if config.dead_letter is not None or _dead_letters_natively(config):
+        if config.dead_letter is not None or dead_letters_natively(config):
             # RabbitMQ's own dead-lettering (TTL, delivery limit, overflow)
             # drops what it cannot route: the dead-letter queue must exist first.
             await self._ensure(config.dead_letter_queue)
@@ -173,7 +172,7 @@ class RabbitQueues:
                 held += 1
                 await self._fifo.free(lane_of_lease(lease))
         async with self._link.scratch() as channel:
-            for queue in _stored_in(config):
+            for queue in stored_in(config):
                 result = await (await channel.declare_queue(queue, passive=True)).purge()
                 held += int(result.message_count or 0)
         return held
@@ -185,7 +184,7 @@ class RabbitQueues:
         """``leased`` counts this engine instance's leases only; ``delayed``
         the delay queues it used; ``dead_lettered`` the whole dead-letter queue."""
         config = await self._require(name)
-        ready = sum([await self._count(queue) for queue in _stored_in(config)])
+        ready = sum([await self._count(queue) for queue in stored_in(config)])
         delayed = 0
         for queue in sorted(self._delays.get(name, set())):
             delayed += await self._count(queue)
@@ -259,39 +258,7 @@ class RabbitQueues:
         await self._publish_one(name, body, headers, id)
 
     async def _publish_one(self, queue: str, body: bytes, headers: dict[str, Any], id: int) -> None:
-        """Publish and wait for the confirm; resend on a nack or a dropped
-        connection (at-least-once). Raises QueueNotFound, QueueFull, EngineError."""
-        for attempt in range(_PUBLISH_ATTEMPTS):
-            try:
-                channel = await self._link.channel()
-                await channel.default_exchange.publish(
-                    persistent(body, headers, id), routing_key=queue, mandatory=True
-                )
-                return
-            except aiormq.exceptions.PublishError as exc:
-                raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
-            except aiormq.exceptions.ChannelPreconditionFailed as exc:
-                # A server with a lower max_message_size than ours closed the
-                # main channel (its leases are gone: RabbitMQ returns them).
-                await self._link.reset()
-                if "message size" in str(exc):
-                    raise too_large(len(body), queue) from exc
-                raise EngineError(f"RabbitMQ refused a publish to {queue!r}: {exc}") from exc
-            except aiormq.exceptions.DeliveryError as exc:
-                if attempt == _PUBLISH_ATTEMPTS - 1:
-                    raise await self._refused(queue, exc) from exc
-            except DROPPED:
-                await self._link.reset()
-            await asyncio.sleep(0.05 * 2**attempt)
-        raise EngineError(f"RabbitMQ did not confirm a publish to {queue!r}: retry later")
-
-    async def _refused(self, queue: str, exc: Exception) -> Exception:
-        config = self._configs.get(queue)
-        if config is not None and config.max_length is not None:
-            return QueueFull(
-                f"queue {queue!r} is at its max_length {config.max_length}: consume or purge it"
-            )
-        return EngineError(f"RabbitMQ refused a publish to {queue!r} ({exc}): retry later")
+        await confirms.publish(self._link, self._configs, queue, body, headers, id)
 
     # ---- consuming ----------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
@@ -514,17 +481,3 @@ class RabbitQueues:
     async def close(self) -> None:
         for receipt in list(self._leases._live):
             self._leases.end(receipt, "expired")
-
-
-def _dead_letters_natively(config: QueueConfig) -> bool:
-    """True if RabbitMQ itself may dead-letter from this queue (see topology)."""
-    return (
-        config.ttl_s is not None
-        or config.max_deliveries is not None
-        or (config.max_length is not None and config.overflow != "reject")
-    )
-
-
-def _stored_in(config: QueueConfig) -> list[str]:
-    """The RabbitMQ queues holding ``config``'s ready messages."""
-    return [config.name, *lanes(config.name)] if config.fifo else [config.name]
