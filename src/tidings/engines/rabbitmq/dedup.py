@@ -35,6 +35,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from ...config import QueueConfig
 from ...errors import EngineTimeout
 from ...ports.queue import OutgoingMessage
+from . import confirms
 from .link import Link, persistent
 from .lock import Locks
 from .topology import companion, declare
@@ -132,16 +133,12 @@ class Dedup:
 
     async def _record(self, config: QueueConfig, keys: list[tuple[str | None, int]]) -> None:
         now = int(time.time() * 1000)
-        async with self._link.scratch() as channel:
-            sends = [
-                channel.default_exchange.publish(
-                    persistent(b"", {_KEY: key, _ID: str(id), _AT: str(now)}, id),
-                    routing_key=stream_name(config.name),
-                )
-                for key, id in keys
-                if key is not None
-            ]
-            await asyncio.gather(*sends)
+        stream = stream_name(config.name)
+        records = [(key, id) for key, id in keys if key is not None]
+        await asyncio.gather(*(
+            confirms.publish(self._link, {}, stream, b"", {_KEY: k, _ID: str(i), _AT: str(now)}, i)
+            for k, i in records
+        ))
         seen = self._seen[config.name]
         for key, id in keys:
             if key is not None:

@@ -97,21 +97,26 @@ class Fifo:
         """Up to ``want`` lane heads, at most one per lane."""
         await self._forget_after_reconnect()
         out: list[Delivery] = []
-        for lane in lanes(config.name):
+        mine = lanes(config.name)
+        for lane in [lane for lane in self._parked if lane in mine][:want]:
+            parked, timer = self._parked.pop(lane)
+            timer.cancel()
+            out.append(relend(config, parked))
+        for lane in await self._ready_lanes(config):
             if len(out) >= want:
                 break
-            if lane in self._parked:
-                parked, timer = self._parked.pop(lane)
-                timer.cancel()
-                out.append(relend(config, parked))
-            elif lane not in self._held and (got := await self._head(config, lane, lease)):
+            if got := await self._head(config, lane, lease):
                 out.append(got)
         return out
 
-    async def _head(self, config: QueueConfig, lane: str, lease: LeaseFn) -> Delivery | None:
+    async def _ready_lanes(self, config: QueueConfig) -> list[str]:
+        """Lanes with a message ready that this engine does not hold (one
+        channel for all the counts)."""
+        free = [lane for lane in lanes(config.name) if lane not in self._held]
         async with self._link.scratch() as channel:
-            if await topology.ready_count(channel, lane) == 0:
-                return None
+            return [lane for lane in free if await topology.ready_count(channel, lane) > 0]
+
+    async def _head(self, config: QueueConfig, lane: str, lease: LeaseFn) -> Delivery | None:
         if not await self._locks.try_acquire(lane):
             return None  # another process has this lane's head in flight
         self._held[lane] = stack = contextlib.AsyncExitStack()
