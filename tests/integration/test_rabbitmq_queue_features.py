@@ -324,3 +324,22 @@ def test_fifo_expired_lease_comes_back_first(clients: list[Client], name: str) -
     assert first.body == again.body == b"1" and again.delivery_count == 2
     client.ack(again)
     assert [d.body for d in client.get(name, 10)] == [b"2"]
+
+
+def test_exchange_deleted_behind_tidings(clients: list[Client], name: str) -> None:
+    """An exchange deleted by another tool: publish_to says to declare it
+    again (nothing stored, the engine goes on); declaring it again heals it,
+    and the dropped bindings are reported until bound again."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.declare_exchange(name + "-x", "fanout")
+    client.bind(name + "-x", name)
+    _raw(("delete-exchange", name + "-x"))
+    with pytest.raises(LookupError, match="declare it again"):
+        client.publish_to(name + "-x", b"lost?")
+    client.declare_exchange(name + "-x", "fanout")
+    with pytest.raises(QueueNotFound, match="bind it again"):
+        client.publish_to(name + "-x", b"lost?")
+    client.bind(name + "-x", name)
+    assert list(client.publish_to(name + "-x", b"kept")) == [name]
+    assert [d.body for d in client.get(name, 5)] == [b"kept"]

@@ -72,12 +72,13 @@ class RabbitExchanges:
         check_kind(kind)  # before RabbitMQ: an unknown type closes the whole connection
         async with self._locks.held(name, self._timeout):
             existing = await catalog.read(self._link, name)
-            if existing is not None:
-                if existing.kind != kind:
-                    raise AlreadyExists(
-                        f"exchange {name!r} exists with kind {existing.kind!r}: delete it "
-                        "or declare it with that kind"
-                    )
+            if existing is not None and existing.kind != kind:
+                raise AlreadyExists(
+                    f"exchange {name!r} exists with kind {existing.kind!r}: delete it "
+                    "or declare it with that kind"
+                )
+            if existing is not None:  # declared again natively: heals one deleted by hand
+                await self._declare_native(name, kind)
                 return
             await self._create(name, kind)
         self.declared.add(name)
@@ -86,16 +87,19 @@ class RabbitExchanges:
         """The RabbitMQ exchange, then its catalog entry: both or neither."""
         existed = await _exchange_exists(self._link, name)
         try:
-            async with self._link.scratch() as channel:
-                try:
-                    await channel.declare_exchange(name, _NATIVE_TYPES[kind], durable=True)
-                except aiormq.exceptions.ChannelClosed as exc:
-                    raise declare_refused(exc, "exchange", name) from exc
+            await self._declare_native(name, kind)
             await catalog.write(self._link, name, catalog.Entry(kind), fresh=True)
         except BaseException:
             if not existed:
                 await _drop_exchange(self._link, name)
             raise
+
+    async def _declare_native(self, name: str, kind: str) -> None:
+        async with self._link.scratch() as channel:
+            try:
+                await channel.declare_exchange(name, _NATIVE_TYPES[kind], durable=True)
+            except aiormq.exceptions.ChannelClosed as exc:
+                raise declare_refused(exc, "exchange", name) from exc
 
     async def bind(self, exchange: str, queue: str, key: str, weight: int) -> None:
         async with self._locks.held(exchange, self._timeout):
@@ -157,6 +161,12 @@ class RabbitExchanges:
                     f"RabbitMQ could not route this message from exchange {exchange!r} "
                     f"(key {key!r}) to any queue: a bound queue was deleted (and its "
                     "bindings with it); bind it again. Nothing was stored"
+                ) from exc
+            except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                await self._link.reset()  # RabbitMQ closed the main channel
+                raise NotFoundError(
+                    f"exchange {exchange!r} was deleted in RabbitMQ behind tidings: declare "
+                    "it again (client.declare_exchange) and bind its queues"
                 ) from exc
             except aiormq.exceptions.DeliveryError as exc:
                 raise QueueFull(

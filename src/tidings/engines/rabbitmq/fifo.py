@@ -120,9 +120,14 @@ class Fifo:
         if not await self._locks.try_acquire(lane):
             return None  # another process has this lane's head in flight
         self._held[lane] = stack = contextlib.AsyncExitStack()
-        channel = await stack.enter_async_context(self._link.scratch())
-        message = await (await channel.get_queue(lane, ensure=False)).get(no_ack=False, fail=False)
-        delivery = None if message is None else await lease(config, message)
+        try:
+            channel = await stack.enter_async_context(self._link.scratch())
+            queue = await channel.get_queue(lane, ensure=False)
+            message = await queue.get(no_ack=False, fail=False)
+            delivery = None if message is None else await lease(config, message)
+        except BaseException:
+            await self.free(lane)
+            raise
         if delivery is None:  # empty after all, or dead-lettered at its last delivery
             await self.free(lane)
         return delivery

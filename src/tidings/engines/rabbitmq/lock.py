@@ -83,4 +83,9 @@ async def _try(link: Link, name: str) -> bool:
 
 async def _release(link: Link, name: str) -> None:
     async with link.scratch() as channel:
-        await channel.queue_delete(name)
+        try:
+            await channel.queue_delete(name)
+        except aiormq.exceptions.ChannelClosed:
+            # Our connection dropped meanwhile (RabbitMQ dropped the lock with
+            # it) and another one holds it now: not ours to delete.
+            pass
