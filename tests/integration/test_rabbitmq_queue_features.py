@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -343,3 +344,32 @@ def test_exchange_deleted_behind_tidings(clients: list[Client], name: str) -> No
     client.bind(name + "-x", name)
     assert list(client.publish_to(name + "-x", b"kept")) == [name]
     assert [d.body for d in client.get(name, 5)] == [b"kept"]
+
+
+def test_fifo_expired_message_is_a_dead_letter_of_its_queue(
+    clients: list[Client], name: str
+) -> None:
+    """Q5 on a FIFO queue: RabbitMQ expires the message in its lane; the dead
+    letter names the queue (not the lane) and is browsed with the queue's."""
+    client = _open(clients)
+    client.declare_queue(name, fifo=True, ttl="0.2s")
+    client.publish(name, b"stale", group="g")
+    time.sleep(0.4)
+    assert client.get(name, 10) == []
+    (dead,) = client.dead_letters(name)
+    assert (dead.body, dead.headers["x-original-queue"]) == (b"stale", name)
+    assert dead.headers["x-dead-letter-reason"] == "expired"
+
+
+def test_fifo_declare_refused_half_way_leaves_nothing(clients: list[Client], name: str) -> None:
+    """A lane that exists with other arguments: AlreadyExists, and the queue
+    and its settings are gone again (nothing half-declared)."""
+    _raw(("classic", f"{name}.tidings-fifo.3"))
+    try:
+        client = _open(clients)
+        with pytest.raises(AlreadyExists, match="other arguments"):
+            client.declare_queue(name, fifo=True)
+        with pytest.raises(LookupError):
+            client.queue(name)
+    finally:
+        _raw(("delete-queue", f"{name}.tidings-fifo.3"))

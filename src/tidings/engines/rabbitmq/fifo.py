@@ -38,13 +38,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from ...config import QueueConfig
 from ...errors import UnsupportedFeature
 from ...message import Delivery
+from . import headers as hdr
 from . import topology
 from .leases import Lease
 from .link import Link
 from .lock import Locks
 
 LANES = 8
-LANE_INFIX = ".tidings-fifo."
+LANE_INFIX = hdr.LANE_INFIX
 
 LeaseFn = Callable[[QueueConfig, AbstractIncomingMessage], Awaitable[Delivery | None]]
 Relend = Callable[[QueueConfig, Lease], Delivery]

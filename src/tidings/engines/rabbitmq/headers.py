@@ -71,12 +71,21 @@ def _from_x_death(deaths: Any) -> dict[str, str]:
     at = when.astimezone(UTC) if isinstance(when, datetime) else datetime.now(UTC)
     reason = _text(death.get("reason", ""))
     return {
-        "x-original-queue": _text(death.get("queue", "")),
+        "x-original-queue": _owner(_text(death.get("queue", ""))),
         "x-dead-letter-reason": _REASONS.get(reason, reason),
         "x-last-error": "",
         "x-delivery-count": "0",
         "x-dead-lettered-at": at.isoformat(),
     }
+
+
+#: Names a FIFO queue's lanes (see fifo.py): ``<queue>.tidings-fifo.<n>``.
+LANE_INFIX = ".tidings-fifo."
+
+
+def _owner(queue: str) -> str:
+    """The queue a RabbitMQ queue stands for: a FIFO lane's queue, else itself."""
+    return queue.rsplit(LANE_INFIX, 1)[0] if LANE_INFIX in queue else queue
 
 
 def origin(amqp: Mapping[str, Any]) -> str:

@@ -97,7 +97,11 @@ class RabbitQueues:
             await self._ensure(config.dead_letter_queue)
         await topology.create(self._link, config)
         if config.fifo:
-            await declare_lanes(self._link, config)
+            try:
+                await declare_lanes(self._link, config)
+            except BaseException:  # nothing half-declared: the queue goes too
+                await topology.remove(self._link, config.name, lanes(config.name))
+                raise
         self._configs[config.name] = config
         return config
 
