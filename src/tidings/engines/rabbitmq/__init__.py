@@ -1,5 +1,6 @@
-"""The RabbitMQ engine (``amqp://`` / ``amqps://``), phase 1: queues on
-quorum queues. The log side is not there yet (it raises UnsupportedFeature).
+"""The RabbitMQ engine (``amqp://`` / ``amqps://``): queues on quorum
+queues, exchanges on RabbitMQ exchanges. The log side is not there yet (it
+raises UnsupportedFeature).
 
 aio-pika is async-only: the blocking ports run on a portal, one event-loop
 thread per engine instance (docs/architecture.md, "Engines whose drivers are
@@ -44,10 +45,10 @@ class RabbitMQEngine:
         transactional_publish="unsupported",
         transactional_consume="unsupported",
         queues="native",
-        dedup="unsupported",
-        fifo_groups="unsupported",
+        dedup="emulated",
+        fifo_groups="emulated",
         delays="emulated",
-        exchanges="unsupported",
+        exchanges="native",
         topic_bindings="unsupported",
         durability="quorum",
         failed_events="emulated",  # in the SQL database of the failed_store= option
@@ -55,7 +56,7 @@ class RabbitMQEngine:
         nack_delay="emulated",
         dead_letter_admin="emulated",
         next_visible="unsupported",
-        release="unsupported",
+        release="emulated",
     )
 
     def __init__(self, url: str) -> None:

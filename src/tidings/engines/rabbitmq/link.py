@@ -50,7 +50,7 @@ class Link:
         if self._connection is None or self._connection.is_closed:
             try:
                 self._connection = await aio_pika.connect(self.url, timeout=10)
-            except (OSError, *DROPPED) as exc:
+            except (OSError, aiormq.exceptions.AMQPError, *DROPPED) as exc:  # a refused vhost too
                 raise EngineUnavailable(
                     f"cannot connect to RabbitMQ at {_safe(self.url)}: {exc} "
                     "(is the server running and the user allowed on this vhost?)"
