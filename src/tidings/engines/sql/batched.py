@@ -36,6 +36,7 @@ from ...config import QueueConfig
 from ...message import EMPTY_HEADERS, Delivery
 from ...ports.queue import OutgoingMessage
 from . import recordbatch as rb
+from .queue_rows import reserve_ids
 
 MIN_MESSAGES = 4  # fewer are cheaper as rows (a range costs two rows)
 MAX_MESSAGES = 256  # per batch row: a claim reads its whole payload
@@ -80,7 +81,15 @@ def chunks(messages: Sequence[OutgoingMessage]) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
+def publish(conn: Any, qid: int, messages: Sequence[OutgoingMessage], now: int) -> list[int]:
+    """Store messages that :func:`fits` as batch rows (queue row locked,
+    bodies checked); return their ids."""
+    first = reserve_ids(conn, qid, len(messages))
+    _store(conn, qid, first, messages, now)
+    return list(range(first, first + len(messages)))
+
+
+def _store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
     """Insert ``messages`` (ids from ``first``) as batch rows."""
     rows = chunks(messages)
     conn.executemany(
