@@ -38,17 +38,16 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from ...config import QueueConfig
-from ...errors import QueueNotFound
 from ...message import Delivery
 from ...ports.queue import OutgoingMessage, Settlement
 from . import batched, general
 from .database import Writer
-from .queue_rows import require
+from .queue_rows import QueueIds
 from .rows import publish_row
 
 T = TypeVar("T")
 Target = tuple[int, QueueConfig]  # a queue's cached (id, settings)
-Runner = Callable[[Callable[[Any], Any]], Any]  # runs fn(conn) on some connection
+Runner = Callable[[Callable[[Any], Any]], Any]  # runs fn(conn) on a connection
 
 _PUBLISH = """
 WITH r AS (
@@ -142,34 +141,6 @@ SELECT first_id, last_id FROM d UNION ALL SELECT id, id FROM r
 """
 
 
-def publishes(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
-    """True when one statement may publish these messages: batch rows for
-    plain messages, a message row for one message that needs no dedup,
-    FIFO group or max-length check. Bodies too large are the general
-    path's to refuse."""
-    if any(len(m.body) > config.max_body_bytes for m in messages):
-        return False
-    if batched.fits(config, messages):
-        return True
-    m = messages[0] if len(messages) == 1 else None
-    return not (
-        m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None
-    )
-
-
-def claims(config: QueueConfig) -> bool:
-    """True when a claim may start with one statement: the queue may hold
-    batch rows (else it has only message rows: the general path's)."""
-    return batched.accepts(config)
-
-
-def settles(settlements: Sequence[Settlement]) -> bool:
-    """True when one statement may settle these: acks of one claim."""
-    return (
-        all(s.action == "ack" for s in settlements) and len({s.receipt for s in settlements}) == 1
-    )
-
-
 class PgFast:
     """Runs publish, claim and ack of a queue in one statement each where
     it can, and finishes on the general path where it cannot."""
@@ -178,47 +149,33 @@ class PgFast:
         self,
         oneshot: Runner,
         writer: Writer,
-        read: Runner,
+        ids: QueueIds,
         now: general.Clock,
         wake: Callable[[tuple[str, ...]], None],
     ) -> None:
         self._oneshot = oneshot  # one self-committing statement, pooled connection
         self._w = writer
-        self._read = read
+        self._ids = ids  # each statement checks the cached id still names the queue
         self._now = now
         self._wake = wake  # wake-ups after a statement's own commit
-        # Queue ids cached by name: each statement checks the id still
-        # names the queue, so the cached settings are the queue's.
-        self._ids: dict[str, Target] = {}
-
-    def target(self, queue: str) -> Target | None:
-        """The cached (id, settings) of ``queue``; None when it does not
-        exist (the general path says so)."""
-        hit = self._ids.get(queue)
-        if hit is None:
-            try:
-                hit = self._ids[queue] = self._read(lambda conn: require(conn, queue))
-            except QueueNotFound:
-                return None
-        return hit
-
-    def forget(self, queue: str) -> None:
-        self._ids.pop(queue, None)
 
     def _run(self, fn: Callable[[Any], T]) -> T:
         return cast(T, self._oneshot(fn))
 
-    def publish(self, queue: str, target: Target, messages: Sequence[OutgoingMessage]) -> list[int]:
-        """Publish what :func:`publishes` accepted."""
+    def publish(
+        self, queue: str, target: Target, messages: Sequence[OutgoingMessage], batch: bool
+    ) -> list[int]:
+        """Publish in one statement: as batch rows (``batch``: the messages
+        fit them), else one message as a message row."""
         qid, config = target
         now = self._now()
-        if batched.fits(config, messages):
+        if batch:
             ids = self._run(partial(_publish, queue=queue, qid=qid, messages=messages, now=now))
         else:
             row = publish_row(qid, 0, messages[0], config, now)
             ids = self._run(partial(_publish_one, queue=queue, qid=qid, row=row))
         if ids is None:  # the queue was declared again: its settings may differ
-            self.forget(queue)
+            self._ids.forget(queue)
             return general.publish(self._w, queue, messages, self._now)
         self._wake(("queue:" + queue,))
         return ids
@@ -239,7 +196,7 @@ class PgFast:
                 )
             )
             if found == "stale":
-                self.forget(queue)
+                self._ids.forget(queue)
             if found != "leased":  # stale, or message rows to serve first
                 return out or general.claim(self._w, queue, max_messages, self._now)
             out.extend(got)
@@ -250,7 +207,7 @@ class PgFast:
     def settle(
         self, queue: str, target: Target, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]:
-        """Settle what :func:`settles` accepted: one statement acks what
+        """Settle acks of one claim: one statement acks what
         it can, the general path judges the rest (late or partial ranges,
         FIFO rows, lost leases, repeats of an id)."""
         (qid, config), receipt = target, settlements[0].receipt

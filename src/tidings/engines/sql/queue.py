@@ -34,7 +34,7 @@ from .database import Writer
 from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
 from .fifo import BLOCKED
-from .queue_rows import check_no_loop, config_of, delivery, require
+from .queue_rows import QueueIds, check_no_loop, config_of, delivery, require
 
 T = TypeVar("T")
 
@@ -59,10 +59,11 @@ class SqlQueues(ExchangeStore):
         self._dialect = dialect
         # PostgreSQL: the one-statement path, run by ``oneshot`` on
         # autocommit connections and woken by ``wake`` after its commits.
+        self._ids = QueueIds(read)  # filled by the one-statement path only
         self._pg = (
             None
             if oneshot is None or wake is None
-            else pg_fast.PgFast(oneshot, writer, read, self._now, wake)
+            else pg_fast.PgFast(oneshot, writer, self._ids, self._now, wake)
         )
 
     def publish_in_transaction(
@@ -141,8 +142,7 @@ class SqlQueues(ExchangeStore):
             conn.execute("DELETE FROM bindings WHERE queue=?", (name,))
 
         self._w.run(txn, channels=("queue:" + name,))
-        if self._pg is not None:
-            self._pg.forget(name)
+        self._ids.forget(name)
 
     def purge(self, name: str) -> int:
         def txn(conn: Any) -> int:
@@ -178,11 +178,20 @@ class SqlQueues(ExchangeStore):
 
     # ---- publishing -------------------------------------------------------
     def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
-        pg = self._pg
-        target = pg.target(queue) if pg is not None else None
-        if pg is not None and target is not None and pg_fast.publishes(target[1], messages):
-            return pg.publish(queue, target, messages)
+        pg, target = self._one_statement(queue)
+        if pg is not None and target is not None:
+            how = _publish_statement(target[1], messages)
+            if how is not None:
+                return pg.publish(queue, target, messages, batch=how == "batch")
         return general.publish(self._w, queue, messages, self._now)
+
+    def _one_statement(self, queue: str) -> tuple[pg_fast.PgFast | None, pg_fast.Target | None]:
+        """The one-statement path and the queue's cached (id, settings), on
+        PostgreSQL; (None, None) elsewhere, or if the queue does not exist
+        (the general path says so)."""
+        if self._pg is None:
+            return None, None
+        return self._pg, self._ids.get(queue)
 
     def sweep_expired(self, now: int) -> int:
         """Dead-letter messages whose TTL passed while nobody claimed them
@@ -213,9 +222,9 @@ class SqlQueues(ExchangeStore):
         return [d._replace(lease_until=d.lease_until - shift) for d in got] if shift else got
 
     def _claim_shared_clock(self, queue: str, max_messages: int) -> list[Delivery]:
-        pg = self._pg
-        target = pg.target(queue) if pg is not None else None
-        if pg is not None and target is not None and pg_fast.claims(target[1]):
+        pg, target = self._one_statement(queue)
+        # A queue that may hold no batch rows has only message rows: general.
+        if pg is not None and target is not None and batched.accepts(target[1]):
             return pg.claim(queue, target, max_messages)
         return general.claim(self._w, queue, max_messages, self._now)
 
@@ -235,10 +244,14 @@ class SqlQueues(ExchangeStore):
         return self._read(read)  # type: ignore[no-any-return]
 
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
-        if self._pg is not None and pg_fast.settles(settlements):
-            target = self._pg.target(queue)
-            if target is not None:
-                return self._pg.settle(queue, target, settlements)
+        # One statement acks one claim's acks; nacks, rejects: general.
+        if (
+            all(s.action == "ack" for s in settlements)
+            and len({s.receipt for s in settlements}) == 1
+        ):
+            pg, target = self._one_statement(queue)
+            if pg is not None and target is not None:
+                return pg.settle(queue, target, settlements)
         return general.settle(self._w, queue, settlements, self._now)
 
     def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
@@ -290,3 +303,18 @@ def _insert_queue(conn: Any, config: QueueConfig) -> bool:
         (config.name, json.dumps(asdict(config))),
     ).fetchone()
     return row is not None
+
+
+def _publish_statement(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> str | None:
+    """Which one-statement publish applies: "batch" (batch rows for plain
+    messages), "row" (a message row for one message that needs no dedup,
+    FIFO group or max-length check), or None (the general path; also for
+    bodies too large, which it refuses)."""
+    if any(len(m.body) > config.max_body_bytes for m in messages):
+        return None
+    if batched.fits(config, messages):
+        return "batch"
+    m = messages[0] if len(messages) == 1 else None
+    if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:
+        return None
+    return "row"
