@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+from ...config import QueueConfig
 from ...errors import RecordTooLarge
 from ...message import Delivery
 from ...ports.queue import OutgoingMessage, Settlement
@@ -30,6 +31,25 @@ from .database import Writer
 from .queue_rows import require
 
 Clock = Callable[[], int]  # now, in ms of the shared clock
+
+MIN_BATCH = 4  # messages: fewer are cheaper as rows (a range costs two rows)
+
+
+def accepts(config: QueueConfig) -> bool:
+    """True when the queue may hold batch rows at all (FIFO groups, TTL and
+    max length need every message as a row)."""
+    return not config.fifo and config.ttl_s is None and config.max_length is None
+
+
+def fits(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
+    """True when these messages are stored as batch rows: plain messages,
+    at least ``MIN_BATCH`` of them, for a queue that :func:`accepts` them."""
+    if len(messages) < MIN_BATCH or not accepts(config):
+        return False
+    return all(
+        m.idempotency_key is None and m.group is None and not m.delay_s and m.not_before_ms is None
+        for m in messages
+    )
 
 
 # ---- on the writer ------------------------------------------------------------
@@ -93,7 +113,7 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
                 f"a body of {len(m.body)} bytes exceeds queue {queue!r}'s "
                 f"max_body_bytes={config.max_body_bytes}"
             )
-    if batched.fits(config, messages):  # plain messages: rows per batch, not per message
+    if fits(config, messages):  # plain messages: rows per batch, not per message
         return batched.publish(conn, qid, messages, now)
     return rows.publish(conn, qid, config, messages, now)
 
@@ -101,7 +121,7 @@ def publish_in(conn: Any, queue: str, messages: Sequence[OutgoingMessage], now: 
 def claim_in(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]:
     qid, config = require(conn, queue)
     lease = (os.urandom(8).hex(), now + int(config.lease_s * 1000))
-    if not batched.accepts(config):
+    if not accepts(config):
         return rows.claim(conn, queue, qid, config, max_messages, lease, now)
     batched.explode_expired(conn, qid, now)  # their messages are redelivered as rows
     out = rows.claim(conn, queue, qid, config, max_messages, lease, now)
@@ -119,11 +139,10 @@ def settle_in(
         if s.action == "ack":
             acks.setdefault(s.receipt, set()).add(s.id)
     acked: set[int] = set()
-    if batched.accepts(config):
-        acked = batched.ack_ranges(conn, qid, acks, now)
+    if accepts(config):
         # Nacks, rejects and late or partial acks are judged per message.
         nacked = {s.receipt for s in settlements if s.action != "ack"}
-        batched.explode_receipts(conn, qid, nacked)
+        acked = batched.settle_ranges(conn, qid, acks, nacked, now)
     return rows.settle(conn, qid, config, settlements, acks, acked, now)
 
 
@@ -132,13 +151,13 @@ def release_in(conn: Any, queue: str, leases: Sequence[tuple[int, str]], now: in
     by_receipt: dict[str, set[int]] = {}
     for mid, receipt in leases:
         by_receipt.setdefault(receipt, set()).add(mid)
-    if batched.accepts(config):
+    if accepts(config):
         batched.explode_receipts(conn, qid, set(by_receipt))  # ranges become rows
     return rows.release(conn, qid, by_receipt, now)
 
 
 def extend_in(conn: Any, queue: str, mid: int, receipt: str, lease_s: float, now: int) -> int:
     qid, config = require(conn, queue)
-    if batched.accepts(config):
+    if accepts(config):
         batched.explode_receipts(conn, qid, {receipt})  # a range lease ends per message
     return rows.extend(conn, qid, mid, receipt, now + int(lease_s * 1000), now)

@@ -42,7 +42,6 @@ from ...message import Delivery
 from ...ports.queue import OutgoingMessage, Settlement
 from . import batched, general
 from .database import Writer
-from .queue_rows import QueueIds
 from .rows import publish_row
 
 T = TypeVar("T")
@@ -149,13 +148,15 @@ class PgFast:
         self,
         oneshot: Runner,
         writer: Writer,
-        ids: QueueIds,
+        ids: dict[str, Target],
         now: general.Clock,
         wake: Callable[[tuple[str, ...]], None],
     ) -> None:
         self._oneshot = oneshot  # one self-committing statement, pooled connection
         self._w = writer
-        self._ids = ids  # each statement checks the cached id still names the queue
+        # The facade's cache of queue ids: each statement checks the id
+        # still names the queue, and a stale entry is dropped here.
+        self._ids = ids
         self._now = now
         self._wake = wake  # wake-ups after a statement's own commit
 
@@ -175,7 +176,7 @@ class PgFast:
             row = publish_row(qid, 0, messages[0], config, now)
             ids = self._run(partial(_publish_one, queue=queue, qid=qid, row=row))
         if ids is None:  # the queue was declared again: its settings may differ
-            self._ids.forget(queue)
+            self._ids.pop(queue, None)
             return general.publish(self._w, queue, messages, self._now)
         self._wake(("queue:" + queue,))
         return ids
@@ -196,7 +197,7 @@ class PgFast:
                 )
             )
             if found == "stale":
-                self._ids.forget(queue)
+                self._ids.pop(queue, None)
             if found != "leased":  # stale, or message rows to serve first
                 return out or general.claim(self._w, queue, max_messages, self._now)
             out.extend(got)

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ...config import QueueConfig
-from ...errors import AlreadyExists
+from ...errors import AlreadyExists, QueueNotFound
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from . import batched, deadletter, general, pg_fast
@@ -34,7 +34,7 @@ from .database import Writer
 from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
 from .fifo import BLOCKED
-from .queue_rows import QueueIds, check_no_loop, config_of, delivery, require
+from .queue_rows import check_no_loop, config_of, delivery, require
 
 T = TypeVar("T")
 
@@ -59,7 +59,10 @@ class SqlQueues(ExchangeStore):
         self._dialect = dialect
         # PostgreSQL: the one-statement path, run by ``oneshot`` on
         # autocommit connections and woken by ``wake`` after its commits.
-        self._ids = QueueIds(read)  # filled by the one-statement path only
+        # Queue (id, settings) cached by name, for the one-statement path
+        # only (its statements check the id still names the queue, so the
+        # settings are the queue's: they never change under one id).
+        self._ids: dict[str, pg_fast.Target] = {}
         self._pg = (
             None
             if oneshot is None or wake is None
@@ -142,7 +145,7 @@ class SqlQueues(ExchangeStore):
             conn.execute("DELETE FROM bindings WHERE queue=?", (name,))
 
         self._w.run(txn, channels=("queue:" + name,))
-        self._ids.forget(name)
+        self._ids.pop(name, None)
 
     def purge(self, name: str) -> int:
         def txn(conn: Any) -> int:
@@ -191,7 +194,13 @@ class SqlQueues(ExchangeStore):
         (the general path says so)."""
         if self._pg is None:
             return None, None
-        return self._pg, self._ids.get(queue)
+        hit = self._ids.get(queue)
+        if hit is None:
+            try:
+                hit = self._ids[queue] = self._read(lambda conn: require(conn, queue))
+            except QueueNotFound:
+                return None, None
+        return self._pg, hit
 
     def sweep_expired(self, now: int) -> int:
         """Dead-letter messages whose TTL passed while nobody claimed them
@@ -224,7 +233,7 @@ class SqlQueues(ExchangeStore):
     def _claim_shared_clock(self, queue: str, max_messages: int) -> list[Delivery]:
         pg, target = self._one_statement(queue)
         # A queue that may hold no batch rows has only message rows: general.
-        if pg is not None and target is not None and batched.accepts(target[1]):
+        if pg is not None and target is not None and general.accepts(target[1]):
             return pg.claim(queue, target, max_messages)
         return general.claim(self._w, queue, max_messages, self._now)
 
@@ -312,7 +321,7 @@ def _publish_statement(config: QueueConfig, messages: Sequence[OutgoingMessage])
     bodies too large, which it refuses)."""
     if any(len(m.body) > config.max_body_bytes for m in messages):
         return None
-    if batched.fits(config, messages):
+    if general.fits(config, messages):
         return "batch"
     m = messages[0] if len(messages) == 1 else None
     if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ...config import QueueConfig
@@ -76,27 +76,3 @@ def delivery(queue: str, row: Sequence[Any], receipt: str, until: int) -> Delive
     mid, count, _expires, group, headers, body = row[:6]
     parsed = {} if headers == "{}" else json.loads(headers)  # most messages have none
     return Delivery(queue, mid, bytes(body), parsed, count + 1, count > 0, receipt, until, group)
-
-
-class QueueIds:
-    """Queues' (id, settings) cached by name, for statements that check
-    the id still names the queue (so the cached settings are the queue's:
-    settings never change under one id)."""
-
-    def __init__(self, read: Callable[[Callable[[Any], Any]], Any]) -> None:
-        self._read = read  # runs fn(conn) on a read connection
-        self._ids: dict[str, tuple[int, QueueConfig]] = {}
-
-    def get(self, name: str) -> tuple[int, QueueConfig] | None:
-        """None when the queue does not exist."""
-        hit = self._ids.get(name)
-        if hit is None:
-            try:
-                hit = self._ids[name] = self._read(lambda conn: require(conn, name))
-            except QueueNotFound:
-                return None
-        return hit
-
-    def forget(self, name: str) -> None:
-        """Drop the entry: the queue was deleted, or declared again."""
-        self._ids.pop(name, None)
