@@ -24,7 +24,7 @@ server may forget them: a redelivery, never a loss).
 The queue facade (``queue.py``) sends an operation here when the queue's
 cached settings say one statement may do it. What a statement finds it
 cannot do, this path finishes itself on the general path (``general.py``,
-the reference): the messages rows or expired ranges a claim must serve
+the reference): the message rows or expired ranges a claim must serve
 first, the acks a statement could not settle, and any call whose cached
 queue id no longer names the queue (deleted and declared again by another
 client; the cache entry is dropped).
@@ -182,9 +182,10 @@ class PgFast:
         return ids
 
     def claim(self, queue: str, target: Target, max_messages: int) -> list[Delivery]:
-        """Lease from batch rows, one statement per row reached; when the
-        queue has message rows or expired ranges to serve first, the
-        general path claims."""
+        """Lease from batch rows, one statement per row reached. When the
+        queue has message rows or expired ranges to serve first, or the
+        cached id is stale, the general path claims (unless this claim
+        already leased some: those are returned)."""
         qid, config = target
         receipt = os.urandom(8).hex()
         out: list[Delivery] = []
@@ -208,9 +209,9 @@ class PgFast:
     def settle(
         self, queue: str, target: Target, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]:
-        """Settle acks of one claim: one statement acks what
-        it can, the general path judges the rest (late or partial ranges,
-        FIFO rows, lost leases, repeats of an id)."""
+        """Settle acks of one claim: one statement acks what it can, the
+        general path judges the rest (late or partial ranges, FIFO rows,
+        lost leases, repeats of an id, a stale queue id)."""
         (qid, config), receipt = target, settlements[0].receipt
         ids = [s.id for s in settlements]
         acked = self._run(

@@ -253,14 +253,9 @@ class SqlQueues(ExchangeStore):
         return self._read(read)  # type: ignore[no-any-return]
 
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
-        # One statement acks one claim's acks; nacks, rejects: general.
-        if (
-            all(s.action == "ack" for s in settlements)
-            and len({s.receipt for s in settlements}) == 1
-        ):
-            pg, target = self._one_statement(queue)
-            if pg is not None and target is not None:
-                return pg.settle(queue, target, settlements)
+        pg, target = self._one_statement(queue)
+        if pg is not None and target is not None and _acks_of_one_claim(settlements):
+            return pg.settle(queue, target, settlements)
         return general.settle(self._w, queue, settlements, self._now)
 
     def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
@@ -327,3 +322,11 @@ def _publish_statement(config: QueueConfig, messages: Sequence[OutgoingMessage])
     if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:
         return None
     return "row"
+
+
+def _acks_of_one_claim(settlements: Sequence[Settlement]) -> bool:
+    """True when one statement may settle these: acks under one receipt
+    (nacks and rejects are the general path's)."""
+    return (
+        all(s.action == "ack" for s in settlements) and len({s.receipt for s in settlements}) == 1
+    )
