@@ -11,3 +11,4 @@ class DemoEngine(MemoryEngine):
     def __init__(self, url: str) -> None:
         super().__init__("memory://")
         self.url = url
+
