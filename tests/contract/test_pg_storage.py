@@ -86,7 +86,7 @@ def test_postgres_v1_schema_is_upgraded_on_open(pg_schema_url: str) -> None:
 def test_churned_queue_table_is_vacuumed(pg_schema_url: str) -> None:
     conninfo, schema = split_url(pg_schema_url)
     with Client(pg_schema_url) as client:
-        client.declare_queue("churn", ttl="1h")  # a message row each (batched.fits)
+        client.declare_queue("churn", ttl="1h")  # a message row each (general.fits)
         for _ in range(12):
             client.publish_batch("churn", [b"x" * 64] * 1000)
         while got := client.get("churn", 500):

@@ -32,12 +32,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ...config import QueueConfig
 from ...message import EMPTY_HEADERS, Delivery
 from ...ports.queue import OutgoingMessage
 from . import recordbatch as rb
+from .queue_rows import reserve_ids
 
-MIN_MESSAGES = 4  # fewer are cheaper as rows (a range costs two rows)
 MAX_MESSAGES = 256  # per batch row: a claim reads its whole payload
 
 # Take up to ? messages from the oldest batch row with some left, in one
@@ -54,22 +53,6 @@ _LEASE_COLUMNS = "first_id, last_id, batch_id, receipt, visible_at, deliveries"
 Lease = Sequence[Any]  # a leases row, _LEASE_COLUMNS order
 
 
-def accepts(config: QueueConfig) -> bool:
-    """True when the queue may hold batch rows at all (FIFO groups, TTL and
-    max length need every message as a row)."""
-    return not config.fifo and config.ttl_s is None and config.max_length is None
-
-
-def fits(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> bool:
-    """True when these messages may be stored as batch rows."""
-    if len(messages) < MIN_MESSAGES or not accepts(config):
-        return False
-    return all(
-        m.idempotency_key is None and m.group is None and not m.delay_s and m.not_before_ms is None
-        for m in messages
-    )
-
-
 def chunks(messages: Sequence[OutgoingMessage]) -> list[tuple[int, int, bytes]]:
     """(offset in ``messages``, count, encoded payload) per batch row."""
     out = []
@@ -80,7 +63,15 @@ def chunks(messages: Sequence[OutgoingMessage]) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
+def publish(conn: Any, qid: int, messages: Sequence[OutgoingMessage], now: int) -> list[int]:
+    """Store plain messages (``general.fits``) as batch rows (queue row
+    locked, bodies checked); return their ids."""
+    first = reserve_ids(conn, qid, len(messages))
+    _store(conn, qid, first, messages, now)
+    return list(range(first, first + len(messages)))
+
+
+def _store(conn: Any, qid: int, first: int, messages: Sequence[OutgoingMessage], now: int) -> None:
     """Insert ``messages`` (ids from ``first``) as batch rows."""
     rows = chunks(messages)
     conn.executemany(
@@ -131,12 +122,15 @@ def deliveries(
     ]
 
 
-def ack_ranges(conn: Any, qid: int, ids_by_receipt: dict[str, set[int]], now: int) -> set[int]:
+def settle_ranges(
+    conn: Any, qid: int, acks: dict[str, set[int]], nacked: set[str], now: int
+) -> set[int]:
     """Ack every live range lease whose messages are all in the ack set of
-    its receipt; return the ids acked. Ranges acked in part, or late, are
-    exploded for the per-message path to judge."""
+    its receipt; return the ids acked. Ranges acked in part, or late, and
+    those under the ``nacked`` receipts (a nack, a reject) are exploded
+    for the message-row path to judge."""
     acked: set[int] = set()
-    for receipt, ids in ids_by_receipt.items():
+    for receipt, ids in acks.items():
         for lease in _take_leases(conn, qid, receipt):
             lo, hi, batch, _receipt, visible_at, _n = lease
             span = set(range(lo, hi + 1))
@@ -145,6 +139,7 @@ def ack_ranges(conn: Any, qid: int, ids_by_receipt: dict[str, set[int]], now: in
                 acked |= span
             else:
                 _explode(conn, qid, lease, expired=False)
+    explode_receipts(conn, qid, nacked)
     return acked
 
 

@@ -12,7 +12,7 @@ from ...ports.queue import OutgoingMessage
 from ...routing import Binding, check_kind, route
 from .database import Writer
 from .forward import binding_name
-from .publish import publish_in
+from .general import publish_in
 from .queue_rows import require
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...ports.log import AppendResult, RecordColumns
 from ...ports.queue import OutgoingMessage
-from .publish import publish_in
+from .general import publish_in
 from .queue_rows import now_ms
 
 

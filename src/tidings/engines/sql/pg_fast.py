@@ -1,40 +1,52 @@
-"""One-statement fast paths for PostgreSQL queues (batch rows, ``batched.py``).
+"""The PostgreSQL one-statement path of the queue store.
 
 On PostgreSQL a queue call is dominated by round trips, not by work: a
 get+ack in ``BEGIN`` … ``COMMIT`` transactions took 13 of them (~0.16 ms
-each) for ~0.3 ms of server time per 100 messages (measured). Each function
-here does the common case of one call as a single self-committing
-statement — one round trip — built from data-modifying CTEs:
+each) for ~0.3 ms of server time per 100 messages (measured). This path
+does the common case of each call as a single self-committing statement —
+one round trip — built from data-modifying CTEs:
 
-* :func:`publish` reserves ids and stores batch rows (durable: the
-  statement commits with ``synchronous_commit`` on); :func:`publish_one`
-  does the same for a single message, as a message row (the caller sends
-  the wake-up once the statement has committed);
-* :func:`claim` leases a range of the oldest batch row, unless the queue
-  has message rows ready or range leases that ran out (those need the
-  per-message path, which also serves them first);
-* :func:`ack` acks the live range leases a receipt's acks cover whole,
-  and the leased message rows they name (outside FIFO queues).
+* a publish reserves ids and stores batch rows (``batched.py``), or one
+  message row for a single message (durable: the statement commits with
+  ``synchronous_commit`` on; the wake-up goes once it has committed);
+* a claim leases a range of the oldest batch row, unless the queue has
+  message rows ready or range leases that ran out;
+* an ack of one claim's deliveries deletes the live range leases it
+  covers whole, and the leased message rows it names (outside FIFO
+  queues, whose acks promote the group's next message).
 
-They run on the engine's pooled autocommit connections, beside the writer
-(no transaction to open, so no queueing behind the group commit).
-``claim`` returns None when the case is not the common one, and each
-raises :class:`Stale` when the cached queue id no longer names the queue
-(deleted and declared again by another client): the caller then runs the
-general path, which is the reference.
-``claim`` and ``ack`` turn ``synchronous_commit`` off for their own
+The statements run on the engine's pooled autocommit connections, beside
+the writer (no transaction to open, so no queueing behind the group
+commit). Claims and acks turn ``synchronous_commit`` off for their own
 statement, as the general path does for leases and acks (a crash of the
 server may forget them: a redelivery, never a loss).
+
+The queue facade (``queue.py``) sends an operation here when the queue's
+cached settings say one statement may do it. What a statement finds it
+cannot do, this path finishes itself on the general path (``general.py``,
+the reference): the message rows or expired ranges a claim must serve
+first, the acks a statement could not settle, and any call whose cached
+queue id no longer names the queue (deleted and declared again by another
+client; the cache entry is dropped).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar, cast
 
+from ...config import QueueConfig
 from ...message import Delivery
-from ...ports.queue import OutgoingMessage
-from . import batched
+from ...ports.queue import OutgoingMessage, Settlement
+from . import batched, general
+from .database import Writer
+from .rows import publish_row
+
+T = TypeVar("T")
+Target = tuple[int, QueueConfig]  # a queue's cached (id, settings)
+Runner = Callable[[Callable[[Any], Any]], Any]  # runs fn(conn) on a connection
 
 _PUBLISH = """
 WITH r AS (
@@ -128,9 +140,107 @@ SELECT first_id, last_id FROM d UNION ALL SELECT id, id FROM r
 """
 
 
-def publish(
+class PgFast:
+    """Runs publish, claim and ack of a queue in one statement each where
+    it can, and finishes on the general path where it cannot."""
+
+    def __init__(
+        self,
+        oneshot: Runner,
+        writer: Writer,
+        ids: dict[str, Target],
+        now: general.Clock,
+        wake: Callable[[tuple[str, ...]], None],
+    ) -> None:
+        self._oneshot = oneshot  # one self-committing statement, pooled connection
+        self._w = writer
+        # The facade's cache of queue ids: each statement checks the id
+        # still names the queue, and a stale entry is dropped here.
+        self._ids = ids
+        self._now = now
+        self._wake = wake  # wake-ups after a statement's own commit
+
+    def _run(self, fn: Callable[[Any], T]) -> T:
+        return cast(T, self._oneshot(fn))
+
+    def publish(
+        self, queue: str, target: Target, messages: Sequence[OutgoingMessage], batch: bool
+    ) -> list[int]:
+        """Publish in one statement: as batch rows (``batch``: the messages
+        fit them), else one message as a message row."""
+        qid, config = target
+        now = self._now()
+        if batch:
+            ids = self._run(partial(_publish, queue=queue, qid=qid, messages=messages, now=now))
+        else:
+            row = publish_row(qid, 0, messages[0], config, now)
+            ids = self._run(partial(_publish_one, queue=queue, qid=qid, row=row))
+        if ids is None:  # the queue was declared again: its settings may differ
+            self._ids.pop(queue, None)
+            return general.publish(self._w, queue, messages, self._now)
+        self._wake(("queue:" + queue,))
+        return ids
+
+    def claim(self, queue: str, target: Target, max_messages: int) -> list[Delivery]:
+        """Lease from batch rows, one statement per row reached. When the
+        queue has message rows or expired ranges to serve first, or the
+        cached id is stale, the general path claims (unless this claim
+        already leased some: those are returned)."""
+        qid, config = target
+        receipt = os.urandom(8).hex()
+        out: list[Delivery] = []
+        while len(out) < max_messages:
+            now, want = self._now(), max_messages - len(out)
+            until = now + int(config.lease_s * 1000)
+            found, got = self._run(
+                partial(
+                    _claim, queue=queue, qid=qid, want=want, receipt=receipt, until=until, now=now
+                )
+            )
+            if found == "stale":
+                self._ids.pop(queue, None)
+            if found != "leased":  # stale, or message rows to serve first
+                return out or general.claim(self._w, queue, max_messages, self._now)
+            out.extend(got)
+            if not got:
+                break
+        return out
+
+    def settle(
+        self, queue: str, target: Target, settlements: Sequence[Settlement]
+    ) -> list[BaseException | None]:
+        """Settle acks of one claim: one statement acks what it can, the
+        general path judges the rest (late or partial ranges, FIFO rows,
+        lost leases, repeats of an id, a stale queue id)."""
+        (qid, config), receipt = target, settlements[0].receipt
+        ids = [s.id for s in settlements]
+        acked = self._run(
+            partial(_ack, qid=qid, receipt=receipt, ids=ids, now=self._now(), rows=not config.fifo)
+        )
+        if acked == set(ids) and len(acked) == len(ids):
+            return [None] * len(ids)
+        results: list[BaseException | None] = [None] * len(settlements)
+        pending: list[int] = []  # indexes of the settlements still to judge
+        for i, s in enumerate(settlements):
+            if s.id in acked:
+                acked.discard(s.id)
+            else:
+                pending.append(i)
+        if pending:
+            rest = [settlements[i] for i in pending]
+            judged = general.settle(self._w, queue, rest, self._now)
+            for i, verdict in zip(pending, judged, strict=True):
+                results[i] = verdict
+        return results
+
+
+# ---- the statements -------------------------------------------------------------
+
+
+def _publish(
     conn: Any, queue: str, qid: int, messages: Sequence[OutgoingMessage], now: int
-) -> list[int]:
+) -> list[int] | None:
+    """The messages as batch rows; None when ``qid`` no longer names ``queue``."""
     rows = batched.chunks(messages)
     row = conn.raw.execute(
         _PUBLISH,
@@ -145,19 +255,14 @@ def publish(
         },
     ).fetchone()
     if row is None:
-        raise Stale(queue)
+        return None
     first = int(row[0])
     return list(range(first, first + len(messages)))
 
 
-class Stale(Exception):
-    """The cached queue id no longer names the queue."""
-
-
-def publish_one(conn: Any, queue: str, qid: int, row: Sequence[Any]) -> list[int]:
-    """One message as a message row; ``row`` as ``publish._row`` builds it
-    (queue_id, id, visible_at, group_key, expires_at, enqueued_at, headers,
-    body), its id ignored."""
+def _publish_one(conn: Any, queue: str, qid: int, row: Sequence[Any]) -> list[int] | None:
+    """One message as a message row; ``row`` as ``rows.publish_row`` builds
+    it, its id ignored. None when ``qid`` no longer names ``queue``."""
     _, _, visible, group, expires, now, headers, body = row
     found = conn.raw.execute(
         _PUBLISH_ONE,
@@ -172,35 +277,31 @@ def publish_one(conn: Any, queue: str, qid: int, row: Sequence[Any]) -> list[int
             "body": body,
         },
     ).fetchone()
-    if found is None:
-        raise Stale(queue)
-    return [int(found[0])]
+    return None if found is None else [int(found[0])]
 
 
-def claim(
+def _claim(
     conn: Any, queue: str, qid: int, want: int, receipt: str, until: int, now: int
-) -> list[Delivery] | None:
-    """Deliveries (possibly none), or None: take the general path."""
+) -> tuple[str, list[Delivery]]:
+    """("leased", deliveries (possibly none)); ("busy", []) when the queue
+    has message rows or expired ranges to serve first; ("stale", []) when
+    ``qid`` no longer names ``queue``."""
     row = conn.raw.execute(
         _CLAIM,
         {"q": qid, "name": queue, "now": now, "want": want, "receipt": receipt, "until": until},
         binary=True,  # the payload as bytes on the wire, not hex text
     ).fetchone()
     known, clear, _off, first, start, end, payload = row
-    if not known:
-        raise Stale(queue)
-    if not clear:
-        return None
+    if not known or not clear:
+        return ("stale" if not known else "busy"), []
     if first is None:
-        return []
-    return batched.deliveries(queue, first, start, end, payload, receipt, until)
+        return "leased", []
+    return "leased", batched.deliveries(queue, first, start, end, payload, receipt, until)
 
 
-def ack(conn: Any, qid: int, receipt: str, ids: Sequence[int], now: int, rows: bool) -> set[int]:
+def _ack(conn: Any, qid: int, receipt: str, ids: Sequence[int], now: int, rows: bool) -> set[int]:
     """Ack what ``ids`` cover under ``receipt`` while leased: whole range
-    leases, and with ``rows`` message rows too (not in FIFO queues, whose
-    acks promote the group's next message: the general path does that).
-    Return the ids acked; the rest are for the general path."""
+    leases, and with ``rows`` message rows too. Return the ids acked."""
     found = conn.raw.execute(
         _ACK, {"q": qid, "receipt": receipt, "now": now, "ids": list(ids), "rows": rows}
     ).fetchall()

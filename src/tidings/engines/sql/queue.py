@@ -1,47 +1,42 @@
 """The queue side of the SQL engines (Q1–Q6), one implementation for SQLite
 and PostgreSQL (statements in the shared dialect, see ``log.py``).
 
-A message row is claimable when ``visible_at <= now``: a delay, and a lease,
-are both just a later ``visible_at``. A claim leases rows in one UPDATE per
-batch and gives each claim a fresh receipt, so a consumer whose lease ran
-out cannot settle the redelivery someone else now holds.
+:class:`SqlQueues` is the facade: declarations, views and dead letters are
+here; each publish, claim and settle is sent down one of the store's paths,
+chosen once per operation from what the facade knows (the dialect, the
+queue's cached settings, the messages and settlements):
+
+* ``pg_fast.py`` — PostgreSQL only: the common case in one self-committing
+  statement; what the statement cannot do, it finishes on the general path;
+* ``general.py`` — one write transaction, which reads the queue's settings
+  and stores plain messages as batch rows with range leases
+  (``batched.py``), everything else as message rows (``rows.py``).
+
+Data flows down only: the paths call shared helpers (``queue_rows.py``,
+``fifo.py``, ``deadletter.py``, the writer), never back up here.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ...config import QueueConfig
 from ...errors import AlreadyExists, QueueNotFound
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
-from . import batched, deadletter, pg_fast
+from . import batched, deadletter, general, pg_fast
 from .clock import LocalClock
 from .database import Writer
-from .deadletter import dead_letter
 from .dialect import SQLITE, Dialect
 from .exchanges import ExchangeStore
 from .fifo import BLOCKED
-from .publish import publish_in, publish_row
-from .queue_rows import COLUMNS as _COLUMNS
 from .queue_rows import check_no_loop, config_of, delivery, require
-from .settle import chunks, release_rows, settle_all, why_not
 
 T = TypeVar("T")
-
-# Find and lease in one statement: the subquery walks the claim index
-# (visible_at <= now) and skips rows other claimers hold; RETURNING hands
-# back the leased rows (delivery_count already counts this delivery).
-_CLAIM = (
-    "UPDATE messages SET visible_at=?, leased=1, receipt=?, delivery_count=delivery_count+1 "
-    "WHERE queue_id=? AND id IN (SELECT id FROM messages WHERE queue_id=? AND visible_at<=? "
-    f"ORDER BY visible_at, id LIMIT ? /*skip locked*/) RETURNING {_COLUMNS}"
-)
 
 
 class SqlQueues(ExchangeStore):
@@ -57,24 +52,31 @@ class SqlQueues(ExchangeStore):
         wake: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self._w = writer
-        self._wake = wake  # wake-ups after a fast path's own commit
         # Deadlines are written by one client and judged by others: one clock.
         self._clock = clock or LocalClock()
         self._now = self._clock.now_ms
         self._read = read  # runs fn(conn) on a read connection
         self._dialect = dialect
-        # PostgreSQL: one-statement fast paths (pg_fast) run by ``oneshot``
-        # on autocommit connections, with queue ids cached by name (each
-        # fast statement checks the id still names the queue).
-        self._oneshot = oneshot
-        self._ids: dict[str, tuple[int, QueueConfig]] = {}
+        # PostgreSQL: the one-statement path, run by ``oneshot`` on
+        # autocommit connections and woken by ``wake`` after its commits.
+        # Queue (id, settings) cached by name, for the one-statement path
+        # only (its statements check the id still names the queue, so the
+        # settings are the queue's: they never change under one id).
+        self._ids: dict[str, pg_fast.Target] = {}
+        self._pg = (
+            None
+            if oneshot is None or wake is None
+            else pg_fast.PgFast(oneshot, writer, self._ids, self._now, wake)
+        )
 
     def publish_in_transaction(
         self, conn: Any, queue: str, messages: Sequence[OutgoingMessage]
     ) -> list[int]:
         """Publish inside the caller's open transaction on their own
         connection: the messages exist iff that transaction commits."""
-        return self._on_callers(conn, queue, lambda c: publish_in(c, queue, messages, self._now()))
+        return self._on_callers(
+            conn, queue, lambda c: general.publish_in(c, queue, messages, self._now())
+        )
 
     def settle_in_transaction(
         self, conn: Any, queue: str, settlements: Sequence[Settlement]
@@ -86,7 +88,7 @@ class SqlQueues(ExchangeStore):
         result means the caller must roll back to keep their writes and
         the acks together."""
         return self._on_callers(
-            conn, queue, lambda c: settle_all(c, queue, settlements, self._now())
+            conn, queue, lambda c: general.settle_in(c, queue, settlements, self._now())
         )
 
     def _on_callers(self, conn: Any, queue: str, fn: Callable[[Any], T]) -> T:
@@ -179,40 +181,26 @@ class SqlQueues(ExchangeStore):
 
     # ---- publishing -------------------------------------------------------
     def publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
-        # Concurrent publishes to one queue that meet in one commit are
-        # stored with one insert (see Writer.run's merge).
-        def general(conn: Any) -> list[int]:
-            return publish_in(conn, queue, messages, self._now())
+        pg, target = self._one_statement(queue)
+        if pg is not None and target is not None:
+            how = _publish_statement(target[1], messages)
+            if how is not None:
+                return pg.publish(queue, target, messages, batch=how == "batch")
+        return general.publish(self._w, queue, messages, self._now)
 
-        merge = (("publish", queue), (queue, messages), partial(_publish_merged, now=self._now))
-        channels = ("queue:" + queue,)
-        hit = self._fast_target(queue)
-        fast = None if hit is None else _fast_publish(queue, hit, messages, self._now())
-        if fast is not None:
-            try:
-                ids = self._run_fast(fast)
-                if self._wake is not None:
-                    self._wake(channels)
-                return ids
-            except pg_fast.Stale:
-                self._ids.pop(queue, None)
-        return self._w.run(general, channels=channels, merge=merge, locks=(("queue", queue),))
-
-    def _run_fast(self, fn: Callable[[Any], T]) -> T:
-        assert self._oneshot is not None  # reached only after _fast_target
-        return cast(T, self._oneshot(fn))
-
-    def _fast_target(self, queue: str) -> tuple[int, QueueConfig] | None:
-        """The cached (id, config) of ``queue`` when fast paths apply."""
-        if self._oneshot is None:
-            return None
+    def _one_statement(self, queue: str) -> tuple[pg_fast.PgFast | None, pg_fast.Target | None]:
+        """The one-statement path and the queue's cached (id, settings), on
+        PostgreSQL; (None, None) elsewhere, or if the queue does not exist
+        (the general path says so)."""
+        if self._pg is None:
+            return None, None
         hit = self._ids.get(queue)
         if hit is None:
             try:
                 hit = self._ids[queue] = self._read(lambda conn: require(conn, queue))
             except QueueNotFound:
-                return None  # the general path says so
-        return hit
+                return None, None
+        return self._pg, hit
 
     def sweep_expired(self, now: int) -> int:
         """Dead-letter messages whose TTL passed while nobody claimed them
@@ -243,44 +231,11 @@ class SqlQueues(ExchangeStore):
         return [d._replace(lease_until=d.lease_until - shift) for d in got] if shift else got
 
     def _claim_shared_clock(self, queue: str, max_messages: int) -> list[Delivery]:
-        hit = self._fast_target(queue)
-        if hit is not None and batched.accepts(hit[1]):  # else only rows: the general path
-            try:
-                got = self._fast_claim(queue, hit, max_messages)
-                if got is not None:
-                    return got
-            except pg_fast.Stale:
-                self._ids.pop(queue, None)
-        return self._w.run(lambda conn: _claim(conn, queue, max_messages, self._now()), fsync=False)
-
-    def _fast_claim(
-        self, queue: str, hit: tuple[int, QueueConfig], max_messages: int
-    ) -> list[Delivery] | None:
-        """Lease from batch rows in one statement per row reached; None when
-        the queue has message rows or expired ranges to serve first."""
-        qid, config = hit
-        receipt = os.urandom(8).hex()
-        out: list[Delivery] = []
-        while len(out) < max_messages:
-            now, want = self._now(), max_messages - len(out)
-            until = now + int(config.lease_s * 1000)
-            got = self._run_fast(
-                partial(
-                    pg_fast.claim,
-                    queue=queue,
-                    qid=qid,
-                    want=want,
-                    receipt=receipt,
-                    until=until,
-                    now=now,
-                )
-            )
-            if got is None:
-                return out or None
-            out.extend(got)
-            if not got:
-                break
-        return out
+        pg, target = self._one_statement(queue)
+        # A queue that may hold no batch rows has only message rows: general.
+        if pg is not None and target is not None and general.accepts(target[1]):
+            return pg.claim(queue, target, max_messages)
+        return general.claim(self._w, queue, max_messages, self._now)
 
     def next_visible(self, queue: str) -> int | None:
         now = self._now()
@@ -298,91 +253,28 @@ class SqlQueues(ExchangeStore):
         return self._read(read)  # type: ignore[no-any-return]
 
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
-        # Not fsynced, like offset commits: an ack lost in a power cut only
-        # means a redelivery (at-least-once), never a lost message. A process
-        # crash loses nothing (WAL, synchronous=NORMAL).
-        hit = self._fast_target(queue)
-        if hit is None or any(s.action != "ack" for s in settlements):
-            return self._settle_general(queue, settlements)
-        receipts = {s.receipt for s in settlements}
-        if len(receipts) != 1:
-            return self._settle_general(queue, settlements)
-        (qid, config), receipt, ids = hit, receipts.pop(), [s.id for s in settlements]
-        acked = self._run_fast(
-            partial(
-                pg_fast.ack,
-                qid=qid,
-                receipt=receipt,
-                ids=ids,
-                now=self._now(),
-                rows=not config.fifo,
-            )
-        )
-        if acked == set(ids) and len(acked) == len(ids):
-            return [None] * len(ids)
-        # Partly acked in one statement: the rest (late or partial ranges,
-        # FIFO rows, lost leases, repeats of an id) is judged by the general path.
-        results: list[BaseException | None] = [None] * len(settlements)
-        pending: list[int] = []  # indexes of the settlements still to judge
-        for i, s in enumerate(settlements):
-            if s.id in acked:
-                acked.discard(s.id)
-            else:
-                pending.append(i)
-        if pending:
-            judged = self._settle_general(queue, [settlements[i] for i in pending])
-            for i, verdict in zip(pending, judged, strict=True):
-                results[i] = verdict
-        return results
-
-    def _settle_general(
-        self, queue: str, settlements: Sequence[Settlement]
-    ) -> list[BaseException | None]:
-        return self._w.run(
-            lambda conn: settle_all(conn, queue, settlements, self._now()),
-            fsync=False,
-            channels=("queue:" + queue,),
-            locks=(("queue", queue),),
-        )
+        pg, target = self._one_statement(queue)
+        if pg is not None and target is not None and _acks_of_one_claim(settlements):
+            return pg.settle(queue, target, settlements)
+        return general.settle(self._w, queue, settlements, self._now)
 
     def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
         """End these (id, receipt) leases as if the messages were never
         delivered: ready again at their place in the queue, delivery count
         undone. Leases already ended are left alone; how many were released."""
-
-        def txn(conn: Any) -> int:
-            qid, _ = require(conn, queue)
-            by_receipt: dict[str, set[int]] = {}
-            for mid, receipt in leases:
-                by_receipt.setdefault(receipt, set()).add(mid)
-            batched.explode_receipts(conn, qid, set(by_receipt))  # ranges become rows
-            now = self._now()
-            return sum(
-                release_rows(conn, qid, receipt, chunk, now)
-                for receipt, ids in by_receipt.items()
-                for chunk in chunks(sorted(ids))
-            )
-
         return self._w.run(
-            txn, fsync=False, channels=("queue:" + queue,), locks=(("queue", queue),)
+            lambda conn: general.release_in(conn, queue, leases, self._now()),
+            fsync=False,
+            channels=("queue:" + queue,),
+            locks=(("queue", queue),),
         )
 
     def extend(self, queue: str, id: int, receipt: str, lease_s: float) -> int:
-        def txn(conn: Any) -> int:
-            qid, _ = require(conn, queue)
-            batched.explode_receipts(conn, qid, {receipt})  # a range lease ends per message
-            now = self._now()
-            until = now + int(lease_s * 1000)
-            n = conn.execute(
-                "UPDATE messages SET visible_at=? WHERE queue_id=? AND id=? AND receipt=? "
-                "AND visible_at>?",
-                (until, qid, id, receipt, now),
-            ).rowcount
-            if n != 1:
-                raise why_not(conn, qid, id, receipt, now)
-            return until
-
-        return self._w.run(txn, fsync=False) - self._shift_ms()
+        until = self._w.run(
+            lambda conn: general.extend_in(conn, queue, id, receipt, lease_s, self._now()),
+            fsync=False,
+        )
+        return until - self._shift_ms()
 
     # ---- dead letters -----------------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
@@ -417,66 +309,24 @@ def _insert_queue(conn: Any, config: QueueConfig) -> bool:
     return row is not None
 
 
-def _fast_publish(
-    queue: str, hit: tuple[int, QueueConfig], messages: Sequence[OutgoingMessage], now: int
-) -> Callable[[Any], list[int]] | None:
-    """The one-statement publish for these messages, if one applies: batch
-    rows for plain messages, a message row for one message that needs no
-    dedup, FIFO group or max-length check."""
-    qid, config = hit
+def _publish_statement(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> str | None:
+    """Which one-statement publish applies: "batch" (batch rows for plain
+    messages), "row" (a message row for one message that needs no dedup,
+    FIFO group or max-length check), or None (the general path; also for
+    bodies too large, which it refuses)."""
     if any(len(m.body) > config.max_body_bytes for m in messages):
-        return None  # the general path says what is wrong
-    if batched.fits(config, messages):
-        return partial(pg_fast.publish, queue=queue, qid=qid, messages=messages, now=now)
+        return None
+    if general.fits(config, messages):
+        return "batch"
     m = messages[0] if len(messages) == 1 else None
     if m is None or m.idempotency_key is not None or config.fifo or config.max_length is not None:
         return None
-    return partial(
-        pg_fast.publish_one, queue=queue, qid=qid, row=publish_row(qid, 0, m, config, now)
+    return "row"
+
+
+def _acks_of_one_claim(settlements: Sequence[Settlement]) -> bool:
+    """True when one statement may settle these: acks under one receipt
+    (nacks and rejects are the general path's)."""
+    return (
+        all(s.action == "ack" for s in settlements) and len({s.receipt for s in settlements}) == 1
     )
-
-
-def _publish_merged(
-    conn: Any, payloads: list[tuple[str, Sequence[OutgoingMessage]]], now: Callable[[], int]
-) -> list[list[int]]:
-    """Several callers' publishes to one queue as one; each gets its own ids."""
-    queue = payloads[0][0]
-    ids = publish_in(conn, queue, [m for _, messages in payloads for m in messages], now())
-    out, start = [], 0
-    for _, messages in payloads:
-        out.append(ids[start : start + len(messages)])
-        start += len(messages)
-    return out
-
-
-def _claim(conn: Any, queue: str, max_messages: int, now: int) -> list[Delivery]:
-    qid, config = require(conn, queue)
-    out: list[Delivery] = []
-    receipt = os.urandom(8).hex()
-    until = now + int(config.lease_s * 1000)
-    batched.explode_expired(conn, qid, now)  # their messages are redelivered as rows
-    while len(out) < max_messages:
-        # FIFO queues too: blocked group members sit past this range (fifo.py).
-        want = max_messages - len(out)
-        rows = conn.execute(_CLAIM, (until, receipt, qid, qid, now, want)).fetchall()
-        rows.sort(key=lambda r: r[0])  # RETURNING has no order; ids are publish order
-        before = [(r[0], r[1] - 1, *r[2:]) for r in rows]  # as stored before this claim
-        leased = [r for r in before if not _retire(conn, qid, config, r, now)]
-        out.extend(delivery(queue, r, receipt, until) for r in leased)
-        if len(rows) == len(leased):  # nothing retired: no more to find now
-            break
-    if len(out) < max_messages:
-        out.extend(batched.claim(conn, queue, qid, max_messages - len(out), receipt, until))
-    return out
-
-
-def _retire(conn: Any, qid: int, config: QueueConfig, row: Sequence[Any], now: int) -> bool:
-    """Dead-letter instead of delivering: expired (Q5) or out of deliveries (Q2)."""
-    count, expires = row[1], row[2]
-    if expires is not None and expires <= now:
-        dead_letter(conn, qid, config, row, "expired", "ttl elapsed before delivery", now)
-        return True
-    if config.max_deliveries is not None and count >= config.max_deliveries:
-        dead_letter(conn, qid, config, row, "max_deliveries", "lease expired", now)
-        return True
-    return False

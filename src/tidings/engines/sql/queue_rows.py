@@ -43,6 +43,17 @@ def require(conn: Any, name: str, lock: bool = False) -> tuple[int, QueueConfig]
     return found
 
 
+def reserve_ids(conn: Any, qid: int, n: int) -> int:
+    """Take ``n`` ids from the queue's row (it counts them in its size);
+    return the first. On PostgreSQL this locks the row: publishers of one
+    queue take turns here."""
+    row = conn.execute(
+        "UPDATE queues SET next_id=next_id+?, size=size+? WHERE id=? RETURNING next_id",
+        (n, n, qid),
+    ).fetchone()
+    return int(row[0]) - n
+
+
 def check_no_loop(conn: Any, config: QueueConfig) -> None:
     """Follow the dead-letter chain (implicit ``<name>.dlq`` queues too, as
     far as they exist); reaching this queue again would loop."""
