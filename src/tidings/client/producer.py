@@ -65,7 +65,7 @@ class Ack:
         """Where the record was stored; raises what the append raised."""
         r = self._flight.future.result(timeout)
         f = self._flight
-        return RecordMetadata(f.topic, f.partition, r.base_offset + self._index, r.timestamp)
+        return RecordMetadata(f.topic, f.partition, _at(r.base_offset, self._index), r.timestamp)
 
     def done(self) -> bool:
         return self._flight.future.done()
@@ -373,12 +373,19 @@ def _settle(
             _resolve(fs, outcome[p])
 
 
+def _at(base: int | None, index: int) -> int:
+    """Offset ``index`` of a batch at ``base``; ``None`` where the engine
+    cannot tell offsets at append time (RabbitMQ streams). Interim: the
+    ports change making ``AppendResult.base_offset`` optional replaces this."""
+    return None if base is None else base + index  # type: ignore[return-value]
+
+
 def _resolve(flights: list[_Flight], result: AppendResult) -> None:
     base = result.base_offset
     for f in flights:
         n = len(f.values)
         f.future.set_result(AppendResult(base, n, result.timestamp))
-        base += n
+        base = _at(base, n)
 
 
 def _split(
@@ -432,7 +439,7 @@ class BatchMetadata(Sequence[RecordMetadata]):
             return [self[j] for j in range(*i.indices(len(self)))]
         p = self._slots[i]
         r = self._results[p]
-        return RecordMetadata(self._topic, p, r.base_offset + self._order[i], r.timestamp)
+        return RecordMetadata(self._topic, p, _at(r.base_offset, self._order[i]), r.timestamp)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

@@ -1,5 +1,5 @@
-"""The RabbitMQ engine (``amqp://`` / ``amqps://``), phase 1: queues on
-quorum queues. The log side is not there yet (it raises UnsupportedFeature).
+"""The RabbitMQ engine (``amqp://`` / ``amqps://``): queues on quorum
+queues, topics on RabbitMQ streams (the stream protocol, port 5552).
 
 aio-pika is async-only: the blocking ports run on a portal, one event-loop
 thread per engine instance (docs/architecture.md, "Engines whose drivers are
@@ -11,30 +11,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
 from ...features import Features
 from .link import Link
-from .nolog import NoLog
+from .log import StreamLog
 from .portal import Portal
 from .queues import RabbitQueues
+from .streams import StreamLink
 
 #: URL options tidings reads itself; the rest go to aio-pika (heartbeat, name, ...).
-_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms"}
+_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms", "stream_port": "5552"}
 
 
 class RabbitMQEngine:
     """One connection to a RabbitMQ node (3.10+)."""
 
     features = Features(
-        durable_append="unsupported",
-        dense_offsets="unsupported",
-        consumer_groups="unsupported",
-        seek_by_timestamp="unsupported",
-        retention="unsupported",
+        logs="native",  # RabbitMQ streams, one per partition
+        durable_append="native",  # confirmed = replicated to a majority of the stream's nodes
+        dense_offsets="native",  # stream offsets; tidings stores nothing else in them
+        consumer_groups="emulated",  # GroupState in a CAS register on a stream
+        seek_by_timestamp="native",  # the stream's timestamp offset spec, then a short scan
+        retention="native",  # max-age / max-length-bytes, applied per segment by RabbitMQ
         compaction="unsupported",
-        logs="unsupported",
+        multi_process="native",
         transactional_publish="unsupported",
         transactional_consume="unsupported",
         queues="native",
@@ -58,7 +60,8 @@ class RabbitMQEngine:
         self._poll_s = parse_duration(options["poll_interval"], "poll_interval")
         self._portal = Portal("tidings-rabbitmq")
         self._link = Link(driver_url)
-        self.log = NoLog()
+        self._streams = _stream_link(url, int(options["stream_port"]))
+        self.log = StreamLog(self._portal, self._streams, timeout)
         self.queues = RabbitQueues(self._portal, self._link, timeout)
         try:
             self._portal.call(self._link.channel(), timeout)
@@ -78,6 +81,7 @@ class RabbitMQEngine:
 
     async def _close(self) -> None:
         await self.queues.close()
+        await self._streams.close()
         await self._link.close()
 
 
@@ -97,6 +101,19 @@ class PollingWaiter:
 
     def close(self) -> None:
         self._closed.set()
+
+
+def _stream_link(url: str, port: int) -> StreamLink:
+    """The stream-protocol connection for the same server, vhost and user."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return StreamLink(
+        parts.hostname or "127.0.0.1",
+        port,
+        vhost,
+        unquote(parts.username or "guest"),
+        unquote(parts.password or "guest"),
+    )
 
 
 def _split(url: str) -> tuple[str, dict[str, str]]:
