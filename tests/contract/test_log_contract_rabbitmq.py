@@ -34,6 +34,18 @@ class TestRabbitMQLog(LogContract):
             cleanup(client, topic)
             client.close()
 
+    # RabbitMQ applies retention itself, per segment, when a segment fills:
+    # enforce_retention(now) cannot drop exactly the records past a given
+    # time or size. The segment-granular behaviour is tested in
+    # tests/integration/test_rabbitmq_streams.py (retention arguments).
+    _SEGMENTS = "RabbitMQ streams retain per segment, not per record (see docs/rabbitmq.md)"
+
+    @pytest.mark.skip(reason=_SEGMENTS)
+    def test_retention_by_time_keeps_offsets(self) -> None: ...
+
+    @pytest.mark.skip(reason=_SEGMENTS)
+    def test_retention_by_size_removes_oldest_whole_records(self) -> None: ...
+
 
 def cleanup(client: Client, stem: str) -> None:
     """Delete the topics and groups whose names carry ``stem`` (the test's)."""

@@ -20,15 +20,31 @@ DELAY_INFIX = ".tidings-delay."
 #: The message id tidings assigned (also the AMQP message_id).
 ID = "x-tidings-id"
 
-_BROKER = ("x-delivery-count", "x-death", "x-first-death-queue", "x-first-death-reason",
-           "x-first-death-exchange", "x-last-death-queue", "x-last-death-reason",
-           "x-last-death-exchange")
+_BROKER = (
+    "x-delivery-count",
+    "x-death",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-first-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-last-death-exchange",
+)
 _INTERNAL = (PRIOR, DEAD_COUNT, ID)
-_Q2 = ("x-original-queue", "x-dead-letter-reason", "x-last-error", "x-delivery-count",
-       "x-dead-lettered-at")
+_Q2 = (
+    "x-original-queue",
+    "x-dead-letter-reason",
+    "x-last-error",
+    "x-delivery-count",
+    "x-dead-lettered-at",
+)
 #: RabbitMQ's x-death reasons -> ours.
-_REASONS = {"rejected": "rejected", "expired": "expired", "maxlen": "maxlen",
-            "delivery_limit": "max_deliveries"}
+_REASONS = {
+    "rejected": "rejected",
+    "expired": "expired",
+    "maxlen": "maxlen",
+    "delivery_limit": "max_deliveries",
+}
 
 
 def deliveries(amqp: Mapping[str, Any]) -> int:
@@ -111,14 +127,16 @@ def dead_letter(
 ) -> dict[str, Any]:
     """The headers a message carries into its dead-letter queue (Q2)."""
     out = {k: v for k, v in amqp.items() if k not in _BROKER and k != PRIOR}
-    out.update({
-        "x-original-queue": queue,
-        "x-dead-letter-reason": reason,
-        "x-last-error": error,
-        DEAD_COUNT: str(count),
-        "x-dead-lettered-at": datetime.now(UTC).isoformat(),
-        DEAD_SEQ: str(_next_seq()),
-    })
+    out.update(
+        {
+            "x-original-queue": queue,
+            "x-dead-letter-reason": reason,
+            "x-last-error": error,
+            DEAD_COUNT: str(count),
+            "x-dead-lettered-at": datetime.now(UTC).isoformat(),
+            DEAD_SEQ: str(_next_seq()),
+        }
+    )
     return out
 
 

@@ -118,7 +118,11 @@ class StreamLog(StreamGroups):
         check partitions and sizes against them; a miss reloads)."""
         cached = self._configs.get(name)
         fresh = cached is not None and time.monotonic() - cached[0] < 1.0
-        if cached is None or not fresh or (partition is not None and partition >= cached[1].partitions):
+        if (
+            cached is None
+            or not fresh
+            or (partition is not None and partition >= cached[1].partitions)
+        ):
             config = await self._load_config(name)
         else:
             config = cached[1]
@@ -216,7 +220,9 @@ class StreamLog(StreamGroups):
         check_partition(config, partition)
         out: list[Record] = []
         stream = catalog.partition_stream(topic, partition)
-        async for chunk in self._link.chunks(stream, OffsetType.OFFSET, max(offset, 0), READ_CREDIT):
+        async for chunk in self._link.chunks(
+            stream, OffsetType.OFFSET, max(offset, 0), READ_CREDIT
+        ):
             for i, data in enumerate(chunk.messages):
                 at = chunk.first_offset + i
                 if at >= offset:

@@ -279,9 +279,7 @@ class RabbitQueues:
                         out.append(delivery)
             return out
 
-    async def _fetch(
-        self, channel: Any, queue: str, want: int
-    ) -> list[AbstractIncomingMessage]:
+    async def _fetch(self, channel: Any, queue: str, want: int) -> list[AbstractIncomingMessage]:
         """One message by basic.get; several by a consumer for this claim."""
         if want > 1:
             ready = await topology.ready_count(channel, queue)
@@ -304,8 +302,14 @@ class RabbitQueues:
             return None
         receipt = self._leases.add(lease, config.lease_s)
         return Delivery(
-            config.name, id, message.body, hdr.visible(amqp), count,
-            count > 1, receipt, lease.until_ms,
+            config.name,
+            id,
+            message.body,
+            hdr.visible(amqp),
+            count,
+            count > 1,
+            receipt,
+            lease.until_ms,
         )
 
     def _on_expiry(self, lease: Lease) -> None:
@@ -462,9 +466,7 @@ def _check(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
                 "and make the consumer idempotent"
             )
         if m.group is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine has no FIFO groups (Q4) yet: drop group"
-            )
+            raise UnsupportedFeature("the amqp:// engine has no FIFO groups (Q4) yet: drop group")
 
 
 def _delay_ms(m: OutgoingMessage) -> int:

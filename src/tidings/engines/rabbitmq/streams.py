@@ -83,7 +83,7 @@ class StreamLink:
         try:
             await asyncio.wait_for(client.start(), 10)
             await asyncio.wait_for(client.authenticate(vhost, user, password), 10)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             await _quietly(client.close())
             raise EngineUnavailable(
                 f"cannot reach RabbitMQ's stream port {host}:{port} ({exc!r}): {_PLUGIN_HINT}"

@@ -1,0 +1,174 @@
+"""What only the RabbitMQ stream log promises or refuses: the group
+compare-and-set under two processes, offsets per group, retention as stream
+arguments applied per segment, and bad input (no stream plugin, records over
+the frame size, nothing half-declared). Every stream created is deleted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tidings import Client, EngineUnavailable, RecordTooLarge, TopicNotFound, TopicPartition
+from tidings.config import TopicConfig
+from tidings.engines.rabbitmq import catalog
+from tidings.testing import read_all
+from tidings.testing.pytest_plugin import require_engine, service_reachable
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+pytestmark = pytest.mark.engine("rabbitmq")
+
+_BUMP = """
+import sys
+from tidings import Client
+url, group, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def bump(state, counts):
+    state.generation += 1
+with Client(url) as client:
+    for _ in range(n):
+        client.engine.log.group_transition(group, bump)
+"""
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    reachable = service_reachable("127.0.0.1", 5672) and service_reachable("127.0.0.1", 5552)
+    require_engine("rabbitmq", reachable, "RabbitMQ with the stream plugin (5672, 5552)")
+    with Client(AMQP) as client:
+        yield client
+
+
+@pytest.fixture
+def name(client: Client) -> Iterator[str]:
+    """A unique stem; topics and groups carrying it are deleted afterwards."""
+    stem = f"rs-{uuid.uuid4().hex[:10]}"
+    yield stem
+    for config in client.topics():
+        if stem in config.name:
+            client.delete_topic(config.name)
+    for group in client.groups():
+        if stem in group:
+            client.engine.log.delete_group(group)
+
+
+def test_group_cas_has_no_lost_update_across_two_processes(client: Client, name: str) -> None:
+    """Groups: two processes each apply 25 transitions to one group at the
+    same time; every one of the 50 lands exactly once (the stream register's
+    compare-and-set lets one writer per version win; losers retry)."""
+    group = f"g-{name}"
+    procs = [subprocess.Popen([sys.executable, "-c", _BUMP, AMQP, group, "25"]) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(120) == 0
+    state = client.engine.log.load_group(group)
+    assert state is not None and state.generation == 50
+
+
+def test_offsets_are_kept_per_group_and_fenced(client: Client, name: str) -> None:
+    """L4/L5: two groups commit different offsets on one topic and each reads
+    back its own; a commit from outside the group while a member is live is
+    fenced and stores nothing; deleting the topic forgets both groups' offsets."""
+    from tidings import FencedError
+    from tidings.groups.coordinator import Member
+
+    client.create_topic(name, partitions=2)
+    tp0, tp1 = TopicPartition(name, 0), TopicPartition(name, 1)
+    log = client.engine.log
+    log.commit(f"a-{name}", None, {tp0: 3}, time.time())
+    log.commit(f"b-{name}", None, {tp0: 7, tp1: 1}, time.time())
+    assert log.committed(f"a-{name}") == {tp0: 3}
+    assert log.committed(f"b-{name}") == {tp0: 7, tp1: 1}
+
+    def join(state, counts):  # type: ignore[no-untyped-def]
+        return state.join(Member("m1", (name,), 30.0, time.time()), counts, time.time())
+
+    view = log.group_transition(f"a-{name}", join)
+    assert view.owned == {tp0, tp1}
+    with pytest.raises(FencedError):
+        log.commit(f"a-{name}", None, {tp0: 9}, time.time())
+    log.commit(f"a-{name}", "m1", {tp0: 4}, time.time())
+    assert log.committed(f"a-{name}") == {tp0: 4}
+    assert {f"a-{name}", f"b-{name}"} <= set(client.groups())
+    client.delete_topic(name)
+    assert log.committed(f"a-{name}") == log.committed(f"b-{name}") == {}
+
+
+def test_retention_arguments_drop_whole_old_segments(client: Client, name: str) -> None:
+    """L6 on streams: retention is the streams' max-age / max-length-bytes,
+    applied by RabbitMQ per segment (a quarter of the size limit here) when
+    a segment fills; what stays keeps its offsets, and a read below the
+    first offset starts at it."""
+    assert catalog.arguments(TopicConfig("t", retention_s=7200, retention_bytes=40_000)) == {
+        "max-age": "7200s",
+        "max-length-bytes": 40_000,
+        "stream-max-segment-size-bytes": 10_000,
+    }
+    client.create_topic(name, retention_bytes=40_000, retention="1h")
+    producer = client.producer()
+    for i in range(40):
+        producer.send_batch(name, [bytes([65 + i % 26]) * 500] * 10)
+    deadline = time.monotonic() + 10
+    while client.partitions(name)[0].first_offset == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    info = client.partitions(name)[0]
+    assert 0 < info.first_offset < 400 and info.next_offset == 400
+    kept = read_all(client, name, 0)
+    assert [r.offset for r in kept] == list(range(info.first_offset, 400))
+    assert all(r.value == bytes([65 + (r.offset // 10) % 26]) * 500 for r in kept)
+    assert sum(len(r.value or b"") for r in kept) <= 40_000 * 1.5
+
+
+def test_closed_stream_port_says_to_enable_the_plugin(client: Client, name: str) -> None:
+    """Bad input: a server whose stream port is closed (no rabbitmq_stream
+    plugin) raises EngineUnavailable naming the command that enables it;
+    the queue side of the same engine keeps working."""
+    with Client(AMQP + "?stream_port=1") as other:
+        with pytest.raises(EngineUnavailable, match="rabbitmq-plugins enable rabbitmq_stream"):
+            other.create_topic(name)
+        assert other.engine.queues is not None
+    with pytest.raises(TopicNotFound):
+        client.topic(name)
+
+
+def test_record_over_the_frame_size_is_refused_and_nothing_stored(
+    client: Client, name: str
+) -> None:
+    """Bad input: a record that cannot fit one stream frame (1 MiB) raises
+    RecordTooLarge even where max_record_bytes allows it, and nothing of
+    the batch is stored in any partition."""
+    client.create_topic(name, partitions=2, max_record_bytes=4 << 20)
+    producer = client.producer()
+    with pytest.raises(RecordTooLarge, match="frame"):
+        producer.send_batch(name, [b"small", b"x" * (2 << 20)], keys=["a", "b"])
+    assert [i.next_offset for i in client.partitions(name)] == [0, 0]
+    producer.send_batch(name, [b"y" * 500_000], partition=1)
+    assert [len(r.value or b"") for r in read_all(client, name, 1)] == [500_000]
+
+
+def test_failed_create_leaves_nothing_half_declared(
+    client: Client, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad input: when creating a partition's stream fails part-way, the
+    topic is not listed and the streams already created are deleted."""
+    link = client.engine.log._link  # type: ignore[attr-defined]
+    real = link.create
+
+    async def fail_third(stream: str, args: dict[str, object]) -> None:
+        if stream.endswith(".p2"):
+            raise EngineUnavailable("injected: the broker went away")
+        await real(stream, args)
+
+    monkeypatch.setattr(link, "create", fail_third)
+    with pytest.raises(EngineUnavailable, match="injected"):
+        client.create_topic(name, partitions=4)
+    monkeypatch.setattr(link, "create", real)
+    assert name not in [t.name for t in client.topics()]
+    portal = client.engine._portal  # type: ignore[attr-defined]
+    for p in range(4):
+        stream = catalog.partition_stream(name, p)
+        assert not portal.call(link.exists(stream), 10), stream
+    client.create_topic(name, partitions=4)
+    assert [i.next_offset for i in client.partitions(name)] == [0] * 4
