@@ -172,3 +172,35 @@ def test_failed_create_leaves_nothing_half_declared(
         assert not portal.call(link.exists(stream), 10), stream
     client.create_topic(name, partitions=4)
     assert [i.next_offset for i in client.partitions(name)] == [0] * 4
+
+
+def test_push_cursor_reads_seeks_pauses_and_waits(client: Client, name: str) -> None:
+    """Cursor: assigned partitions are pushed from their offsets, in offset
+    order per partition; seek re-reads from an offset; a paused partition
+    yields nothing until resumed; an empty fetch waits for a new record."""
+    client.create_topic(name, partitions=2)
+    producer = client.producer()
+    producer.send_batch(name, [b"a%d" % i for i in range(30)], partition=0)
+    producer.send_batch(name, [b"b%d" % i for i in range(5)], partition=1)
+    tp0, tp1 = TopicPartition(name, 0), TopicPartition(name, 1)
+    cursor = client.engine.open_cursor([name])  # type: ignore[attr-defined]
+    try:
+        cursor.assign({tp0: 10, tp1: 0})
+        got: list = []
+        deadline = time.monotonic() + 10
+        while len(got) < 25 and time.monotonic() < deadline:
+            got += cursor.fetch(7, 1.0)
+        assert [r.offset for r in got if r.partition == 0] == list(range(10, 30))
+        assert [r.value for r in got if r.partition == 1] == [b"b%d" % i for i in range(5)]
+        cursor.seek(tp0, 28)
+        cursor.pause(frozenset({tp1}))
+        client.produce(name, b"b5", partition=1)
+        assert [(r.partition, r.offset) for r in cursor.fetch(100, 1.0)] == [(0, 28), (0, 29)]
+        assert cursor.fetch(100, 0.2) == []
+        cursor.resume(frozenset({tp1}))
+        assert [(r.partition, r.offset) for r in cursor.fetch(100, 5.0)] == [(1, 5)]
+        started = time.monotonic()
+        assert cursor.fetch(100, 0.3) == []
+        assert time.monotonic() - started >= 0.29
+    finally:
+        cursor.close()

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
 from ...features import Features
+from .cursor import StreamCursor
 from .link import Link
 from .log import StreamLog
 from .portal import Portal
@@ -58,6 +59,7 @@ class RabbitMQEngine:
         driver_url, options = _split(url)
         timeout = parse_duration(options["operation_timeout"], "operation_timeout")
         self._poll_s = parse_duration(options["poll_interval"], "poll_interval")
+        self._timeout = timeout
         self._portal = Portal("tidings-rabbitmq")
         self._link = Link(driver_url)
         self._streams = _stream_link(url, int(options["stream_port"]))
@@ -68,6 +70,11 @@ class RabbitMQEngine:
         except BaseException:
             self._portal.close()
             raise
+
+    def open_cursor(self, topics: Collection[str]) -> StreamCursor:
+        """A push cursor on the topics' streams (tidings.ports.cursor);
+        ``assign`` says which partitions, from where."""
+        return StreamCursor(self._portal, self._streams, self._timeout)
 
     def waiter(self, channels: Collection[str]) -> PollingWaiter:
         """RabbitMQ pushes nothing to a basic.get consumer: a waiting get polls."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,30 +218,36 @@ class StreamLink:
         self._pending.clear()
 
     # ---- reading ---------------------------------------------------------
+    async def open_subscription(
+        self, stream: str, kind: OffsetType, value: int | None, credit: int
+    ) -> Subscription:
+        """Subscribe from an offset spec; ``close()`` the result when done."""
+        client = await self.client()
+        assert self._subscriptions is not None
+        pool = self._subscriptions
+        sid = await pool.get()
+        client.add_handler(schema.Deliver, _ignore, name=str(sid))
+        sub = Subscription(client, sid, stream, credit, lambda: pool.put_nowait(sid))
+        try:
+            await client.subscribe(stream, sid, schema.OffsetSpec.from_params(kind, value), credit)
+        except BaseException as exc:
+            sub.subscribed = False
+            await sub.close()
+            if isinstance(exc, rx.StreamDoesNotExist):
+                raise TopicNotFound(f"stream {stream!r} does not exist") from exc
+            raise
+        return sub
+
     @contextlib.asynccontextmanager
     async def subscribe(
         self, stream: str, kind: OffsetType, value: int | None, credit: int
     ) -> AsyncIterator[Subscription]:
         """A subscription from an offset spec; unsubscribed on exit."""
-        client = await self.client()
-        assert self._subscriptions is not None
-        sid = await self._subscriptions.get()
-        client.add_handler(schema.Deliver, _ignore, name=str(sid))
+        sub = await self.open_subscription(stream, kind, value, credit)
         try:
-            spec = schema.OffsetSpec.from_params(kind, value)
-            try:
-                await client.subscribe(stream, sid, spec, credit)
-            except rx.StreamDoesNotExist as exc:
-                raise TopicNotFound(f"stream {stream!r} does not exist") from exc
-            try:
-                yield Subscription(client, sid, stream, credit)
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.unsubscribe(sid)
+            yield sub
         finally:
-            client.remove_handler(schema.Deliver, str(sid))
-            client._frames.pop(sid, None)  # rstream keeps one frame queue per handler name
-            self._subscriptions.put_nowait(sid)
+            await sub.close()
 
     async def chunks(
         self, stream: str, kind: OffsetType, value: int | None, credit: int = 8
@@ -261,9 +267,25 @@ class StreamLink:
 class Subscription:
     """Frames of one subscription, taken from rstream's per-handler queue."""
 
-    def __init__(self, client: Client, sid: int, stream: str, credit: int) -> None:
+    def __init__(
+        self, client: Client, sid: int, stream: str, credit: int, release: Callable[[], None]
+    ) -> None:
         self._client, self._sid, self.stream = client, sid, stream
         self.outstanding = credit  # chunks RabbitMQ may still send
+        self.subscribed = True
+        self._release: Callable[[], None] | None = release
+
+    async def close(self) -> None:
+        """Unsubscribe and give the id back (idempotent)."""
+        release, self._release = self._release, None
+        if release is None:
+            return
+        if self.subscribed:
+            with contextlib.suppress(Exception):
+                await self._client.unsubscribe(self._sid)
+        self._client.remove_handler(schema.Deliver, str(self._sid))
+        self._client._frames.pop(self._sid, None)  # rstream keeps a frame queue per handler
+        release()
 
     async def drain(self) -> list[Chunk]:
         """The chunks delivered so far, after a barrier (see module doc)."""
