@@ -13,7 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tidings import Client, EngineUnavailable, RecordTooLarge, TopicNotFound, TopicPartition
+from tidings import (
+    Client,
+    EngineUnavailable,
+    PartitionNotFound,
+    RecordTooLarge,
+    TopicNotFound,
+    TopicPartition,
+)
 from tidings.config import TopicConfig
 from tidings.engines.rabbitmq import catalog
 from tidings.testing import read_all
@@ -202,5 +209,61 @@ def test_push_cursor_reads_seeks_pauses_and_waits(client: Client, name: str) -> 
         started = time.monotonic()
         assert cursor.fetch(100, 0.3) == []
         assert time.monotonic() - started >= 0.29
+    finally:
+        cursor.close()
+
+
+_CREATE = """
+import sys
+from tidings import Client, AlreadyExists
+url, topic = sys.argv[1], sys.argv[2]
+with Client(url) as client:
+    try:
+        client.create_topic(topic, partitions=3)
+        print("created")
+    except AlreadyExists:
+        print("exists")
+"""
+
+
+def test_two_processes_creating_one_topic_one_wins(client: Client, name: str) -> None:
+    """Topics across processes: four processes create the same topic at
+    once; exactly one succeeds, the others get AlreadyExists, and the topic
+    is whole (every partition writable, listed once)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATE, AMQP, name], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outcomes = sorted(proc.communicate(timeout=120)[0].strip() for proc in procs)
+    assert outcomes == ["created", "exists", "exists", "exists"]
+    assert [t.name for t in client.topics()].count(name) == 1
+    for p in range(3):
+        client.produce(name, b"x", partition=p)
+    assert [i.next_offset for i in client.partitions(name)] == [1, 1, 1]
+
+
+def test_cursor_is_woken_by_a_push(client: Client, name: str) -> None:
+    """Cursor: a record produced while a fetch waits is pushed by RabbitMQ
+    and returned well before the fetch's timeout."""
+    import threading
+
+    client.create_topic(name)
+    tp = TopicPartition(name, 0)
+    cursor = client.engine.open_cursor([name])  # type: ignore[attr-defined]
+    try:
+        cursor.assign({tp: 0})
+        assert cursor.fetch(10, 0.1) == []
+        timer = threading.Timer(0.3, lambda: client.produce(name, b"ping"))
+        timer.start()
+        started = time.monotonic()
+        got = cursor.fetch(10, 10.0)
+        waited = time.monotonic() - started
+        timer.join()
+        assert [r.value for r in got] == [b"ping"]
+        assert waited < 1.0, f"woken after {waited:.2f}s"
+        with pytest.raises(PartitionNotFound):
+            cursor.seek(TopicPartition(name, 3), 0)
     finally:
         cursor.close()

@@ -74,7 +74,9 @@ class RabbitMQEngine:
     def open_cursor(self, topics: Collection[str]) -> StreamCursor:
         """A push cursor on the topics' streams (tidings.ports.cursor);
         ``assign`` says which partitions, from where."""
-        return StreamCursor(self._portal, self._streams, self._timeout)
+        return StreamCursor(
+            self._portal, self._streams, self._timeout, lambda t: self.log.get_topic(t).partitions
+        )
 
     def waiter(self, channels: Collection[str]) -> PollingWaiter:
         """RabbitMQ pushes nothing to a basic.get consumer: a waiting get polls."""

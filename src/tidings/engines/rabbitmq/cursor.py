@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from rstream.constants import OffsetType
 
+from ...errors import PartitionNotFound
 from ...message import Record, TopicPartition
 from . import catalog, records
 from .portal import Portal
@@ -25,7 +27,6 @@ from .streams import StreamLink, Subscription
 
 R = TypeVar("R")
 CREDIT = 4  # chunks per partition in flight or buffered
-_IDLE_S = 0.005  # how often an empty fetch looks again (in process, no I/O)
 
 
 class _Reader:
@@ -39,8 +40,11 @@ class _Reader:
 class StreamCursor:
     """Implements tidings.ports.cursor.Cursor."""
 
-    def __init__(self, portal: Portal, link: StreamLink, timeout: float) -> None:
+    def __init__(
+        self, portal: Portal, link: StreamLink, timeout: float, counts: Callable[[str], int]
+    ) -> None:
         self._portal, self._link, self._timeout = portal, link, timeout
+        self._counts = counts  # the topic's partition count (blocking; not on the loop)
         self._readers: dict[TopicPartition, _Reader] = {}
         self._paused: set[TopicPartition] = set()
         self._closed = False
@@ -50,7 +54,20 @@ class StreamCursor:
 
     # ---- positions -------------------------------------------------------
     def assign(self, positions: Mapping[TopicPartition, int]) -> None:
+        self._check(positions)
         self._call(self._assign(dict(positions)))
+
+    def _check(self, tps: Iterable[TopicPartition]) -> None:
+        """PartitionNotFound / TopicNotFound before anything is subscribed."""
+        counts: dict[str, int] = {}
+        for tp in tps:
+            if tp.topic not in counts:
+                counts[tp.topic] = self._counts(tp.topic)
+            if not 0 <= tp.partition < counts[tp.topic]:
+                raise PartitionNotFound(
+                    f"topic {tp.topic!r} has partitions 0..{counts[tp.topic] - 1}, "
+                    f"not {tp.partition!r}"
+                )
 
     async def _assign(self, positions: dict[TopicPartition, int]) -> None:
         for tp in [tp for tp in self._readers if tp not in positions]:
@@ -70,6 +87,7 @@ class StreamCursor:
         self._readers[tp] = _Reader(sub, offset)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._check([tp])
         self._call(self._open(tp, offset))
 
     def pause(self, tps: frozenset[TopicPartition]) -> None:
@@ -86,16 +104,35 @@ class StreamCursor:
         deadline = time.monotonic() + timeout
         while True:
             out = await self._take(limit)
-            if out or time.monotonic() >= deadline or self._closed:
+            left = deadline - time.monotonic()
+            if out or left <= 0 or self._closed:
                 return out
-            await asyncio.sleep(min(_IDLE_S, max(0.0, deadline - time.monotonic())))
+            await self._arrival(left)
+
+    async def _arrival(self, timeout: float) -> None:
+        """Wait until RabbitMQ pushes a chunk to an unpaused partition."""
+        waits = [
+            asyncio.ensure_future(r.sub.arrival())
+            for tp, r in self._readers.items()
+            if tp not in self._paused
+        ]
+        if not waits:
+            await asyncio.sleep(min(timeout, 0.05))  # nothing to wait on: assign may come
+            return
+        _, pending = await asyncio.wait(waits, timeout=timeout, return_when=FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
 
     async def _take(self, limit: int) -> list[Record]:
         out: list[Record] = []
-        for tp, reader in list(self._readers.items()):
+        for tp in list(self._readers):
             if tp in self._paused or len(out) >= limit:
                 continue
+            reader = self._readers[tp]
             if not reader.ready:
+                if not reader.sub.alive:  # the connection dropped: subscribe again
+                    await self._open(tp, reader.position)
+                    reader = self._readers[tp]
                 await self._refill(tp, reader)
             while reader.ready and len(out) < limit:
                 record = reader.ready.popleft()

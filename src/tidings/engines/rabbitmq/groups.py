@@ -26,30 +26,38 @@ class StreamGroups:
 
     _link: StreamLink
     _catalog: Register
+    _registers: dict[str, Register]
+
+    def _register(self, group: str) -> Register:
+        """The group's register, one per process: its lock makes this
+        process's writers take turns (RabbitMQ also refuses two publishers
+        with one reference on one connection)."""
+        name = catalog.group_stream(group)
+        register = self._registers.get(name)
+        if register is None:
+            register = self._registers[name] = Register(self._link, name)
+        return register
 
     def _call(self, coro: Coroutine[Any, Any, R]) -> R:
         raise NotImplementedError
 
-    async def _group(self, group: str) -> Register:
-        """The group's register, its stream created and its name listed."""
-        register = Register(self._link, catalog.group_stream(group))
+    async def _group(self, group: str) -> tuple[Register, dict[str, int]]:
+        """The group's register (its stream created, its name listed) and
+        every topic's partition count, from one load of the catalog."""
+        register = self._register(group)
         await self._catalog.ensure()
-        if group not in _names((await self._catalog.load()).value):
+        cat = (await self._catalog.load()).value or catalog.empty()
+        if group not in _names(cat):
             await register.ensure()
             await self._catalog.update(lambda cat: (catalog.with_group(cat, group, True), None))
-        return register
-
-    async def _counts(self) -> dict[str, int]:
-        cat = (await self._catalog.load()).value or catalog.empty()
-        return {name: raw["partitions"] for name, raw in cat["topics"].items()}
+        return register, {name: raw["partitions"] for name, raw in cat["topics"].items()}
 
     # ---- transitions ----------------------------------------------------
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
         return self._call(self._transition(group, fn))
 
     async def _transition(self, group: str, fn: GroupTransition[T]) -> T:
-        register = await self._group(group)
-        counts = await self._counts()
+        register, counts = await self._group(group)
 
         def apply(value: Any) -> tuple[Any, T]:
             state, offsets = _unpack(group, value)
@@ -66,7 +74,7 @@ class StreamGroups:
     async def _commit(
         self, group: str, member_id: str | None, offsets: dict[TopicPartition, int], now: float
     ) -> None:
-        register = await self._group(group)
+        register, _ = await self._group(group)
 
         def apply(value: Any) -> tuple[Any, None]:
             state, stored = _unpack(group, value)
@@ -89,7 +97,7 @@ class StreamGroups:
         await self._catalog.ensure()
         if group not in _names((await self._catalog.load()).value):
             return None
-        register = Register(self._link, catalog.group_stream(group))
+        register = self._register(group)
         try:
             return (await register.load()).value
         except TopicNotFound:  # deleted meanwhile
@@ -126,7 +134,7 @@ class StreamGroups:
 
     async def _forget_topic(self, topic: str) -> None:
         for group in _names((await self._catalog.load()).value):
-            register = Register(self._link, catalog.group_stream(group))
+            register = self._register(group)
 
             def drop(value: Any, group: str = group) -> tuple[Any, None]:
                 if value is None:

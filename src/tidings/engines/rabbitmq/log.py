@@ -12,8 +12,10 @@ are not known when a publish is confirmed, so ``append`` returns
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Coroutine, Mapping
+from contextlib import aclosing
 from typing import Any, NoReturn, TypeVar
 
 from rstream.constants import OffsetType
@@ -50,6 +52,7 @@ class StreamLog(StreamGroups):
     def __init__(self, portal: Portal, link: StreamLink, timeout: float) -> None:
         self._portal, self._link, self._timeout = portal, link, timeout
         self._catalog = Register(link, catalog.CATALOG_STREAM)
+        self._registers: dict[str, Register] = {}
         self._configs: dict[str, tuple[float, TopicConfig]] = {}  # for appends and reads
 
     def _call(self, coro: Coroutine[Any, Any, R]) -> R:
@@ -170,18 +173,26 @@ class StreamLog(StreamGroups):
 
     def describe_partitions(self, name: str) -> list[PartitionInfo]:
         config = self.get_topic(name)
-        return [self._call(self._describe(name, p)) for p in range(config.partitions)]
+
+        async def every() -> list[PartitionInfo]:  # partitions at once, not in turn
+            return list(
+                await asyncio.gather(*(self._describe(name, p) for p in range(config.partitions)))
+            )
+
+        return self._call(every())
 
     async def _describe(self, name: str, partition: int) -> PartitionInfo:
         """First offset: the first chunk's. Next offset: after the last
         chunk's last record. Size: not told by the stream protocol (0)."""
         stream = catalog.partition_stream(name, partition)
         first = last = None
-        async for chunk in self._link.chunks(stream, OffsetType.FIRST, None, credit=1):
-            first = chunk.first_offset
-            break
-        async for chunk in self._link.chunks(stream, OffsetType.LAST, None):
-            last = chunk.first_offset + len(chunk.messages)
+        async with aclosing(self._link.chunks(stream, OffsetType.FIRST, None, credit=1)) as chunks:
+            async for chunk in chunks:
+                first = chunk.first_offset
+                break
+        async with aclosing(self._link.chunks(stream, OffsetType.LAST, None)) as chunks:
+            async for chunk in chunks:
+                last = chunk.first_offset + len(chunk.messages)
         if first is None or last is None:
             return PartitionInfo(partition, 0, 0, 0)
         return PartitionInfo(partition, first, last, 0)
@@ -220,15 +231,15 @@ class StreamLog(StreamGroups):
         check_partition(config, partition)
         out: list[Record] = []
         stream = catalog.partition_stream(topic, partition)
-        async for chunk in self._link.chunks(
-            stream, OffsetType.OFFSET, max(offset, 0), READ_CREDIT
-        ):
-            for i, data in enumerate(chunk.messages):
-                at = chunk.first_offset + i
-                if at >= offset:
-                    out.append(records.decode(topic, partition, at, data))
-            if len(out) >= limit:
-                break  # finish the stored chunk: may return a little more
+        chunks = self._link.chunks(stream, OffsetType.OFFSET, max(offset, 0), READ_CREDIT)
+        async with aclosing(chunks):  # stopping early unsubscribes at once
+            async for chunk in chunks:
+                for i, data in enumerate(chunk.messages):
+                    at = chunk.first_offset + i
+                    if at >= offset:
+                        out.append(records.decode(topic, partition, at, data))
+                if len(out) >= limit:
+                    break  # finish the stored chunk: may return a little more
         return out
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
@@ -241,11 +252,14 @@ class StreamLog(StreamGroups):
         check_partition(config, partition)
         stream = catalog.partition_stream(topic, partition)
         start = max(0, ts - CLOCK_SKEW_MS)
-        async for chunk in self._link.chunks(stream, OffsetType.TIMESTAMP, start, READ_CREDIT):
-            for i, data in enumerate(chunk.messages):
-                record = records.decode(topic, partition, chunk.first_offset + i, data)
-                if record.timestamp >= ts:
-                    return record.offset
+        async with aclosing(
+            self._link.chunks(stream, OffsetType.TIMESTAMP, start, READ_CREDIT)
+        ) as chunks:
+            async for chunk in chunks:
+                for i, data in enumerate(chunk.messages):
+                    record = records.decode(topic, partition, chunk.first_offset + i, data)
+                    if record.timestamp >= ts:
+                        return record.offset
         return (await self._describe(topic, partition)).next_offset
 
     # ---- maintenance (RabbitMQ applies retention itself) --------------

@@ -20,6 +20,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any, NamedTuple, TypeVar
 
 from rstream.constants import OffsetType
@@ -49,13 +50,17 @@ class Register:
     def __init__(self, link: StreamLink, name: str) -> None:
         self.link, self.name = link, name
         self._local = asyncio.Lock()  # writers in this process take turns (fewer lost races)
+        self._ensured = False
 
     async def ensure(self) -> None:
-        """Create the register's stream if absent."""
+        """Create the register's stream if absent (once per process)."""
+        if self._ensured:
+            return
         try:
             await self.link.create(self.name, ARGUMENTS)
         except AlreadyExists:
             pass
+        self._ensured = True
 
     async def load(self) -> Version:
         """The current version (0 and ``None`` value when never written)."""
@@ -75,9 +80,10 @@ class Register:
         # keeps for itself (tracking), it sends nothing: then scan it all.
         for spec in (OffsetType.LAST, OffsetType.FIRST):
             last: Version | None = None
-            async for chunk in self.link.chunks(self.name, spec, None):
-                for i, data in enumerate(chunk.messages):
-                    last = _parse(data, chunk.first_offset + i)
+            async with aclosing(self.link.chunks(self.name, spec, None)) as chunks:
+                async for chunk in chunks:
+                    for i, data in enumerate(chunk.messages):
+                        last = _parse(data, chunk.first_offset + i)
             if last is not None:
                 return last
         return None
@@ -88,11 +94,12 @@ class Register:
             spec, value = OffsetType.FIRST, None
         else:
             spec, value = OffsetType.OFFSET, offset + 1
-        async for chunk in self.link.chunks(self.name, spec, value, credit=1):
-            for i, data in enumerate(chunk.messages):
-                at = chunk.first_offset + i
-                if offset is None or at > offset:
-                    return _parse(data, at)
+        async with aclosing(self.link.chunks(self.name, spec, value, credit=1)) as chunks:
+            async for chunk in chunks:
+                for i, data in enumerate(chunk.messages):
+                    at = chunk.first_offset + i
+                    if offset is None or at > offset:
+                        return _parse(data, at)
         return None
 
     async def swap(self, current: Version, value: Any) -> bool:

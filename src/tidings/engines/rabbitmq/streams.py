@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +155,10 @@ class StreamLink:
                 await client.declare_publisher(stream, reference, pid)
             except rx.StreamDoesNotExist as exc:
                 raise TopicNotFound(f"stream {stream!r} does not exist") from exc
+            except rx.ServerError as exc:
+                raise EngineError(
+                    f"RabbitMQ refused a publisher on stream {stream!r} ({type(exc).__name__})"
+                ) from exc
             try:
                 if first_id is None:
                     first_id = 1
@@ -187,7 +191,7 @@ class StreamLink:
         try:
             for frame in _frames(messages, first, self.frame_max):
                 await client.send_publish_frame(schema.Publish(publisher_id=pid, messages=frame))
-            await pending.done
+            await _unless_dropped(client, pending.done)
         finally:
             for i in ids:
                 self._pending.pop((pid, i), None)
@@ -251,7 +255,7 @@ class StreamLink:
 
     async def chunks(
         self, stream: str, kind: OffsetType, value: int | None, credit: int = 8
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """The chunks from the spec to the end as it stands now, fetched
         ``credit`` chunks at a time; stop iterating to stop reading."""
         async with self.subscribe(stream, kind, value, credit) as sub:
@@ -274,6 +278,7 @@ class Subscription:
         self.outstanding = credit  # chunks RabbitMQ may still send
         self.subscribed = True
         self._release: Callable[[], None] | None = release
+        self._held: list[Any] = []  # frames taken off rstream's queue while waiting
 
     async def close(self) -> None:
         """Unsubscribe and give the id back (idempotent)."""
@@ -292,29 +297,49 @@ class Subscription:
         await self._client.stream_exists(self.stream)
         return self.take()
 
+    @property
+    def alive(self) -> bool:
+        return self._release is not None and self._client.is_connection_alive()
+
     def take(self) -> list[Chunk]:
+        """The chunks delivered so far, in order."""
         queue = self._client._frames[self._sid]
-        out = []
+        frames, self._held = self._held, []
         while not queue.empty():
-            frame = queue.get_nowait()
+            frames.append(queue.get_nowait())
+        out = []
+        for frame in frames:
             if frame.subscription_id == self._sid:
                 self.outstanding -= 1
                 out.append(Chunk(frame.chunk_first_offset, frame.timestamp, frame.get_messages()))
         return out
 
-    async def wait(self, timeout: float) -> list[Chunk]:
-        """Chunks delivered within ``timeout`` seconds (``[]`` if none came)."""
-        queue = self._client._frames[self._sid]
-        if queue.empty():
-            with contextlib.suppress(asyncio.TimeoutError):
-                frame = await asyncio.wait_for(queue.get(), timeout)
-                queue.put_nowait(frame)  # unbounded: never blocks; take() reorders nothing
-        return self.take()
+    async def arrival(self) -> None:
+        """Return once a frame is there (held for the next ``take``)."""
+        if self._held or not self._client._frames[self._sid].empty():
+            return
+        self._held.append(await self._client._frames[self._sid].get())
 
     async def credit(self, chunks: int) -> None:
         if chunks > 0:
             self.outstanding += chunks
             await self._client.credit(self._sid, chunks)
+
+
+async def _unless_dropped(client: Client, done: asyncio.Future[None]) -> None:
+    """Wait for ``done``; EngineUnavailable at once if the connection drops
+    first (rstream's reading task ends with it), not at the timeout."""
+    listener = client._tasks.get("listener")
+    if listener is None:
+        await done
+        return
+    await asyncio.wait({done, listener}, return_when=asyncio.FIRST_COMPLETED)
+    if not done.done():
+        raise EngineUnavailable(
+            "the connection to RabbitMQ's stream port dropped before the publish was "
+            "confirmed: it may or may not be stored"
+        )
+    done.result()
 
 
 def _pool() -> asyncio.Queue[int]:
