@@ -199,8 +199,10 @@ def test_push_cursor_reads_seeks_pauses_and_waits(client: Client, name: str) -> 
             got += cursor.fetch(7, 1.0)
         assert [r.offset for r in got if r.partition == 0] == list(range(10, 30))
         assert [r.value for r in got if r.partition == 1] == [b"b%d" % i for i in range(5)]
+        assert cursor.positions() == {tp0: 30, tp1: 5}
         cursor.seek(tp0, 28)
         cursor.pause(frozenset({tp1}))
+        cursor.assign({tp0: 28, tp1: 5})  # kept partitions keep their place; tp1 stays paused
         client.produce(name, b"b5", partition=1)
         assert [(r.partition, r.offset) for r in cursor.fetch(100, 1.0)] == [(0, 28), (0, 29)]
         assert cursor.fetch(100, 0.2) == []

@@ -76,7 +76,6 @@ class StreamCursor:
             reader = self._readers.get(tp)
             if reader is None or reader.position != offset:
                 await self._open(tp, offset)
-        self._paused &= set(positions)
 
     async def _open(self, tp: TopicPartition, offset: int) -> None:
         old = self._readers.pop(tp, None)
@@ -90,8 +89,14 @@ class StreamCursor:
         self._check([tp])
         self._call(self._open(tp, offset))
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """Per assigned partition, where the next record returned starts:
+        just past what fetch returned (buffered records do not count)."""
+        return {tp: reader.position for tp, reader in self._readers.items()}
+
     def pause(self, tps: frozenset[TopicPartition]) -> None:
-        self._paused |= set(tps) & set(self._readers)
+        """Kept apart from the assignment: still paused after a re-assign."""
+        self._paused |= set(tps)
 
     def resume(self, tps: frozenset[TopicPartition]) -> None:
         self._paused -= set(tps)
