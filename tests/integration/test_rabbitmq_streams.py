@@ -269,3 +269,29 @@ def test_cursor_is_woken_by_a_push(client: Client, name: str) -> None:
             cursor.seek(TopicPartition(name, 3), 0)
     finally:
         cursor.close()
+
+
+def test_dropped_stream_connection_is_reopened(client: Client, name: str) -> None:
+    """A dropped stream connection is reopened by the next call: appends,
+    reads and a push cursor go on (the cursor subscribes again from its
+    position: nothing skipped, nothing repeated)."""
+    client.create_topic(name)
+    tp = TopicPartition(name, 0)
+    client.producer().send_batch(name, [b"a", b"b"])
+    engine = client.engine
+    cursor = engine.open_cursor([name])  # type: ignore[attr-defined]
+    try:
+        cursor.assign({tp: 0})
+        assert [r.value for r in cursor.fetch(1, 5.0)] == [b"a"]
+        link = engine._streams  # type: ignore[attr-defined]
+        engine._portal.call(link._client._conn.close(), 5)  # type: ignore[attr-defined]
+        time.sleep(0.2)
+        client.produce(name, b"c")
+        assert [r.value for r in read_all(client, name, 0)] == [b"a", b"b", b"c"]
+        got: list[bytes | None] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [r.value for r in cursor.fetch(10, 0.5)]
+        assert got == [b"b", b"c"]
+    finally:
+        cursor.close()

@@ -23,7 +23,7 @@ from ...errors import PartitionNotFound
 from ...message import Record, TopicPartition
 from . import catalog, records
 from .portal import Portal
-from .streams import StreamLink, Subscription
+from .streams import StreamLink, Subscription, typed
 
 R = TypeVar("R")
 CREDIT = 4  # chunks per partition in flight or buffered
@@ -50,7 +50,7 @@ class StreamCursor:
         self._closed = False
 
     def _call(self, coro: Coroutine[Any, Any, R], extra: float = 0.0) -> R:
-        return self._portal.call(coro, self._timeout + extra)
+        return self._portal.call(typed(coro), self._timeout + extra)
 
     # ---- positions -------------------------------------------------------
     def assign(self, positions: Mapping[TopicPartition, int]) -> None:

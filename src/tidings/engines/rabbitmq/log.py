@@ -35,7 +35,7 @@ from . import catalog, records
 from .groups import StreamGroups
 from .portal import Portal
 from .register import UNCHANGED, Register
-from .streams import StreamLink
+from .streams import StreamLink, typed
 
 R = TypeVar("R")
 #: How far a producer's clock may run ahead of the broker's: offset_for_time
@@ -56,7 +56,7 @@ class StreamLog(StreamGroups):
         self._configs: dict[str, tuple[float, TopicConfig]] = {}  # for appends and reads
 
     def _call(self, coro: Coroutine[Any, Any, R]) -> R:
-        return self._portal.call(coro, self._timeout)
+        return self._portal.call(typed(coro), self._timeout)
 
     # ---- topics ------------------------------------------------------
     def create_topic(self, config: TopicConfig) -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from rstream import exceptions as rx
 from rstream import schema
 from rstream.client import Client
+from rstream.connection import ConnectionClosed
 from rstream.constants import OffsetType
 
 from ...errors import (
@@ -28,8 +29,11 @@ from ...errors import (
     EngineError,
     EngineUnavailable,
     RecordTooLarge,
+    TidingsError,
     TopicNotFound,
 )
+
+T = TypeVar("T")
 
 #: Bytes a publish frame adds around its messages (rstream's own figures).
 FRAME_OVERHEAD = 13 + 12
@@ -73,6 +77,9 @@ class StreamLink:
     async def client(self) -> Client:
         async with self._opening:
             if self._client is None or not self._client.is_connection_alive():
+                dead, self._client = self._client, None
+                if dead is not None:  # stop its heartbeat task and listener
+                    await _quietly(dead.close())
                 await self._open()
         assert self._client is not None
         return self._client
@@ -340,6 +347,24 @@ async def _unless_dropped(client: Client, done: asyncio.Future[None]) -> None:
             "confirmed: it may or may not be stored"
         )
     done.result()
+
+
+async def typed(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro``; rstream's and the socket's errors become tidings'
+    typed ones (the next call reconnects if the connection dropped)."""
+    try:
+        return await coro
+    except TidingsError:
+        raise
+    except rx.ServerError as exc:
+        raise EngineError(
+            f"RabbitMQ's stream port refused a request ({type(exc).__name__})"
+        ) from exc
+    except (TimeoutError, OSError, ConnectionClosed, rx.ClientError) as exc:
+        raise EngineUnavailable(
+            f"RabbitMQ's stream port did not answer ({type(exc).__name__}): the next call "
+            "reconnects; check the server"
+        ) from exc
 
 
 def _pool() -> asyncio.Queue[int]:
