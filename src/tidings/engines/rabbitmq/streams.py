@@ -173,8 +173,9 @@ class StreamLink:
                         first_id = await client.query_publisher_sequence(stream, reference) + 1
                 await self._send(client, pid, messages, first_id)
             finally:
-                with contextlib.suppress(Exception):
-                    await client.delete_publisher(pid)
+                if client.is_connection_alive():  # a dead one would not answer for 10 s
+                    with contextlib.suppress(Exception):
+                        await client.delete_publisher(pid)
         finally:
             self._publishers.put_nowait(pid)
         return first_id + len(messages)
@@ -292,7 +293,7 @@ class Subscription:
         release, self._release = self._release, None
         if release is None:
             return
-        if self.subscribed:
+        if self.subscribed and self._client.is_connection_alive():  # a dead one: no answer
             with contextlib.suppress(Exception):
                 await self._client.unsubscribe(self._sid)
         self._client.remove_handler(schema.Deliver, str(self._sid))
