@@ -295,3 +295,29 @@ def test_dropped_stream_connection_is_reopened(client: Client, name: str) -> Non
         assert got == [b"b", b"c"]
     finally:
         cursor.close()
+
+
+def test_messages_of_other_stream_clients(client: Client, name: str) -> None:
+    """Records are AMQP 1.0 messages: one another stream client wrote (a
+    body, no tidings annotations) reads as a keyless record stamped with
+    its chunk's broker time; bytes that are no AMQP message raise
+    CorruptDataError naming the offset, and reading past them works."""
+    from rstream import AMQPMessage
+
+    from tidings import CorruptDataError
+
+    client.create_topic(name)
+    client.produce(name, b"ours", key="k")
+    link, portal = client.engine._streams, client.engine._portal  # type: ignore[attr-defined]
+    stream = catalog.partition_stream(name, 0)
+    before = int(time.time() * 1000)
+    portal.call(link.publish(stream, [bytes(AMQPMessage(body=b"theirs"))]), 10)
+    portal.call(link.publish(stream, [b"\xffnot amqp"]), 10)
+    client.produce(name, b"after")
+    log = client.engine.log
+    ours, theirs = log.read(name, 0, 0, 2)[:2]
+    assert (ours.key, ours.value, theirs.key, theirs.value) == (b"k", b"ours", None, b"theirs")
+    assert before - 1000 <= theirs.timestamp <= time.time() * 1000 + 1000
+    with pytest.raises(CorruptDataError, match=r"partition 0 offset 2"):
+        log.read(name, 0, 2, 10)
+    assert [r.value for r in log.read(name, 0, 3, 10)] == [b"after"]

@@ -152,7 +152,9 @@ class StreamCursor:
             for i, data in enumerate(chunk.messages):
                 at = chunk.first_offset + i
                 if at >= reader.position:
-                    reader.ready.append(records.decode(tp.topic, tp.partition, at, data))
+                    reader.ready.append(
+                        records.decode(tp.topic, tp.partition, at, data, chunk.timestamp)
+                    )
         await reader.sub.credit(len(chunks))
 
     def close(self) -> None:

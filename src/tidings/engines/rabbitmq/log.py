@@ -237,7 +237,7 @@ class StreamLog(StreamGroups):
                 for i, data in enumerate(chunk.messages):
                     at = chunk.first_offset + i
                     if at >= offset:
-                        out.append(records.decode(topic, partition, at, data))
+                        out.append(records.decode(topic, partition, at, data, chunk.timestamp))
                 if len(out) >= limit:
                     break  # finish the stored chunk: may return a little more
         return out
@@ -257,7 +257,9 @@ class StreamLog(StreamGroups):
         ) as chunks:
             async for chunk in chunks:
                 for i, data in enumerate(chunk.messages):
-                    record = records.decode(topic, partition, chunk.first_offset + i, data)
+                    record = records.decode(
+                        topic, partition, chunk.first_offset + i, data, chunk.timestamp
+                    )
                     if record.timestamp >= ts:
                         return record.offset
         return (await self._describe(topic, partition)).next_offset

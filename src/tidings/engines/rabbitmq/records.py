@@ -46,8 +46,10 @@ def encode_all(
     ]
 
 
-def decode(topic: str, partition: int, offset: int, data: bytes) -> Record:
-    """The record stored at ``offset``. Raises CorruptDataError."""
+def decode(topic: str, partition: int, offset: int, data: bytes, chunk_ts: int) -> Record:
+    """The record stored at ``offset``; a message without a creation time
+    (written by another stream client) gets its chunk's (broker) timestamp.
+    Raises CorruptDataError."""
     try:
         message = amqp_decoder(data)
     except Exception as exc:  # pyamqp raises assorted errors on bad bytes
@@ -56,7 +58,7 @@ def decode(topic: str, partition: int, offset: int, data: bytes) -> Record:
         ) from exc
     annotations = message.message_annotations or {}
     props = message.properties
-    timestamp = int(props.creation_time) if props and props.creation_time is not None else 0
+    timestamp = int(props.creation_time) if props and props.creation_time is not None else chunk_ts
     value = None if annotations.get(TOMBSTONE) else _bytes(message.body)
     return Record(
         topic,
