@@ -25,10 +25,12 @@ class TestRabbitMQQueues(QueueContract):
         return AMQP
 
     @pytest.fixture
-    def client(self, engine_url: str) -> Iterator[Client]:
+    def client(self, engine_url: str, topic: str) -> Iterator[Client]:
         client = Client(engine_url)
         try:
             yield client
         finally:
             client.engine.queues.delete_declared()  # type: ignore[attr-defined]
+            if topic in [t.name for t in client.topics()]:  # topics live on streams
+                client.delete_topic(topic)
             client.close()

@@ -1,6 +1,6 @@
 """The RabbitMQ engine (``amqp://`` / ``amqps://``): queues on quorum
-queues, exchanges on RabbitMQ exchanges. The log side is not there yet (it
-raises UnsupportedFeature).
+queues, exchanges on RabbitMQ exchanges, topics on RabbitMQ streams (the
+stream protocol, port 5552).
 
 aio-pika is async-only: the blocking ports run on a portal, one event-loop
 thread per engine instance (docs/architecture.md, "Engines whose drivers are
@@ -13,35 +13,41 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection
 from dataclasses import replace
-from typing import NoReturn, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
 from ...features import Features
 from ...groups.stored import StoredGroups
 from ...ports.failed import FailedStore
-from ...ports.log import LogEngine
+from .cursor import StreamCursor
 from .failed import FailedStoreBeside
 from .link import Link
-from .nolog import NoLog, _unsupported
+from .log import StreamLog
 from .portal import Portal
 from .queues import RabbitQueues
+from .streams import StreamLink
 
 #: URL options tidings reads itself; the rest go to aio-pika (heartbeat, name, ...).
-_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms", "failed_store": ""}
+_OPTIONS = {
+    "operation_timeout": "30s",
+    "poll_interval": "50ms",
+    "failed_store": "",
+    "stream_port": "5552",
+}
 
 
 class RabbitMQEngine:
     """One connection to a RabbitMQ node (3.10+)."""
 
     features = Features(
-        durable_append="unsupported",
-        dense_offsets="unsupported",
-        consumer_groups="unsupported",
-        seek_by_timestamp="unsupported",
-        retention="unsupported",
+        logs="native",  # RabbitMQ streams, one per partition
+        durable_append="native",  # confirmed = replicated to a majority of the stream's nodes
+        dense_offsets="native",  # stream offsets; tidings stores nothing else in them
+        append_offsets="unsupported",  # a stream confirm carries no offset (L2)
+        consumer_groups="emulated",  # GroupState in a CAS register on a stream
+        seek_by_timestamp="native",  # the stream's timestamp offset spec, then a short scan
+        retention="native",  # max-age / max-length-bytes, applied per segment by RabbitMQ
         compaction="unsupported",
-        logs="unsupported",
         transactional_publish="unsupported",
         transactional_consume="unsupported",
         queues="native",
@@ -69,9 +75,10 @@ class RabbitMQEngine:
             self.features = replace(self.features, failed_events="unsupported")
         self._portal = Portal("tidings-rabbitmq")
         self._link = Link(driver_url)
-        self.log = NoLog()
-        # No log, no groups: every call reaches NoLog and raises UnsupportedFeature.
-        self.groups = StoredGroups(cast(LogEngine, self.log))
+        self._timeout = timeout
+        self._streams = _stream_link(url, int(options["stream_port"]))
+        self.log = StreamLog(self._portal, self._streams, timeout)
+        self.groups = StoredGroups(self.log)  # over the log's CAS registers
         self.queues = RabbitQueues(self._portal, self._link, timeout)
         try:
             self._portal.call(self._link.channel(), timeout)
@@ -83,8 +90,12 @@ class RabbitMQEngine:
         """RabbitMQ pushes nothing to a basic.get consumer: a waiting get polls."""
         return PollingWaiter(self._poll_s)
 
-    def open_cursor(self, topics: Collection[str]) -> NoReturn:
-        _unsupported()
+    def open_cursor(self, topics: Collection[str]) -> StreamCursor:
+        """A push cursor on the topics' streams (tidings.ports.cursor);
+        ``assign`` says which partitions, from where."""
+        return StreamCursor(
+            self._portal, self._streams, self._timeout, lambda t: self.log.get_topic(t).partitions
+        )
 
     def failed_store(self) -> FailedStore:
         """The runtime's failed events, in the failed_store= database.
@@ -100,6 +111,7 @@ class RabbitMQEngine:
 
     async def _close(self) -> None:
         await self.queues.close()
+        await self._streams.close()
         await self._link.close()
 
 
@@ -119,6 +131,19 @@ class PollingWaiter:
 
     def close(self) -> None:
         self._closed.set()
+
+
+def _stream_link(url: str, port: int) -> StreamLink:
+    """The stream-protocol connection for the same server, vhost and user."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return StreamLink(
+        parts.hostname or "127.0.0.1",
+        port,
+        vhost,
+        unquote(parts.username or "guest"),
+        unquote(parts.password or "guest"),
+    )
 
 
 def _split(url: str) -> tuple[str, dict[str, str]]:

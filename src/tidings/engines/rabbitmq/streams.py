@@ -1,0 +1,407 @@
+"""The connection to RabbitMQ's stream protocol (port 5552, rstream's
+low-level ``Client``), on the portal's loop only.
+
+Why the low-level client: tidings needs to know when reading reached the
+end of a stream, and rstream's ``Consumer`` only calls back. Here a read
+subscribes, then makes one more request on the same connection (a
+*barrier*): RabbitMQ sends the chunks it has for a subscription before it
+answers the next request, so once the barrier's answer is in, every chunk
+that was committed when reading began has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rstream import exceptions as rx
+from rstream import schema
+from rstream.client import Client
+from rstream.connection import ConnectionClosed
+from rstream.constants import OffsetType
+
+from ...errors import (
+    AlreadyExists,
+    ConfigurationError,
+    EngineError,
+    EngineUnavailable,
+    RecordTooLarge,
+    TidingsError,
+    TopicNotFound,
+)
+
+T = TypeVar("T")
+
+#: Bytes a publish frame adds around its messages (rstream's own figures).
+FRAME_OVERHEAD = 13 + 12
+_IDS = 255  # publisher and subscription ids are one byte per connection
+_PLUGIN_HINT = (
+    "is the stream plugin enabled? run `rabbitmq-plugins enable rabbitmq_stream` on the "
+    "server (it listens on port 5552; set stream_port= in the URL if it is elsewhere)"
+)
+
+
+@dataclass
+class _Pending:
+    """A publish waiting for its confirms."""
+
+    ids: set[int]
+    done: asyncio.Future[None]
+    errors: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    """One delivered chunk: its first offset, broker timestamp, messages."""
+
+    first_offset: int
+    timestamp: int
+    messages: list[bytes]
+
+
+class StreamLink:
+    """One stream-protocol connection, opened lazily, reopened after a drop."""
+
+    def __init__(self, host: str, port: int, vhost: str, user: str, password: str) -> None:
+        self._where = (host, port, vhost, user, password)
+        self._client: Client | None = None
+        self._publishers: asyncio.Queue[int] | None = None
+        self._subscriptions: asyncio.Queue[int] | None = None
+        self._pending: dict[tuple[int, int], _Pending] = {}
+        self._opening = asyncio.Lock()
+
+    # ---- connection ----------------------------------------------------
+    async def client(self) -> Client:
+        async with self._opening:
+            if self._client is None or not self._client.is_connection_alive():
+                dead, self._client = self._client, None
+                if dead is not None:  # stop its heartbeat task and listener
+                    await _quietly(dead.close())
+                await self._open()
+        assert self._client is not None
+        return self._client
+
+    async def _open(self) -> None:
+        host, port, vhost, user, password = self._where
+        client = Client(host, port, frame_max=1 << 20, heartbeat=60, connection_name="tidings")
+        try:
+            await asyncio.wait_for(client.start(), 10)
+            await asyncio.wait_for(client.authenticate(vhost, user, password), 10)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            await _quietly(client.close())
+            raise EngineUnavailable(
+                f"cannot reach RabbitMQ's stream port {host}:{port} ({exc!r}): {_PLUGIN_HINT}"
+            ) from exc
+        except rx.ServerError as exc:
+            await _quietly(client.close())
+            raise EngineUnavailable(
+                f"RabbitMQ's stream port {host}:{port} refused user {user!r} on vhost "
+                f"{vhost!r} ({type(exc).__name__}): check the credentials and permissions"
+            ) from exc
+        client.add_handler(schema.PublishConfirm, self._on_confirm, name="tidings-confirm")
+        client.add_handler(schema.PublishError, self._on_error, name="tidings-error")
+        self._fail_pending("the connection to RabbitMQ's stream port was reopened")
+        self._client = client
+        self._publishers = _pool()
+        self._subscriptions = _pool()
+
+    @property
+    def frame_max(self) -> int:
+        return self._client.frame_max if self._client is not None else 1 << 20
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        self._fail_pending("the engine was closed")
+        if client is not None:
+            await _quietly(client.close())
+
+    # ---- streams -------------------------------------------------------
+    async def create(self, stream: str, arguments: dict[str, Any]) -> None:
+        client = await self.client()
+        try:
+            await client.create_stream(stream, arguments)
+        except rx.StreamAlreadyExists as exc:
+            raise AlreadyExists(f"stream {stream!r} exists already") from exc
+        except rx.PreconditionFailed as exc:
+            raise ConfigurationError(
+                f"RabbitMQ refused the arguments of stream {stream!r}: {arguments}"
+            ) from exc
+
+    async def delete(self, stream: str) -> None:
+        """Delete ``stream`` (absent: nothing to do)."""
+        client = await self.client()
+        with contextlib.suppress(rx.StreamDoesNotExist):
+            await client.delete_stream(stream)
+
+    async def exists(self, stream: str) -> bool:
+        return bool(await (await self.client()).stream_exists(stream))
+
+    # ---- publishing ------------------------------------------------------
+    async def publish(
+        self,
+        stream: str,
+        messages: Sequence[bytes],
+        reference: str | None = None,
+        first_id: int | None = None,
+    ) -> int:
+        """Publish ``messages`` and wait until RabbitMQ confirmed them all.
+
+        With a ``reference`` the broker drops a message whose publishing id
+        is not above the last one stored for that reference (deduplication):
+        such a message is confirmed all the same. Returns the next
+        publishing id of the reference (``first_id`` defaults to it)."""
+        client = await self.client()
+        self.check_sizes(messages)
+        assert self._publishers is not None
+        pid = await self._publishers.get()
+        try:
+            try:
+                await client.declare_publisher(stream, reference, pid)
+            except rx.StreamDoesNotExist as exc:
+                raise TopicNotFound(f"stream {stream!r} does not exist") from exc
+            except rx.ServerError as exc:
+                raise EngineError(
+                    f"RabbitMQ refused a publisher on stream {stream!r} ({type(exc).__name__})"
+                ) from exc
+            try:
+                if first_id is None:
+                    first_id = 1
+                    if reference:
+                        first_id = await client.query_publisher_sequence(stream, reference) + 1
+                await self._send(client, pid, messages, first_id)
+            finally:
+                if client.is_connection_alive():  # a dead one would not answer for 10 s
+                    with contextlib.suppress(Exception):
+                        await client.delete_publisher(pid)
+        finally:
+            self._publishers.put_nowait(pid)
+        return first_id + len(messages)
+
+    def check_sizes(self, messages: Sequence[bytes]) -> None:
+        limit = self.frame_max - FRAME_OVERHEAD
+        for data in messages:
+            if len(data) > limit:
+                raise RecordTooLarge(
+                    f"a record encodes to {len(data)} bytes, over the {limit} bytes a "
+                    "RabbitMQ stream frame holds (stream.frame_max): send smaller records"
+                )
+
+    async def _send(self, client: Client, pid: int, messages: Sequence[bytes], first: int) -> None:
+        """Send in frames under frame_max; wait for every confirm."""
+        loop = asyncio.get_running_loop()
+        ids = set(range(first, first + len(messages)))
+        pending = _Pending(set(ids), loop.create_future())
+        for i in ids:
+            self._pending[pid, i] = pending
+        try:
+            for frame in _frames(messages, first, self.frame_max):
+                await client.send_publish_frame(schema.Publish(publisher_id=pid, messages=frame))
+            await _unless_dropped(client, pending.done)
+        finally:
+            for i in ids:
+                self._pending.pop((pid, i), None)
+        if pending.errors:
+            raise _publish_error(pending.errors[0])
+
+    def _on_confirm(self, frame: schema.PublishConfirm) -> None:
+        for i in frame.publishing_ids:
+            pending = self._pending.pop((frame.publisher_id, i), None)
+            if pending is not None:
+                pending.ids.discard(i)
+                if not pending.ids and not pending.done.done():
+                    pending.done.set_result(None)
+
+    def _on_error(self, frame: schema.PublishError) -> None:
+        for error in frame.errors:
+            pending = self._pending.pop((frame.publisher_id, error.publishing_id), None)
+            if pending is not None:
+                pending.errors.append(error.response_code)
+                pending.ids.discard(error.publishing_id)
+                if not pending.ids and not pending.done.done():
+                    pending.done.set_result(None)
+
+    def _fail_pending(self, why: str) -> None:
+        for pending in list(self._pending.values()):
+            if not pending.done.done():
+                pending.done.set_exception(EngineUnavailable(f"{why}: outcome unknown"))
+        self._pending.clear()
+
+    # ---- reading ---------------------------------------------------------
+    async def open_subscription(
+        self, stream: str, kind: OffsetType, value: int | None, credit: int
+    ) -> Subscription:
+        """Subscribe from an offset spec; ``close()`` the result when done."""
+        client = await self.client()
+        assert self._subscriptions is not None
+        pool = self._subscriptions
+        sid = await pool.get()
+        client.add_handler(schema.Deliver, _ignore, name=str(sid))
+        sub = Subscription(client, sid, stream, credit, lambda: pool.put_nowait(sid))
+        try:
+            await client.subscribe(stream, sid, schema.OffsetSpec.from_params(kind, value), credit)
+        except BaseException as exc:
+            sub.subscribed = False
+            await sub.close()
+            if isinstance(exc, rx.StreamDoesNotExist):
+                raise TopicNotFound(f"stream {stream!r} does not exist") from exc
+            raise
+        return sub
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, stream: str, kind: OffsetType, value: int | None, credit: int
+    ) -> AsyncIterator[Subscription]:
+        """A subscription from an offset spec; unsubscribed on exit."""
+        sub = await self.open_subscription(stream, kind, value, credit)
+        try:
+            yield sub
+        finally:
+            await sub.close()
+
+    async def chunks(
+        self, stream: str, kind: OffsetType, value: int | None, credit: int = 8
+    ) -> AsyncGenerator[Chunk, None]:
+        """The chunks from the spec to the end as it stands now, fetched
+        ``credit`` chunks at a time; stop iterating to stop reading."""
+        async with self.subscribe(stream, kind, value, credit) as sub:
+            while True:
+                got = await sub.drain()
+                for chunk in got:
+                    yield chunk
+                if sub.outstanding:  # RabbitMQ had credit left: nothing more to send
+                    return
+                await sub.credit(credit)
+
+
+class Subscription:
+    """Frames of one subscription, taken from rstream's per-handler queue."""
+
+    def __init__(
+        self, client: Client, sid: int, stream: str, credit: int, release: Callable[[], None]
+    ) -> None:
+        self._client, self._sid, self.stream = client, sid, stream
+        self.outstanding = credit  # chunks RabbitMQ may still send
+        self.subscribed = True
+        self._release: Callable[[], None] | None = release
+        self._held: list[Any] = []  # frames taken off rstream's queue while waiting
+
+    async def close(self) -> None:
+        """Unsubscribe and give the id back (idempotent)."""
+        release, self._release = self._release, None
+        if release is None:
+            return
+        if self.subscribed and self._client.is_connection_alive():  # a dead one: no answer
+            with contextlib.suppress(Exception):
+                await self._client.unsubscribe(self._sid)
+        self._client.remove_handler(schema.Deliver, str(self._sid))
+        self._client._frames.pop(self._sid, None)  # rstream keeps a frame queue per handler
+        release()
+
+    async def drain(self) -> list[Chunk]:
+        """The chunks delivered so far, after a barrier (see module doc)."""
+        await self._client.stream_exists(self.stream)
+        return self.take()
+
+    @property
+    def alive(self) -> bool:
+        return self._release is not None and self._client.is_connection_alive()
+
+    def take(self) -> list[Chunk]:
+        """The chunks delivered so far, in order."""
+        queue = self._client._frames[self._sid]
+        frames, self._held = self._held, []
+        while not queue.empty():
+            frames.append(queue.get_nowait())
+        out = []
+        for frame in frames:
+            if frame.subscription_id == self._sid:
+                self.outstanding -= 1
+                out.append(Chunk(frame.chunk_first_offset, frame.timestamp, frame.get_messages()))
+        return out
+
+    async def arrival(self) -> None:
+        """Return once a frame is there (held for the next ``take``)."""
+        if self._held or not self._client._frames[self._sid].empty():
+            return
+        self._held.append(await self._client._frames[self._sid].get())
+
+    async def credit(self, chunks: int) -> None:
+        if chunks > 0:
+            self.outstanding += chunks
+            await self._client.credit(self._sid, chunks)
+
+
+async def _unless_dropped(client: Client, done: asyncio.Future[None]) -> None:
+    """Wait for ``done``; EngineUnavailable at once if the connection drops
+    first (rstream's reading task ends with it), not at the timeout."""
+    listener = client._tasks.get("listener")
+    if listener is None:
+        await done
+        return
+    await asyncio.wait({done, listener}, return_when=asyncio.FIRST_COMPLETED)
+    if not done.done():
+        raise EngineUnavailable(
+            "the connection to RabbitMQ's stream port dropped before the publish was "
+            "confirmed: it may or may not be stored"
+        )
+    done.result()
+
+
+async def typed(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro``; rstream's and the socket's errors become tidings'
+    typed ones (the next call reconnects if the connection dropped)."""
+    try:
+        return await coro
+    except TidingsError:
+        raise
+    except rx.ServerError as exc:
+        raise EngineError(
+            f"RabbitMQ's stream port refused a request ({type(exc).__name__})"
+        ) from exc
+    except (TimeoutError, OSError, ConnectionClosed, rx.ClientError) as exc:
+        raise EngineUnavailable(
+            f"RabbitMQ's stream port did not answer ({type(exc).__name__}): the next call "
+            "reconnects; check the server"
+        ) from exc
+
+
+def _pool() -> asyncio.Queue[int]:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(_IDS):
+        queue.put_nowait(i)
+    return queue
+
+
+def _frames(messages: Sequence[bytes], first: int, frame_max: int) -> list[list[schema.Message]]:
+    """The messages cut into publish frames that fit ``frame_max``."""
+    frames: list[list[schema.Message]] = [[]]
+    size = 13
+    for i, data in enumerate(messages):
+        need = 12 + len(data)
+        if frames[-1] and size + need > frame_max:
+            frames.append([])
+            size = 13
+        frames[-1].append(schema.Message(publishing_id=first + i, filter_value=None, data=data))
+        size += need
+    return frames
+
+
+def _publish_error(code: int) -> Exception:
+    cls = rx.ServerError.from_code(code)
+    if cls is rx.StreamDoesNotExist:
+        return TopicNotFound("the stream was deleted while publishing to it")
+    if cls is rx.FrameTooLarge:
+        return RecordTooLarge("RabbitMQ refused a publish frame as too large")
+    return EngineError(f"RabbitMQ refused a publish ({cls.__name__}, code {code})")
+
+
+def _ignore(_frame: Any) -> None:
+    return None
+
+
+async def _quietly(coro: Any) -> None:
+    with contextlib.suppress(Exception):
+        await coro
