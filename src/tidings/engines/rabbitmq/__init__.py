@@ -14,6 +14,7 @@ from collections.abc import Collection
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
+from ...errors import ConfigurationError
 from ...features import Features
 from .link import Link
 from .nolog import NoLog
@@ -21,7 +22,7 @@ from .portal import Portal
 from .queues import RabbitQueues
 
 #: URL options tidings reads itself; the rest go to aio-pika (heartbeat, name, ...).
-_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms"}
+_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms", "reconnect_timeout": "15s"}
 
 
 class RabbitMQEngine:
@@ -56,8 +57,14 @@ class RabbitMQEngine:
         driver_url, options = _split(url)
         timeout = parse_duration(options["operation_timeout"], "operation_timeout")
         self._poll_s = parse_duration(options["poll_interval"], "poll_interval")
+        reconnect_s = parse_duration(options["reconnect_timeout"], "reconnect_timeout")
+        if reconnect_s >= timeout:
+            raise ConfigurationError(
+                f"reconnect_timeout ({reconnect_s:g}s) must be shorter than operation_timeout "
+                f"({timeout:g}s): a call waits for a reconnect within its own timeout"
+            )
+        self._link = Link(driver_url, reconnect_s)  # parses the node list: before the thread
         self._portal = Portal("tidings-rabbitmq")
-        self._link = Link(driver_url)
         self.log = NoLog()
         self.queues = RabbitQueues(self._portal, self._link, timeout)
         try:

@@ -38,10 +38,11 @@ from . import headers as hdr
 from . import pushed, topology
 from .deadletters import DeadLetters
 from .leases import Lease, Leases
-from .link import DROPPED, Link, persistent
+from .link import DROPPED, Dropped, Link, persistent
 from .portal import Portal
 
 _PUBLISH_ATTEMPTS = 5
+_PUBLISH_DROPS = 10  # connections lost while one publish waits for its confirm
 
 
 def new_id() -> int:
@@ -62,9 +63,19 @@ class RabbitQueues:
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one, self._ensure)
+        link.on_reopen(self._restore)
 
     def _call(self, coro: Any) -> Any:
-        return self._portal.call(coro, self._timeout)
+        return self._portal.call(self._link.guard(coro), self._timeout)
+
+    async def _restore(self) -> None:
+        """After a reconnect: re-declare the queues declared here (a no-op
+        where they survived, as quorum queues do when a majority lives)."""
+        async with self._link.scratch() as channel:
+            for config in list(self._configs.values()):
+                await channel.declare_queue(
+                    config.name, durable=True, arguments=topology.arguments(config)
+                )
 
     # ---- declaration --------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
@@ -233,8 +244,12 @@ class RabbitQueues:
 
     async def _publish_one(self, queue: str, body: bytes, headers: dict[str, Any], id: int) -> None:
         """Publish and wait for the confirm; resend on a nack or a dropped
-        connection (at-least-once). Raises QueueNotFound, QueueFull, EngineError."""
-        for attempt in range(_PUBLISH_ATTEMPTS):
+        connection (at-least-once: a resent message may be stored twice).
+        Waiting for a reconnect is bounded by the link (EngineUnavailable).
+        Raises QueueNotFound, QueueFull, EngineError."""
+        attempt = drops = 0
+        while True:
+            channel = None
             try:
                 channel = await self._link.channel()
                 await channel.default_exchange.publish(
@@ -244,12 +259,18 @@ class RabbitQueues:
             except aiormq.exceptions.PublishError as exc:
                 raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
             except aiormq.exceptions.DeliveryError as exc:
-                if attempt == _PUBLISH_ATTEMPTS - 1:
+                attempt += 1
+                if attempt == _PUBLISH_ATTEMPTS:
                     raise await self._refused(queue, exc) from exc
-            except DROPPED:
-                await self._link.reset()
-            await asyncio.sleep(0.05 * 2**attempt)
-        raise EngineError(f"RabbitMQ did not confirm a publish to {queue!r}: retry later")
+                await asyncio.sleep(0.05 * 2**attempt)
+            except DROPPED as exc:
+                drops += 1
+                if drops > _PUBLISH_DROPS:
+                    raise Dropped(
+                        f"the connection to RabbitMQ dropped {drops} times while publishing "
+                        f"to {queue!r}: retry later"
+                    ) from exc
+                await self._link.reset(channel)  # the next channel() waits for the reconnect
 
     async def _refused(self, queue: str, exc: Exception) -> Exception:
         config = self._configs.get(queue)
@@ -261,7 +282,10 @@ class RabbitQueues:
 
     # ---- consuming ----------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
-        return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+        try:
+            return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+        except Dropped:  # what it had claimed went back with the channel: claim again
+            return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
 
     async def _claim(self, queue: str, max_messages: int) -> list[Delivery]:
         config = await self._require(queue)
