@@ -84,7 +84,7 @@ class Cluster:
 
     def _spawn(self, node: Node) -> None:
         base = self.root / node.name.split("@")[0]
-        base.mkdir()
+        base.mkdir(exist_ok=True)  # a restart keeps its data: it rejoins the cluster
         (base / "enabled_plugins").write_text("[].\n")
         (base / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{node.port}\n"
@@ -136,6 +136,12 @@ class Cluster:
     def _tail(self, node: Node) -> str:
         log = self.root / node.name.split("@")[0] / "stdout.log"
         return log.read_text(errors="replace")[-2000:] if log.exists() else "(no output)"
+
+    def restart(self, node: Node) -> None:
+        """Start a killed node again; it rejoins with its data. Returns once
+        its AMQP port answers."""
+        self._spawn(node)
+        self._await(node, time.monotonic() + BOOT_S)
 
     def kill(self, node: Node) -> None:
         """kill -9 the node (its process group): a crash, not a shutdown."""

@@ -20,6 +20,7 @@ from typing import Any
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
+from ...backoff import Backoff
 from ...config import QueueConfig
 from ...errors import (
     AlreadyExists,
@@ -251,7 +252,7 @@ class RabbitQueues:
         while True:
             channel = None
             try:
-                channel = await self._link.channel()
+                channel = await self._link.publisher()
                 await channel.default_exchange.publish(
                     persistent(body, headers, id), routing_key=queue, mandatory=True
                 )
@@ -262,6 +263,7 @@ class RabbitQueues:
                 attempt += 1
                 if attempt == _PUBLISH_ATTEMPTS:
                     raise await self._refused(queue, exc) from exc
+                await self._link.reset_publisher(channel)  # the next attempt on a new one
                 await asyncio.sleep(0.05 * 2**attempt)
             except DROPPED as exc:
                 drops += 1
@@ -270,7 +272,7 @@ class RabbitQueues:
                         f"the connection to RabbitMQ dropped {drops} times while publishing "
                         f"to {queue!r}: retry later"
                     ) from exc
-                await self._link.reset(channel)  # the next channel() waits for the reconnect
+                await self._link.reset_publisher(channel)  # the next one waits for the reconnect
 
     async def _refused(self, queue: str, exc: Exception) -> Exception:
         config = self._configs.get(queue)
@@ -282,10 +284,18 @@ class RabbitQueues:
 
     # ---- consuming ----------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
-        try:
-            return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
-        except Dropped:  # what it had claimed went back with the channel: claim again
-            return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+        """Claimed again after a drop (what it had taken went back with the
+        channel), for up to reconnect_timeout: a basic.get while a quorum
+        queue elects a leader closes the connection (INTERNAL_ERROR nodedown)."""
+        deadline = time.monotonic() + self._link.reconnect_s
+        backoff = Backoff(0.05, 1.0)
+        while True:
+            try:
+                return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+            except Dropped:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(backoff.next())
 
     async def _claim(self, queue: str, max_messages: int) -> list[Delivery]:
         config = await self._require(queue)
