@@ -7,6 +7,7 @@ outage is measured. Plus: refused connections and refused logins."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -222,3 +223,78 @@ def test_wrong_password_is_access_refused() -> None:
         Client("amqp://guest:wrong@127.0.0.1:5672/")
     with pytest.raises(AccessRefused, match="vhost"):
         Client(f"amqp://guest:guest@127.0.0.1:5672/no-such-vhost-{os.getpid()}")
+
+
+class Proxy:
+    """A loopback TCP proxy to the shared node: :meth:`cut` closes every
+    connection and stops listening (a node gone), :meth:`resume` listens again."""
+
+    def __init__(self, target: int) -> None:
+        self._target = target
+        self.port = _free_port()
+        self._sockets: list[socket.socket] = []
+        self._server: socket.socket | None = None
+        self.resume()
+
+    def resume(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen()
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:  # closed by cut()
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+    def cut(self) -> None:
+        assert self._server is not None
+        with contextlib.suppress(OSError):  # wakes the accept() (close alone does not)
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self._sockets.clear()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+
+
+def test_calls_while_reconnecting_wait_then_name_the_nodes() -> None:
+    """A node gone: a publish waits reconnect_timeout, then EngineUnavailable
+    names the node; once it is back the client reconnects by itself and the
+    message confirmed before the drop is still there."""
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    name = f"tfo-{uuid.uuid4().hex[:8]}"
+    proxy = Proxy(5672)
+    client = Client(f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_timeout=1s")
+    try:
+        client.declare_queue(name)
+        client.publish(name, b"before")
+        proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(EngineUnavailable, match=f"reconnecting .* to 127.0.0.1:{proxy.port}"):
+            client.publish(name, b"during")
+        assert 0.9 < time.monotonic() - started < 10
+        proxy.resume()
+        client.publish(name, b"after")
+        bodies = sorted(d.body for d in client.get(name, 10, wait=2))
+        assert bodies in ([b"after", b"before"], [b"after", b"before", b"during"])
+    finally:
+        client.close()
+        proxy.cut()
+        with Client("amqp://guest:guest@127.0.0.1:5672/") as cleaner:
+            cleaner.delete_queue(name)

@@ -29,7 +29,10 @@ class Address:
 def parse(url: str) -> list[Address]:
     """The nodes of ``url`` in the order given. Raises ConfigurationError for
     an empty host, a bad port, or a node listed twice."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # unbalanced [ ] around an IPv6 address
+        raise ConfigurationError(f"bad IPv6 address in the URL ({exc}): write [addr]:port") from exc
     if parts.scheme not in _DEFAULT_PORTS:
         raise ConfigurationError(f"not an amqp:// or amqps:// URL: {_scheme(url)}")
     userinfo, at, hosts = parts.netloc.rpartition("@")
