@@ -65,6 +65,7 @@ class Link:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._publisher: AbstractChannel | None = None
+        self._publisher_opening = asyncio.Lock()
         self.generation = 0  # bumped on each new main channel: older receipts are lost
         self.node: str | None = None  # the node connected to (host:port)
         self._next = 0  # the address tried first
@@ -100,13 +101,14 @@ class Link:
         """The channel publishes go on (confirms), apart from the leases'
         channel so that :meth:`reset_publisher` costs no lease."""
         await self.channel()
-        publisher = self._publisher
-        if publisher is None or publisher.is_closed:
-            assert self._connection is not None
-            publisher = await self._connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
-            self._publisher = publisher
+        async with self._publisher_opening:  # one channel for concurrent sends: kept in order
+            publisher = self._publisher
+            if publisher is None or publisher.is_closed:
+                assert self._connection is not None
+                publisher = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._publisher = publisher
         return publisher
 
     async def reset_publisher(self, failed: AbstractChannel | None) -> None:
