@@ -60,8 +60,10 @@ class Cluster:
             Node(f"tfo{i + 1}-{tag}@localhost", ports[i], dist[i]) for i in range(size)
         ]
 
-    def url(self, user: str = "guest", password: str = "guest") -> str:
-        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+    def url(self, first: int = 0, user: str = "guest", password: str = "guest") -> str:
+        """Every node, from node ``first`` on (the order a client tries them)."""
+        order = self.nodes[first:] + self.nodes[:first]
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in order)
         return f"amqp://{user}:{password}@{hosts}/"
 
     # ---- lifecycle ------------------------------------------------------------
@@ -168,6 +170,21 @@ class Cluster:
             if len(parts) == 2 and parts[0] == queue:
                 return next(n for n in self.nodes if n.name == parts[1])
         raise ClusterError(f"queue {queue!r} has no leader in: {out!r}")
+
+    def diagnose(self) -> str:
+        """Queues and channels as a live node sees them (for failure messages)."""
+        asked = next(n for n in self.nodes if n.alive)
+        out = []
+        for args in (
+            ("list_queues", "name", "messages_ready", "messages_unacknowledged", "consumers"),
+            ("list_channels", "pid", "messages_unacknowledged", "consumer_count"),
+            ("list_consumers", "channel_pid", "consumer_tag", "prefetch_count"),
+        ):
+            try:
+                out.append(self._ctl(asked, *args))
+            except ClusterError as exc:
+                out.append(str(exc))
+        return "\n".join(out)
 
     def _ctl(self, node: Node, *args: str, timeout: float = 60) -> str:
         if not node.alive:

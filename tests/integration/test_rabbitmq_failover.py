@@ -53,10 +53,10 @@ class Load:
     """A producer publishing numbered messages one by one (each confirmed
     before the next) and a consumer getting and acking, each in a thread."""
 
-    def __init__(self, url: str, queue: str) -> None:
+    def __init__(self, producer_url: str, consumer_url: str, queue: str) -> None:
         self.queue = queue
-        self.producer = Client(url)
-        self.consumer = Client(url)
+        self.producer = Client(producer_url)
+        self.consumer = Client(consumer_url)
         self.producer.declare_queue(queue, lease="30s")
         self.confirmed: dict[int, float] = {}  # seq -> when its publish returned
         self.consumed: Counter[int] = Counter()
@@ -121,11 +121,17 @@ class Load:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_killing_the_quorum_leader_loses_no_confirmed_message(cluster: Cluster) -> None:
-    url = cluster.url() + "?reconnect_timeout=20s"
-    load = Load(url, f"tfo-{uuid.uuid4().hex[:8]}")
+    """The producer is connected to the node that leads the queue (declared
+    through it), the consumer to another one: the kill drops the producer's
+    connection, and the consumer's gets during the election (RabbitMQ closes
+    a connection whose basic.get finds no leader). The consumer is not on the
+    killed node because RabbitMQ keeps what a consumer there had unacked
+    until that node is back (docs/rabbitmq.md), which says nothing of tidings."""
+    options = "?reconnect_timeout=20s"
+    load = Load(cluster.url(0) + options, cluster.url(1) + options, f"tfo-{uuid.uuid4().hex[:8]}")
     try:
         leader = cluster.leader(load.queue)
-        assert load.consumer.engine._link.node == f"127.0.0.1:{leader.port}"  # type: ignore[attr-defined]
+        assert load.producer.engine._link.node == f"127.0.0.1:{leader.port}"  # type: ignore[attr-defined]
         load.start()
         time.sleep(BEFORE_KILL_S)
         before = (len(load.confirmed), len(load.consumed))
@@ -137,12 +143,6 @@ def test_killing_the_quorum_leader_loses_no_confirmed_message(cluster: Cluster) 
         resumed = _first_after(load.confirmed.values(), killed_at, timeout=30)
         time.sleep(AFTER_KILL_S)
         load.publishing.clear()
-        _wait_for(lambda: not load.missing(), DRAIN_S / 4)
-        # Unacked messages of a consumer on the dead node stay checked out to
-        # it (RabbitMQ cannot tell a crash from a partition) until it is back.
-        held = load.missing()
-        restarted_at = time.monotonic()
-        cluster.restart(leader)
         _wait_for(lambda: not load.missing(), DRAIN_S)
         consumed_after = [seq for at, seq in load.consumed_at if at > killed_at]
         first_consumed = min((at for at, _ in load.consumed_at if at > killed_at), default=None)
@@ -153,17 +153,18 @@ def test_killing_the_quorum_leader_loses_no_confirmed_message(cluster: Cluster) 
             f"first confirm after the kill {resumed - killed_at:.2f}s, first delivery after "
             f"the kill {(first_consumed or float('nan')) - killed_at:.2f}s, link outages "
             f"producer {_fmt(load.producer)} consumer {_fmt(load.consumer)}; "
-            f"{len(held)} held by the dead node's consumer until its restart "
-            f"({time.monotonic() - restarted_at:.1f}s to deliver them after the restart began); "
             f"delivered {sum(load.consumed.values())} for {len(load.consumed)} distinct, "
             f"leases lost {load.lost_leases}"
         )
         print("\n" + report)
         missing = load.missing()
+        if missing:
+            report += "\n" + cluster.diagnose()
         assert missing == [], f"confirmed but never consumed: {missing[:20]} ({report})"
         assert load.errors == [], f"calls failed during the failover: {load.errors[:5]}"
         assert consumed_after, f"the consumer did not resume after the kill ({report})"
         assert new_leader is not leader
+        assert load.producer.engine._link.outages, "the producer's connection did not drop"  # type: ignore[attr-defined]
         for client in (load.producer, load.consumer):
             assert client.engine._link.node in survivors  # type: ignore[attr-defined]
     finally:

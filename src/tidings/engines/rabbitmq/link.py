@@ -83,19 +83,24 @@ class Link:
     async def channel(self) -> AbstractChannel:
         """The main channel, (re)opened if needed. Raises EngineUnavailable
         (after ``reconnect_s`` while reconnecting), AccessRefused."""
-        channel = self._channel
-        if channel is not None and not channel.is_closed:
-            return channel
-        if self._closing:
-            raise EngineError("the RabbitMQ engine is closed: open a new Client")
-        first = self.generation == 0
-        task = self._opening or self._start(rounds=1 if first else None)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), None if first else self.reconnect_s)
-        except TimeoutError:
-            raise EngineUnavailable(self._unreachable(waited=True)) from self._failure
-        assert self._channel is not None
-        return self._channel
+        deadline: float | None = None
+        while True:
+            channel = self._channel
+            if channel is not None and not channel.is_closed:
+                return channel
+            if self._closing:
+                raise EngineError("the RabbitMQ engine is closed: open a new Client")
+            first = self.generation == 0  # the first connect: one round, fails fast
+            if deadline is None and not first:
+                deadline = time.monotonic() + self.reconnect_s
+            task = self._opening or self._start(rounds=1 if first else None)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                raise EngineUnavailable(self._unreachable(waited=True)) from self._failure
 
     async def publisher(self) -> AbstractChannel:
         """The channel publishes go on (confirms), apart from the leases'
@@ -104,12 +109,20 @@ class Link:
         async with self._publisher_opening:  # one channel for concurrent sends: kept in order
             publisher = self._publisher
             if publisher is None or publisher.is_closed:
-                assert self._connection is not None
-                publisher = await self._connection.channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
-                self._publisher = publisher
+                publisher = self._publisher = await self._new_channel()
         return publisher
+
+    async def _new_channel(self) -> AbstractChannel:
+        """A channel on the current connection. Raises one of DROPPED if it is lost."""
+        connection = self._connection
+        if connection is None or not _usable(connection):
+            raise aiormq.exceptions.ChannelInvalidStateError("the connection to RabbitMQ dropped")
+        try:
+            return await connection.channel(publisher_confirms=True, on_return_raises=True)
+        except aiormq.exceptions.ChannelInvalidStateError:
+            raise
+        except RuntimeError as exc:  # aio-pika: "<Connection ...> closed", a drop not yet seen
+            raise aiormq.exceptions.ChannelInvalidStateError(str(exc)) from exc
 
     async def reset_publisher(self, failed: AbstractChannel | None) -> None:
         """Close the publishing channel after a nack: RabbitMQ 3.10 keeps
@@ -209,7 +222,7 @@ class Link:
         """Re-declare and re-consume; a drop meanwhile is a new outage
         (its close callback starts the next reconnect)."""
         for restorer in list(self._restorers):
-            with contextlib.suppress(*DROPPED, aiormq.exceptions.AMQPError, EngineError):
+            with contextlib.suppress(Exception):  # best effort: it must not stop the reconnect
                 await restorer()
 
     def _on_close(self, connection: Any, exc: BaseException | None) -> None:
@@ -262,8 +275,7 @@ class Link:
     async def scratch(self) -> AsyncIterator[AbstractChannel]:
         """A channel of its own for one operation; AMQP errors become typed ones."""
         await self.channel()
-        assert self._connection is not None
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await self._new_channel()
         try:
             yield channel
         except aiormq.exceptions.ChannelClosed as exc:

@@ -12,6 +12,7 @@ browsing (read and returned). Everything else raises UnsupportedFeature.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -72,11 +73,12 @@ class RabbitQueues:
     async def _restore(self) -> None:
         """After a reconnect: re-declare the queues declared here (a no-op
         where they survived, as quorum queues do when a majority lives)."""
-        async with self._link.scratch() as channel:
-            for config in list(self._configs.values()):
-                await channel.declare_queue(
-                    config.name, durable=True, arguments=topology.arguments(config)
-                )
+        for config in list(self._configs.values()):
+            with contextlib.suppress(TidingsError):  # declared elsewhere with other arguments
+                async with self._link.scratch() as channel:
+                    await channel.declare_queue(
+                        config.name, durable=True, arguments=topology.arguments(config)
+                    )
 
     # ---- declaration --------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
