@@ -22,11 +22,16 @@ class TopicPartition(NamedTuple):
 
 
 class RecordMetadata(NamedTuple):
-    """Where an acknowledged (durable) record was stored."""
+    """Where an acknowledged (durable) record was stored.
+
+    ``offset`` is ``None`` on an engine that learns offsets only when
+    reading (``Features.append_offsets`` unsupported, e.g. RabbitMQ
+    streams): the record is stored, in order, and a consumer sees its
+    offset. On every other engine it is the record's offset (L2)."""
 
     topic: str
     partition: int
-    offset: int
+    offset: int | None
     timestamp: int
 
 

@@ -2,7 +2,8 @@
 
 When ``opentelemetry`` is importable and a span is current, producers
 (``Producer.send``/``send_batch``, ``Client.produce``/``publish``/
-``publish_batch``, their async twins) add the W3C ``traceparent`` and
+``publish_batch``, their async twins, and ``Outbox.add``, whose relay
+forwards the headers as stored) add the W3C ``traceparent`` and
 ``tracestate`` headers, unless the caller set ``traceparent`` already. The
 runtime reads them back and runs each handler call in a span
 ``"<app>.<handler> process"`` whose parent is the producer's span.

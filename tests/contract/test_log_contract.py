@@ -65,7 +65,7 @@ class TestSQLiteFile:
                 (1, b"k", None, {}),
             ]
             assert got[0].timestamp == first.timestamp
-            assert client.engine.log.committed("g")[tp] == 2
+            assert client.engine.groups.committed("g")[tp] == 2
             assert client.produce(topic, b"w", partition=1).offset == 2
             with client.consumer(topic, "g", group_config=FAST_GROUP) as c:
                 resumed = poll_until([c], lambda: c.lag().get(tp) == 0)

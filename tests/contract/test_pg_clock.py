@@ -25,13 +25,11 @@ def _skew(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 def _join(client: Client, group: str, member_id: str, topic: str) -> Any:
     now = time.time()  # as the client's membership does: its own clock
     member = Member(member_id, (topic,), 10.0, now, member_id)
-    return client.engine.log.group_transition(
-        group, lambda state, counts: state.join(member, counts, now, time.time())
-    )
+    return client.engine.groups.join(group, member, "sticky", now)
 
 
 def _members(client: Client, group: str) -> set[str]:
-    state = client.engine.log.load_group(group)
+    state = client.engine.groups.describe(group)
     return set() if state is None else set(state.members)
 
 

@@ -195,7 +195,7 @@ def test_a_handler_that_kills_its_process_is_counted_and_parked(
     assert others[-2:] == ["c", "d"] if source == "topic" else {"c", "d"} <= set(others)
     if source == "topic":
         with Client(url) as client:
-            committed = client.engine.log.committed("crashy.on_order")
+            committed = client.engine.groups.committed("crashy.on_order")
             assert list(committed.values()) == [len(bodies)]
 
 
@@ -255,8 +255,8 @@ def test_sigterm_finishes_commits_and_leaves(app_dir: Path, url: str) -> None:
     final = json.loads((app_dir / "health.json").read_text())
     assert final["state"] == "stopped" and (health is None or health["ready"])
     with Client(url) as client:
-        assert client.engine.log.committed("crashy.on_order") == {
-            next(iter(client.engine.log.committed("crashy.on_order"))): 50
+        assert client.engine.groups.committed("crashy.on_order") == {
+            next(iter(client.engine.groups.committed("crashy.on_order"))): 50
         }
         info = client.describe_group("crashy.on_order")
         assert not info.members  # left the group
@@ -284,5 +284,5 @@ def test_a_second_signal_exits_at_once_when_a_handler_does_not_return(
             proc.kill()
             proc.wait()
     with Client(url) as client:  # nothing was committed: it is delivered again
-        committed = client.engine.log.committed("crashy.on_stuck")
+        committed = client.engine.groups.committed("crashy.on_stuck")
         assert all(offset == 0 for offset in committed.values())

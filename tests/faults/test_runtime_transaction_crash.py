@@ -162,7 +162,7 @@ def test_sigkill_mid_stream_applies_each_message_exactly_once_without_an_inbox(
     assert sorted(rows) == sorted(f"{source} {i}" for i in range(n))  # each once, none lost
     with Client(db.url) as client:
         if source == "topic":
-            assert sum(client.engine.log.committed("txcrash.on_payment").values()) == n
+            assert sum(client.engine.groups.committed("txcrash.on_payment").values()) == n
         else:
             stats = client.queue_stats("jobs")
             assert stats.ready + stats.leased + stats.delayed == 0

@@ -53,7 +53,7 @@ def _topic(client: Client, n: int = 500) -> str:
 
 
 def _committed(client: Client, group: str, topic: str) -> int | None:
-    return client.engine.log.committed(group).get(TopicPartition(topic, 0))
+    return client.engine.groups.committed(group).get(TopicPartition(topic, 0))
 
 
 def test_leaving_a_for_loop_commits_only_what_was_yielded(client: Client) -> None:
@@ -165,7 +165,7 @@ def test_a_revoke_drops_read_ahead_and_commits_what_was_yielded(client: Client) 
                 yielded[r.partition].append(r.offset)
             got_b += [(r.partition, r.offset) for r in b.poll(timeout=0.05)]
         (lost,) = {0, 1} - {tp.partition for tp in a.assignment()}
-        committed = client.engine.log.committed("g")[TopicPartition(topic, lost)]
+        committed = client.engine.groups.committed("g")[TopicPartition(topic, lost)]
         assert committed == (yielded[lost][-1] + 1 if yielded[lost] else 0)
         while len(got_b) < 50 - committed:
             got_b += [(r.partition, r.offset) for r in b.poll(timeout=1)]

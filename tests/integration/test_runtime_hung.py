@@ -56,7 +56,7 @@ def test_hung_handler_partitions_go_to_another_member(tmp_path: Path) -> None:
         a.stop()
         b.stop()
     with Client(url) as check:
-        committed = check.engine.log.committed("workers")
+        committed = check.engine.groups.committed("workers")
     assert list(committed.values()) == [10]  # the hung member's late commit did not win
 
 

@@ -49,8 +49,8 @@ def test_join_and_graceful_leave_lose_nothing_and_keep_order(tmp_path: Path) -> 
             time.sleep(0.05)
         b.stop()
         ends = {i.partition: i.next_offset for i in client.partitions("flow")}
-        assert client.engine.log.committed("flow-workers") == {
-            tp: ends[tp.partition] for tp in client.engine.log.committed("flow-workers")
+        assert client.engine.groups.committed("flow-workers") == {
+            tp: ends[tp.partition] for tp in client.engine.groups.committed("flow-workers")
         }
     members = {m for v in seen.values() for m, _ in v}
     assert members == {"a", "b"}

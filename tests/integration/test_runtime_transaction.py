@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tidings import Client, ConfigurationError, GroupConfig, UnsupportedFeature
-from tidings.groups.coordinator import GroupState
 from tidings.runtime import App, HandlerContext, Inbox, Retry, RetryPolicy
 from tidings.runtime.testing import running
+from tidings.testing import expire_sessions
 from tidings.testing.pytest_plugin import require_engine, service_reachable
 
 PG = "postgresql://127.0.0.1:5432/test"
@@ -97,7 +97,9 @@ def test_a_failed_attempt_is_rolled_back_with_its_commit(db: Db) -> None:
 
     with running(app, db.url, prepare) as r:
         r.wait_until(lambda: sum(calls.values()) == 7)
-        r.wait_until(lambda: r.client.engine.log.committed("txtopic.on_pay").get(_tp("pay")) == 6)
+        r.wait_until(
+            lambda: r.client.engine.groups.committed("txtopic.on_pay").get(_tp("pay")) == 6
+        )
     assert calls["3"] == 2
     assert db.rows() == [str(i) for i in range(6)]
 
@@ -149,7 +151,7 @@ def test_a_fenced_commit_rolls_the_handler_back_and_the_record_comes_again(
         ctx.connection.execute(f"INSERT INTO effects VALUES ({db.mark})", (what,))
         calls[what] += 1
         if what == "1" and calls[what] == 1:  # as if this process had stalled
-            engine[0].engine.log.group_transition("txfence.on_pay", _expire_everyone)
+            assert expire_sessions(engine[0], "txfence.on_pay")
 
     def prepare(client: Client) -> None:
         engine.append(client)
@@ -160,7 +162,7 @@ def test_a_fenced_commit_rolls_the_handler_back_and_the_record_comes_again(
     try:
         with running(app, url, prepare) as r:
             r.wait_until(
-                lambda: r.client.engine.log.committed("txfence.on_pay").get(_tp("pay")) == 3
+                lambda: r.client.engine.groups.committed("txfence.on_pay").get(_tp("pay")) == 3
             )
         # Rolled back; the member rejoined at once and handled it again.
         assert calls["1"] == 2, calls
@@ -168,11 +170,6 @@ def test_a_fenced_commit_rolls_the_handler_back_and_the_record_comes_again(
     finally:
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _expire_everyone(state: GroupState, counts: dict[str, int]) -> None:
-    for member in state.members.values():
-        member.last_seen -= member.session_timeout_s + 60
 
 
 def test_memory_engine_refuses_transaction_handlers() -> None:
@@ -263,7 +260,9 @@ def test_async_and_batch_handlers_share_the_transaction(db: Db) -> None:
     with running(app, db.url, prepare) as r:
         r.wait_until(lambda: calls["topic"] == 2 and calls["queue"] == 3)
         r.wait_until(lambda: _empty(r.client, "jobs"))
-        r.wait_until(lambda: r.client.engine.log.committed("txforms.on_pay").get(_tp("pay")) == 2)
+        r.wait_until(
+            lambda: r.client.engine.groups.committed("txforms.on_pay").get(_tp("pay")) == 2
+        )
     assert db.rows() == ["q1", "q2", "q3", "t1", "t2"]
 
 
@@ -294,7 +293,7 @@ def test_async_clients_commit_and_ack_in_your_transaction(db: Db) -> None:
                 await client.ack(job, connection=conn)
                 conn.rollback()
                 with Client(db.url) as check:
-                    assert check.engine.log.committed("g") == {}
+                    assert check.engine.groups.committed("g") == {}
                     assert check.queue_stats("jobs").leased == 1
                 await consumer.commit({tp: 1}, connection=conn)
                 await client.ack(job, connection=conn)
@@ -305,6 +304,6 @@ def test_async_clients_commit_and_ack_in_your_transaction(db: Db) -> None:
     finally:
         conn.close()
     with Client(db.url) as check:
-        assert check.engine.log.committed("g") == {tp: 1}
+        assert check.engine.groups.committed("g") == {tp: 1}
         s = check.queue_stats("jobs")
         assert s.ready + s.leased + s.delayed == 0

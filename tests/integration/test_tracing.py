@@ -6,9 +6,11 @@ exceptions are recorded on it."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -19,6 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util._once import Once
 
 from tidings import AsyncClient, Client, tracing
+from tidings.outbox import Outbox, Relay, migrate
 from tidings.runtime import App, RetryPolicy
 from tidings.runtime.testing import running
 
@@ -181,6 +184,28 @@ def _ids_in(headers: Mapping[str, str]) -> tuple[str, str]:
     version, trace_id, span_id, _flags = headers["traceparent"].split("-")
     assert version == "00"
     return trace_id, span_id
+
+
+def test_an_outbox_event_carries_the_span_that_wrote_it(tmp_path: Path) -> None:
+    """The outbox row keeps the writer's trace context and the relay
+    forwards it, so a consumer's span is a child of the transaction that
+    recorded the event, as with a direct publish."""
+    app_url = f"sqlite:///{tmp_path}/app.db"
+    migrate(app_url)
+    conn = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    with Client(f"sqlite:///{tmp_path}/bus.db") as client:
+        client.create_topic("orders")
+        conn.execute("BEGIN")
+        with tracer.start_as_current_span("place order") as span:
+            Outbox().add(conn, "topic:orders", b"traced", key="o-1")
+        Outbox().add(conn, "topic:orders", b"untraced", key="o-2")
+        conn.execute("COMMIT")
+        with Relay(app_url, client) as relay:
+            assert relay.run(until_idle=True) == 2
+        traced, untraced = client.engine.log.read("orders", 0, 0, 10)
+    conn.close()
+    assert _ids_in(traced.headers) == _ids(span)  # type: ignore[arg-type]
+    assert "traceparent" not in untraced.headers
 
 
 def test_without_opentelemetry_nothing_is_added_and_handlers_run() -> None:

@@ -518,7 +518,7 @@ def test_with_key_ordering_only_the_failing_key_waits() -> None:
         for i in range(5):
             r.client.produce("events", f"fast-{i}", key="fast")
         r.wait_until(lambda: len(events) == 7, timeout=20)
-        committed = r.client.engine.log.committed
+        committed = r.client.engine.groups.committed
         r.wait_until(lambda: list(committed("shop.handle").values()) == [7])
     names = [name for _, name in events]
     assert sorted(names) == sorted(["slow-0", "slow-1", *(f"fast-{i}" for i in range(5))])

@@ -36,6 +36,7 @@ COMMANDS = (
     "run",
     "failed",
     "demo",
+    "features",
 )
 
 URL_HELP = "engine URL (default: $TIDINGS_URL, else sqlite:///./tidings.db)"

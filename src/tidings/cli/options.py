@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from ..client.consumer import Start
+from ..client.starts import Start
 from ..config import parse_duration, parse_size, validate_name
 from ..errors import ConfigurationError
 

@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
         "--print-acks",
         action="store_true",
         help="once durable, print 'PARTITION OFFSET' per line, in input order "
-        '(with --json: {"partition":P,"offset":O})',
+        '(with --json: {"partition":P,"offset":O}); OFFSET is - (null) on an engine '
+        "that learns offsets only when reading",
     )
     p.set_defaults(handler=run)
 
@@ -79,7 +80,8 @@ def _send(
     if ctx.json:
         out = [dumps({"partition": m.partition, "offset": m.offset}) + "\n" for m in metas]
     else:
-        out = [f"{m.partition} {m.offset}\n" for m in metas]
+        # "-": the engine tells offsets only to readers (Features.append_offsets)
+        out = [f"{m.partition} {'-' if m.offset is None else m.offset}\n" for m in metas]
     if ctx.write_lines(out) < len(out):
         raise BrokenPipeError("standard output was closed")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from ..errors import ConfigurationError, GroupNotFound
 from ..message import TopicPartition
 from ..ports.engine import Engine
+from .starts import Start, start_offset
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class GroupInfo:
 
 def describe_group(engine: Engine, group: str) -> GroupInfo:
     log = engine.log
-    state = log.load_group(group)
-    committed = log.committed(group)
+    state = engine.groups.describe(group)
+    committed = engine.groups.committed(group)
     if state is None and not committed:
         raise GroupNotFound(f"consumer group {group!r} does not exist")
     now = time.time()
@@ -75,21 +77,11 @@ def _subscribed(state: object) -> set[str]:
 def reset_offsets(
     engine: Engine, group: str, topic: str, to: str | int | datetime
 ) -> dict[TopicPartition, int]:
-    log = engine.log
+    if to not in ("beginning", "end") and not isinstance(to, int | datetime):
+        raise ConfigurationError(f"--to must be beginning, end, an offset or a time, not {to!r}")
     offsets = {}
-    for info in log.describe_partitions(topic):
+    for info in engine.log.describe_partitions(topic):
         tp = TopicPartition(topic, info.partition)
-        if to == "beginning":
-            offsets[tp] = info.first_offset
-        elif to == "end":
-            offsets[tp] = info.next_offset
-        elif isinstance(to, datetime):
-            offsets[tp] = log.offset_for_time(topic, info.partition, int(to.timestamp() * 1000))
-        elif isinstance(to, int):
-            offsets[tp] = to
-        else:
-            raise ConfigurationError(
-                f"--to must be beginning, end, an offset or a time, not {to!r}"
-            )
-    log.commit(group, None, offsets, time.time())
+        offsets[tp] = start_offset(engine.log, tp, cast(Start, to), info)
+    engine.groups.commit(group, None, offsets, time.time())
     return offsets

@@ -28,8 +28,8 @@ from .aio_producer import AsyncProducer
 from .aio_queues import AsyncQueueMethods
 from .aio_threads import Threads
 from .client import Client
-from .consumer import Start
 from .producer import Producer
+from .starts import Start
 
 __all__ = ["AsyncClient", "AsyncConsumer", "AsyncProducer"]
 R = TypeVar("R")

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from ..message import Record, TopicPartition
-from .consumer import Consumer, Start
+from .consumer import Consumer
+from .starts import Start
 
 R = TypeVar("R")
 log = logging.getLogger("tidings.consumer")

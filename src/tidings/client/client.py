@@ -19,9 +19,10 @@ from ..message import RecordMetadata, TopicPartition
 from ..ports.engine import Engine, MaintenanceStatus
 from ..ports.log import PartitionInfo
 from .admin import GroupInfo, describe_group, reset_offsets
-from .consumer import Consumer, Start
+from .consumer import Consumer
 from .producer import Producer
 from .queues import QueueMethods
+from .starts import Start
 
 
 class Client(QueueMethods):
@@ -137,7 +138,7 @@ class Client(QueueMethods):
 
     # ---- groups -----------------------------------------------------------------
     def groups(self) -> list[str]:
-        return self.engine.log.list_groups()
+        return self.engine.groups.list_groups()
 
     def describe_group(self, group: str) -> GroupInfo:
         """Members, assignment and lag per partition; raises GroupNotFound."""
@@ -149,7 +150,7 @@ class Client(QueueMethods):
         return reset_offsets(self.engine, group, topic, to)
 
     def delete_group(self, group: str) -> None:
-        self.engine.log.delete_group(group)
+        self.engine.groups.delete_group(group)
 
     # ---- lifecycle ------------------------------------------------------------------
     def close(self) -> None:

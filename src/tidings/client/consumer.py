@@ -1,11 +1,12 @@
 """The consumer: standalone or as a member of a consumer group (L4, L5).
 
-Positions live here; committed offsets live in the engine. With a group,
-partitions arrive and leave through :class:`~.membership.Membership`;
-``poll`` applies those changes, committing a partition before releasing it.
-
-Positions here are *fetched* positions (the next offset to read); records
-read but not handed out yet, and what the caller has processed, are
+Reading is the engine's :class:`~tidings.ports.cursor.Cursor`'s business
+(it keeps the *fetched* positions, the next offset to read); committed
+offsets and membership are the engine's
+:class:`~tidings.ports.groups.GroupCoordinator`'s. With a group, partitions
+arrive and leave through :class:`~.membership.Membership`; ``poll`` applies
+those changes, committing a partition before releasing it. Records fetched
+but not handed out yet, and what the caller has processed, are
 :class:`~.readahead.ReadAhead`'s business, so a commit never covers a record
 the caller has not had.
 """
@@ -15,8 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from ..backoff import Backoff
 from ..config import GroupConfig, validate_name
@@ -24,18 +24,15 @@ from ..errors import (
     ConfigurationError,
     EngineError,
     FencedError,
-    PartitionNotFound,
     TidingsError,
-    UnsupportedFeature,
 )
 from ..message import Record, TopicPartition
 from ..ports.engine import Engine
-from ..ports.log import TransactionalCommit
-from .membership import Membership
+from .membership import Membership, commit_in
 from .readahead import ReadAhead
+from .starts import Start, lag, start_offset
 
 log = logging.getLogger("tidings.consumer")
-Start = Literal["beginning", "end"] | int | datetime
 #: Called with the partitions about to be taken away, before they are
 #: released (and, with auto-commit, committed): finish and commit their
 #: in-flight work here.
@@ -97,20 +94,18 @@ class Consumer:
         self._group = group
         self._auto_commit = auto_commit and group is not None
         self._commit_every = auto_commit_interval_s
-        self._positions: dict[TopicPartition, int] = {}  # next offset to fetch
         self._ahead = ReadAhead()
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._committed: dict[TopicPartition, int] = {}
         self._view: object = None  # the membership view last applied
         self._last_commit = time.monotonic()
-        self._rotate = 0
         self._paused: set[TopicPartition] = set()
         self._on_revoke = on_revoke
         self._recheck = False  # a commit was fenced: check the membership at the next poll
         topics = sorted(set(topics) | {tp.topic for tp in assign or []})
         for t in topics:
             self._log.get_topic(t)  # TopicNotFound early, with a clear message
-        self._waiter = engine.waiter([f"log:{t}" for t in topics])
+        self._cursor = engine.open_cursor(topics)
         self._membership: Membership | None = None
         try:
             if group is not None:
@@ -126,7 +121,7 @@ class Consumer:
                 ]
                 self._take(set(chosen))
         except BaseException:
-            self._waiter.close()  # a failed constructor must not leak the waiter's socket
+            self._cursor.close()  # a failed constructor must not leak the waiter's socket
             raise
 
     # ---- assignment -------------------------------------------------------
@@ -135,54 +130,38 @@ class Consumer:
         return set(self._assigned)
 
     def _take(self, tps: set[TopicPartition]) -> None:
-        new = tps - set(self._positions)
+        new = tps - self._assigned
         if not new:
             return
-        committed = self._log.committed(self._group) if self._group else {}
+        committed = self._engine.groups.committed(self._group) if self._group else {}
+        starts = {}
         for tp in sorted(new):
             if tp in committed:
-                self._set_position(tp, committed[tp])
-                self._committed[tp] = committed[tp]
+                starts[tp] = self._committed[tp] = committed[tp]
             else:
-                self._set_position(tp, self._initial(tp, self._start))
-        self._assigned = frozenset(self._positions)
+                starts[tp] = start_offset(self._log, tp, self._start)
+        self._cursor.assign({**self._cursor.positions(), **starts})
+        self._ahead.drop(new)
+        self._assigned |= new
 
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
         """Fetch, hand out and count as processed from ``offset`` on."""
-        self._positions[tp] = offset
+        self._cursor.seek(tp, offset)
         self._ahead.drop({tp})
 
     def _forget(self, tps: set[TopicPartition]) -> None:
-        for table in (self._positions, self._committed):
-            for tp in tps:
-                table.pop(tp, None)
+        kept = {tp: o for tp, o in self._cursor.positions().items() if tp not in tps}
+        self._cursor.assign(kept)
+        for tp in tps:
+            self._committed.pop(tp, None)
         self._ahead.drop(tps)
-        self._assigned = frozenset(self._positions)
+        self._assigned = frozenset(kept)
 
     def _handed(self) -> dict[TopicPartition, int]:
-        return self._ahead.handed(self._positions)
+        return self._ahead.handed(self._cursor.positions())
 
     def _done(self) -> dict[TopicPartition, int]:
-        return self._ahead.processed(self._positions)
-
-    def _initial(self, tp: TopicPartition, where: Start) -> int:
-        if where == "beginning":
-            return self._info(tp)[0]
-        if where == "end":
-            return self._info(tp)[1]
-        if isinstance(where, datetime):
-            return self._log.offset_for_time(tp.topic, tp.partition, int(where.timestamp() * 1000))
-        if isinstance(where, int):
-            return where
-        raise ConfigurationError(
-            f"start must be beginning, end, an offset or a datetime, not {where!r}"
-        )
-
-    def _info(self, tp: TopicPartition) -> tuple[int, int]:
-        for info in self._log.describe_partitions(tp.topic):
-            if info.partition == tp.partition:
-                return info.first_offset, info.next_offset
-        raise PartitionNotFound(f"topic {tp.topic!r} has no partition {tp.partition}")
+        return self._ahead.processed(self._cursor.positions())
 
     def _sync_membership(self) -> None:
         m = self._membership
@@ -195,9 +174,9 @@ class Consumer:
         if view is None or view is self._view:
             return  # nothing changed since the last look (the common case)
         self._view = view
-        lost = set(self._positions) - (view.owned - view.revoke)
+        lost = self._assigned - (view.owned - view.revoke)
         if lost:
-            self._give_up(m, lost)
+            self._give_up(m, set(lost))
         self._take(set(view.owned - view.revoke))
 
     def _check_fenced(self, m: Membership) -> None:
@@ -209,7 +188,7 @@ class Consumer:
             pass
         # Fenced: everything we held may already be someone else's. Drop it
         # uncommitted (it will be redelivered to the new owner) and rejoin.
-        self._forget(set(self._positions))
+        self._forget(set(self._assigned))
         self._view = None
         m.join()
 
@@ -217,6 +196,7 @@ class Consumer:
         if self._on_revoke is not None:
             self._on_revoke(lost)  # finishes and commits in-flight work of these
         self._paused -= lost
+        self._cursor.resume(frozenset(lost))
         if self._auto_commit:
             try:
                 done = self._done()
@@ -259,7 +239,7 @@ class Consumer:
         backoff = Backoff(0.05, 1.0)
         while True:
             try:
-                records = self._poll_once(max_records)
+                records = self._poll_once(max_records, deadline)
             except EngineError as exc:
                 if not exc.retriable:
                     raise
@@ -268,10 +248,8 @@ class Consumer:
                 if time.monotonic() >= deadline:
                     return []
                 continue
-            left = deadline - time.monotonic()
-            if records or left <= 0:
+            if records or time.monotonic() >= deadline:
                 return records
-            self._waiter.wait(min(left, self._wait_slice()))
 
     def _take_one(self) -> Record | None:
         """The next record read ahead, handed out; None if none. No I/O."""
@@ -281,11 +259,13 @@ class Consumer:
         """Up to ``max_records`` records read ahead, now handed out."""
         return self._ahead.hand_out(max_records)
 
-    def _poll_once(self, max_records: int) -> list[Record]:
+    def _poll_once(self, max_records: int, deadline: float) -> list[Record]:
+        """One fetch, waiting at most a slice of what is left before
+        ``deadline``, so membership and auto-commit are looked after."""
         self._maybe_auto_commit()
         self._sync_membership()
-        self._waiter.arm()
-        records = self._fetch(max_records)
+        wait = min(max(0.0, deadline - time.monotonic()), self._wait_slice())
+        records = self._cursor.fetch(max_records, wait)
         if records and self._fenced_meanwhile():
             return []  # read for partitions that were no longer ours
         return records
@@ -310,29 +290,6 @@ class Consumer:
         if m is not None and m.view is not None and (m.view.pending or m.view.revoke):
             return 0.05  # a rebalance is under way: look again soon
         return 1.0
-
-    def _fetch(self, max_records: int) -> list[Record]:
-        tps = [tp for tp in self._positions if tp not in self._paused]
-        if not tps:
-            return []
-        self._rotate = (self._rotate + 1) % len(tps)
-        out: list[Record] = []
-        for tp in tps[self._rotate :] + tps[: self._rotate]:
-            try:
-                got = self._log.read(
-                    tp.topic, tp.partition, self._positions[tp], max_records - len(out)
-                )
-            except EngineError:
-                if out:
-                    return out  # positions already match what we hand out
-                raise
-            if got:
-                got = got[: max_records - len(out)]  # reads may finish a stored batch
-                self._positions[tp] = got[-1].offset + 1
-                out.extend(got)
-                if len(out) >= max_records:
-                    break
-        return out
 
     def __iter__(self) -> Iterator[Record]:
         """Yield records one at a time, forever; a yielded record counts as
@@ -359,21 +316,24 @@ class Consumer:
         membership alive and serves the others. Raises ConfigurationError
         for a partition not assigned to this consumer."""
         tps = set(tps)
-        if tps - set(self._positions):
-            raise ConfigurationError(f"{sorted(tps - set(self._positions))} not assigned here")
+        if tps - self._assigned:
+            raise ConfigurationError(f"{sorted(tps - self._assigned)} not assigned here")
         handed = self._handed()
         for tp in tps:  # records read ahead for them are fetched again on resume
-            self._positions[tp] = handed[tp]
+            self._cursor.seek(tp, handed[tp])
         self._ahead.drop(tps)
         self._paused |= tps
+        self._cursor.pause(frozenset(tps))
 
     def resume(self, tps: Iterable[TopicPartition]) -> None:
         """Fetch from these partitions again (unknown ones are ignored)."""
-        self._paused -= set(tps)
+        tps = frozenset(tps)
+        self._paused -= tps
+        self._cursor.resume(tps)
 
     def paused(self) -> set[TopicPartition]:
         """The assigned partitions that are paused."""
-        return self._paused & set(self._positions)
+        return self._paused & self._assigned
 
     def expire_session(self) -> None:
         """Stop heartbeating, so this member's session runs out: the group
@@ -388,33 +348,26 @@ class Consumer:
     def position(self, tp: TopicPartition) -> int:
         """The offset of the next record ``tp`` hands out; raises
         ConfigurationError if ``tp`` is not assigned."""
-        if tp not in self._positions:
+        if tp not in self._assigned:
             raise ConfigurationError(f"{tp} is not assigned to this consumer")
         return self._handed()[tp]
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` next (records read ahead are dropped);
         raises ConfigurationError if ``tp`` is not assigned."""
-        if tp not in self._positions:
+        if tp not in self._assigned:
             raise ConfigurationError(f"{tp} is not assigned to this consumer")
         self._set_position(tp, offset)
 
     def seek_to(self, where: Start, tps: list[TopicPartition] | None = None) -> None:
         """Seek every (or the given) assigned partition to beginning, end,
         an offset or a time."""
-        for tp in tps or list(self._positions):
-            self.seek(tp, self._initial(tp, where))
+        for tp in tps or sorted(self._assigned):
+            self.seek(tp, start_offset(self._log, tp, where))
 
     def lag(self) -> dict[TopicPartition, int]:
         """Records between each assigned partition's position and its end."""
-        out = {}
-        handed = self._handed()
-        for topic in sorted({tp.topic for tp in handed}):
-            for info in self._log.describe_partitions(topic):
-                tp = TopicPartition(topic, info.partition)
-                if tp in handed:
-                    out[tp] = max(0, info.next_offset - max(handed[tp], info.first_offset))
-        return out
+        return lag(self._log, self._handed())
 
     # ---- commits ----------------------------------------------------------
     def commit(
@@ -439,17 +392,10 @@ class Consumer:
         if connection is None:
             self._commit_positions(todo)
             return
-        log = self._log
-        if not isinstance(log, TransactionalCommit) or not self._engine.features.supports(
-            "transactional_consume"
-        ):
-            raise UnsupportedFeature(
-                f"{self._engine.url}: cannot commit in your transaction; use a SQL engine"
-            )
         member = self._membership.member_id if self._membership else None
         try:
             # Not remembered as committed: the caller's transaction may still roll back.
-            log.commit_in(connection, self._group, member, todo, time.time())
+            commit_in(self._engine, connection, self._group, member, todo)
         except FencedError:
             self._recheck = True  # the next poll asks the group at once (rejoins if expired)
             raise
@@ -459,7 +405,7 @@ class Consumer:
         if not todo or self._group is None:
             return
         member = self._membership.member_id if self._membership else None
-        self._log.commit(self._group, member, todo, time.time())
+        self._engine.groups.commit(self._group, member, todo, time.time())
         self._committed.update(todo)
         self._last_commit = time.monotonic()
 
@@ -484,16 +430,9 @@ class Consumer:
         except TidingsError as exc:  # at-least-once: uncommitted work is redelivered
             log.warning("final commit for group %s failed: %s", self._group, exc)
         finally:
-            self._leave()
-            self._waiter.close()
-
-    def _leave(self) -> None:
-        if self._membership is None:
-            return
-        try:
-            self._membership.leave()
-        except TidingsError as exc:  # the session simply expires instead
-            log.warning("leaving group %s failed: %s", self._group, exc)
+            if self._membership is not None:
+                self._membership.leave()
+            self._cursor.close()
 
     def __enter__(self) -> Consumer:
         return self

@@ -1,4 +1,5 @@
-"""A consumer's membership in a group: join, heartbeat thread, leave.
+"""A consumer's membership in a group: join, heartbeat thread, leave; and
+commits in the caller's own transaction.
 
 The heartbeat thread only talks to the coordinator state; partitions move
 in the consumer's own thread (``Consumer.poll``), which commits what it
@@ -14,13 +15,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from ..backoff import Backoff
 from ..config import GroupConfig
-from ..errors import FencedError, TidingsError
-from ..groups.coordinator import GroupState, Member, MemberView
+from ..errors import FencedError, TidingsError, UnsupportedFeature
+from ..groups.coordinator import Member, MemberView
 from ..message import TopicPartition
 from ..ports.engine import Engine
+from ..ports.log import TransactionalCommit
 
 log = logging.getLogger("tidings.consumer")
 _FAST = 0.05  # heartbeat period while partitions are on their way to us
@@ -47,12 +51,7 @@ class Membership:
         member = Member(
             self.member_id, self.topics, self.config.session_timeout_s, now, self.member_id
         )
-
-        def fn(state: GroupState, counts: dict[str, int]) -> MemberView:
-            state.strategy = state.strategy if state.members else self.config.strategy
-            return state.join(member, counts, now, time.time())
-
-        view = self.engine.log.group_transition(self.group, fn)
+        view = self.engine.groups.join(self.group, member, self.config.strategy, now)
         with self._lock:
             self.view, self.fenced, self.last_ok = view, False, now
             self._released.clear()
@@ -78,9 +77,7 @@ class Membership:
             released = frozenset(self._released)
         now = time.time()
         member_id = self.member_id
-        view = self.engine.log.group_transition(
-            self.group, lambda s, c: s.heartbeat(member_id, released, c, now, time.time())
-        )
+        view = self.engine.groups.heartbeat(self.group, member_id, released, now)
         with self._lock:
             self._released -= released
             self.view, self.last_ok = view, now
@@ -115,9 +112,33 @@ class Membership:
         return time.time() - self.last_ok > self.config.session_timeout_s
 
     def leave(self) -> None:
+        """Stop heartbeating and leave the group (on failure, only log: the
+        session simply expires instead)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         member_id = self.member_id
         if member_id and not self.fenced:
-            self.engine.log.group_transition(self.group, lambda s, c: s.leave(member_id, c))
+            try:
+                self.engine.groups.leave(self.group, member_id)
+            except TidingsError as exc:
+                log.warning("leaving group %s failed: %s", self.group, exc)
+
+
+def commit_in(
+    engine: Engine,
+    connection: Any,
+    group: str,
+    member_id: str | None,
+    offsets: Mapping[TopicPartition, int],
+) -> None:
+    """Commit ``offsets`` in the caller's open transaction on ``connection``
+    (R5; fenced in it, L4); UnsupportedFeature where the engine cannot."""
+    log = engine.log
+    if not isinstance(log, TransactionalCommit) or not engine.features.supports(
+        "transactional_consume"
+    ):
+        raise UnsupportedFeature(
+            f"{engine.url}: cannot commit in your transaction; use a SQL engine"
+        )
+    log.commit_in(connection, group, member_id, offsets, time.time())

@@ -65,7 +65,7 @@ class Ack:
         """Where the record was stored; raises what the append raised."""
         r = self._flight.future.result(timeout)
         f = self._flight
-        return RecordMetadata(f.topic, f.partition, r.base_offset + self._index, r.timestamp)
+        return RecordMetadata(f.topic, f.partition, _at(r.base_offset, self._index), r.timestamp)
 
     def done(self) -> bool:
         return self._flight.future.done()
@@ -378,7 +378,13 @@ def _resolve(flights: list[_Flight], result: AppendResult) -> None:
     for f in flights:
         n = len(f.values)
         f.future.set_result(AppendResult(base, n, result.timestamp))
-        base += n
+        base = _at(base, n)
+
+
+def _at(base: int | None, index: int) -> int | None:
+    """The offset of record ``index`` of a batch stored at ``base``
+    (``None``: the engine tells offsets only to readers)."""
+    return None if base is None else base + index
 
 
 def _split(
@@ -432,7 +438,7 @@ class BatchMetadata(Sequence[RecordMetadata]):
             return [self[j] for j in range(*i.indices(len(self)))]
         p = self._slots[i]
         r = self._results[p]
-        return RecordMetadata(self._topic, p, r.base_offset + self._order[i], r.timestamp)
+        return RecordMetadata(self._topic, p, _at(r.base_offset, self._order[i]), r.timestamp)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

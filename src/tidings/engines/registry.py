@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import cast
 
 from ..errors import ConfigurationError
+from ..features import Features
 from ..ports.engine import Engine
 
 GROUP = "tidings.engines"
@@ -95,3 +96,23 @@ def _load(scheme: str, target: str) -> EngineFactory:
 def open_engine(url: str) -> Engine:
     """Open the engine a URL names (see :func:`factory_for` for what it raises)."""
     return factory_for(url)(url)
+
+
+def declared_features() -> dict[str, Features | None]:
+    """Each registered engine's class-level ``Features`` by its first
+    scheme (aliases such as ``postgres`` share their engine's column);
+    ``None`` when the engine's driver is not installed."""
+    found: dict[str, Features | None] = {}
+    seen: set[str] = set()
+    for scheme, target in schemes().items():
+        if target in seen:
+            continue
+        seen.add(target)
+        try:
+            engine = _load(scheme, target)
+        except ConfigurationError:
+            found[scheme] = None
+            continue
+        declared = getattr(engine, "features", None)
+        found[scheme] = declared if isinstance(declared, Features) else None
+    return found

@@ -9,7 +9,9 @@ alternate between destinations forwards in smaller calls).
 
 Every event carries its idempotency key ``outbox:<instance>:<outbox>:<id>``
 (the original id for a re-dispatched copy): in the ``x-idempotency-key``
-header, and for queues also as the message's native idempotency key (Q3).
+header, and for queues also as the message's native idempotency key (Q3)
+where the engine deduplicates (``Features.dedup``); on one that does not
+(``amqp://``) the header alone carries it and forwarding is at-least-once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Forwarder:
         # publish must stay shorter than the lease (docs/outbox.md).
         self.producer = client.producer(retry_timeout_s=0)
         self._queues: dict[str, QueueConfig] = {}
+        self._dedup = client.features.supports("dedup")
 
     def idempotency_keys(self, rows: list[EventRow]) -> list[str]:
         prefix = self.prefix
@@ -78,7 +81,7 @@ class Forwarder:
             queue,
             [r[3] for r in rows],
             headers=self._headers(rows, keys),
-            idempotency_keys=keys,
+            idempotency_keys=keys if self._dedup else None,
             groups=[_group(r[2]) for r in rows] if fifo else None,
         )
 

@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from .. import tracing
 from ..codecs import BYTES, Codec
 from ..config import validate_name
 from ..errors import ConfigurationError
@@ -105,7 +106,9 @@ class _Writer:
             "destination": destination,
             "key": k,
             "value": data,
-            "headers": encode_headers(headers),
+            # The span that wrote the event is its consumers' parent, as
+            # for a direct publish: the relay forwards the headers as stored.
+            "headers": encode_headers(tracing.inject(headers)),
         }
 
     def diagnosis(self, row: tuple[Any, ...] | None) -> Exception:

@@ -26,12 +26,22 @@ class Cursor(Protocol):
         what was already fetched for it)."""
         ...
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """Per assigned partition, the offset the next record ``fetch``
+        returns for it starts from: just past what was returned (records a
+        cursor buffered but did not return yet do not count). The consumer
+        derives what it handed out and may commit from these, so it does
+        not have to look at every record."""
+        ...
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Go on reading ``tp`` from ``offset`` (drops what was fetched ahead)."""
         ...
 
     def pause(self, tps: frozenset[TopicPartition]) -> None:
-        """Fetch nothing from ``tps`` until resumed (the positions stay)."""
+        """Fetch nothing from ``tps`` until resumed (the positions stay).
+        Pausing is kept apart from the assignment: a partition paused, then
+        dropped and assigned again by :meth:`assign`, is still paused."""
         ...
 
     def resume(self, tps: frozenset[TopicPartition]) -> None: ...

@@ -1,4 +1,5 @@
-"""The engine as a whole: a log side, a queue side, wake-ups, features."""
+"""The engine as a whole: a log side, group coordination, cursors, a queue
+side, wake-ups, features."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Collection
 from typing import NamedTuple, Protocol
 
 from ..features import Features
+from .cursor import Cursor
+from .groups import GroupCoordinator
 from .log import LogEngine
 from .queue import QueueEngine
 
@@ -60,7 +63,19 @@ class Engine(Protocol):
     def log(self) -> LogEngine: ...
 
     @property
+    def groups(self) -> GroupCoordinator:
+        """Consumer groups: membership, assignment, fenced commits (L4, L5).
+        Stored engines use :class:`tidings.groups.stored.StoredGroups`."""
+        ...
+
+    @property
     def queues(self) -> QueueEngine: ...
+
+    def open_cursor(self, topics: Collection[str]) -> Cursor:
+        """A cursor that can read partitions of ``topics`` (assigned later,
+        see :class:`~tidings.ports.cursor.Cursor`); the caller closes it.
+        Polling engines return :class:`tidings.engines.cursor.PollingCursor`."""
+        ...
 
     def waiter(self, channels: Collection[str]) -> Waiter:
         """A waiter woken by appends/publishes on these channels

@@ -12,13 +12,21 @@ Three things, kept durably beside the engine's topics and queues:
 
 Blocking and thread-safe. Errors: ``FailedEventNotFound``,
 ``AlreadyResolved``, ``EngineError``.
+
+An engine offers the store through the optional capability
+:class:`FailedEventsCapable` (a ``failed_store()`` method), declared by
+``Features.failed_events``; :func:`failed_store` finds it. The SQL and memory
+engines keep it in their own database; an engine with no database of its
+own (``amqp://``) keeps it in a SQL database its URL names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from ..errors import UnsupportedFeature
 
 #: Status of a failed event: ``parked`` (waiting for triage) or one of the
 #: resolutions ``replayed``, ``republished``, ``discarded``.
@@ -159,3 +167,29 @@ class FailedStore(Protocol):
         """Keys with a parked event of this handler that blocks its key:
         ``{key: id of the first (head) parked event}``."""
         ...
+
+
+@runtime_checkable
+class FailedEventsCapable(Protocol):
+    """An engine that keeps failed events (``Features.failed_events``).
+
+    ``failed_store()`` returns the store (one object may serve every call;
+    it lives until the engine is closed). An engine that can keep them only
+    when configured to raises UnsupportedFeature from it, saying what to
+    configure, and declares ``failed_events="unsupported"`` meanwhile."""
+
+    def failed_store(self) -> FailedStore: ...
+
+
+def failed_store(engine: object) -> FailedStore:
+    """The failed-event store of an opened engine. Raises UnsupportedFeature
+    when the engine has none (the consumer runtime and ``tidings failed``
+    cannot run on it), with what to configure where the engine knows."""
+    if not isinstance(engine, FailedEventsCapable):
+        url = getattr(engine, "url", type(engine).__name__)
+        raise UnsupportedFeature(
+            f"{url}: this engine keeps no failed events (Features.failed_events), so the "
+            "consumer runtime cannot run on it; use an engine that does (sqlite://, "
+            "postgresql://, or amqp:// with ?failed_store=...)"
+        )
+    return engine.failed_store()

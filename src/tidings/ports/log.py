@@ -41,9 +41,15 @@ class PartitionInfo(NamedTuple):
 
 class AppendResult(NamedTuple):
     """Where one partition's batch went: offsets ``base_offset ..
-    base_offset + records - 1``, all with log-append time ``timestamp``."""
+    base_offset + records - 1``, all with log-append time ``timestamp``.
 
-    base_offset: int
+    ``base_offset`` is ``None`` when the engine does not know offsets at
+    publish time (a broker that assigns them as it stores, and tells them
+    only to readers: RabbitMQ streams); such an engine declares
+    ``Features.append_offsets`` unsupported. The records are stored all
+    the same, densely (L2), and readers see their offsets."""
+
+    base_offset: int | None
     records: int
     timestamp: int
 
@@ -61,7 +67,7 @@ GroupTransition = Callable[[GroupState, dict[str, int]], T]
 
 
 class LogEngine(Protocol):
-    """Topics, partitions, appends, reads, groups and maintenance."""
+    """Topics, partitions, appends, reads, group storage and maintenance."""
 
     # ---- topics
     def create_topic(self, config: TopicConfig) -> None: ...
@@ -86,7 +92,8 @@ class LogEngine(Protocol):
         """The first offset whose timestamp is ≥ ``timestamp_ms``, else the next offset."""
         ...
 
-    # ---- groups
+    # ---- group storage: what tidings.groups.stored.StoredGroups (the
+    # engine's ``groups``) is built on; nothing else above the engines calls it
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:
         """Load the group's state (new if absent), apply ``fn(state, counts)``
         where ``counts`` maps every topic to its partition count, store the

@@ -4,13 +4,13 @@ A *lane* is a sequence that must be handled strictly in order: a
 partition's records, a key's records (``ordering="key"``), a FIFO group's
 messages. :meth:`Lanes.sequence` handles one lane until it ends or a
 message must wait (a :class:`Stop`); everything before that point is
-handled (succeeded, or parked). Written twice, sync and async, only where
-the handler is called; the decisions are shared (lifecycle.py).
+handled (succeeded, or parked). The order of calls and decisions is
+written once (generators); only the call itself is sync or async.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from ..errors import FencedError, LeaseLost
@@ -40,14 +40,30 @@ class TopicResult(NamedTuple):
     done: tuple[int, ...] = ()
 
 
+#: One handler call: the function (``call`` or ``call1``) and its argument.
+Call = tuple[Callable[[Any], Any], Any]
+#: A lane's handling: yields calls, receives their results, returns the outcome.
+Steps = Generator[Call, Any, Outcome]
+
+
 def _failed(out: Any) -> bool:
     """A handler result that is not a success: Retry and Reject."""
     return out is not None and type(out).__module__ == "tidings.runtime.outcomes"
 
 
 class Lanes:
-    def __init__(self, spec: HandlerSpec, call: Callable[[Any], Any], life: Lifecycle) -> None:
-        self.spec, self.life = spec, life
+    """``halt``: when it returns true, a lane ends before its next message
+    (``Outcome(i, None)`` with ``i < len(lane)``: the rest was not handed
+    to the handler; the queue loop gives it back uncounted on shutdown)."""
+
+    def __init__(
+        self,
+        spec: HandlerSpec,
+        call: Callable[[Any], Any],
+        life: Lifecycle,
+        halt: Callable[[], bool] | None = None,
+    ) -> None:
+        self.spec, self.life, self.halt = spec, life, halt
         # transaction=: a commit fenced or a lease lost in the handler's
         # transaction is no failure of the message: it goes up to the loop.
         self.lost: tuple[type[Exception], ...] = (
@@ -56,57 +72,86 @@ class Lanes:
         self.call = call
         self.call1: Callable[[Any], Any] = (lambda m: call([m])) if spec.batch else call
 
-    # ---- sync -----------------------------------------------------------------
-    def sequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
-        call, life = self.call1, self.life
+    # The decisions are written once, as generators that yield ``(fn,
+    # arg)`` for each handler call and get its result (or exception) back;
+    # a sync and an async driver make the calls.
+    def _sequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Steps:
+        life = self.life
         for i, m in enumerate(lane):
+            if self.halt is not None and self.halt():
+                return Outcome(i, None)
             if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
                 stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
                 if stop is not None:
                     return Outcome(i, stop)
                 continue
-            try:
-                out = call(m)
-            except self.lost:
-                raise
-            except Exception as exc:
-                out = exc
+            out = yield self.call1, m
             if out is not None and (isinstance(out, Exception) or _failed(out)):
-                stop = self._settle(m, out, round_of(m))
+                stop = yield from self._settle(m, out, round_of(m))
                 if stop is not None:
                     return Outcome(i, stop)
         return Outcome(len(lane), None)
 
-    def _settle(self, m: Message, out: Any, round_: int) -> Stop | None:
+    def _settle(self, m: Message, out: Any, round_: int) -> Generator[Call, Any, Stop | None]:
         tries = 1
         while True:
             verdict = self.life.decide(m, out, tries, round_)
             if verdict != AGAIN:
                 return verdict  # type: ignore[return-value]
             tries += 1
-            try:
-                out = self.call1(m)
-            except self.lost:
-                raise
-            except Exception as exc:
-                out = exc
+            out = yield self.call1, m
             if not (isinstance(out, Exception) or _failed(out)):
                 self.life.forget(m)
                 return None
 
-    def batch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+    def _batch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Steps:
         """A batch handler gets the whole lane; should that keep failing,
         the lane is handled as batches of one to find the culprit."""
         for _ in range(1 + self.spec.policies.default.immediate):
-            try:
-                out = self.call(lane)
-            except self.lost:
-                raise
-            except Exception:
-                continue
-            if not _failed(out):
+            out = yield self.call, lane
+            if not (isinstance(out, Exception) or _failed(out)):
                 return Outcome(len(lane), None)
-        return self.sequence(lane, round_of)
+        return (yield from self._sequence(lane, round_of))
+
+    def _drive(self, steps: Steps) -> Outcome:
+        try:
+            fn, arg = next(steps)
+            while True:
+                try:
+                    out = fn(arg)
+                except self.lost:
+                    raise
+                except Exception as exc:
+                    out = exc
+                fn, arg = steps.send(out)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _adrive(self, steps: Steps) -> Outcome:
+        try:
+            fn, arg = next(steps)
+            while True:
+                try:
+                    out = await fn(arg)
+                except self.lost:
+                    raise
+                except Exception as exc:
+                    out = exc
+                fn, arg = steps.send(out)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def sequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        return self._drive(self._sequence(lane, round_of))
+
+    def batch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        return self._drive(self._batch(lane, round_of))
+
+    async def asequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        return await self._adrive(self._sequence(lane, round_of))
+
+    async def abatch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
+        return await self._adrive(self._batch(lane, round_of))
 
     def unfinished(self, m: Message, deliveries: int) -> TopicResult:
         """Park a record that was delivered too often without an outcome."""
@@ -114,56 +159,6 @@ class Lanes:
         if stop is not None:
             return TopicResult(0, (m.offset, stop))  # type: ignore[union-attr]
         return TopicResult(1, None)
-
-    # ---- async ------------------------------------------------------------------
-    async def asequence(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
-        call, life = self.call1, self.life
-        for i, m in enumerate(lane):
-            if life.blocked and key_of(m) in life.blocked and life.still_blocked(key_of(m)):
-                stop = life.park_blocked(m, life.blocked[key_of(m)])  # type: ignore[index]
-                if stop is not None:
-                    return Outcome(i, stop)
-                continue
-            try:
-                out = await call(m)
-            except self.lost:
-                raise
-            except Exception as exc:
-                out = exc
-            if out is not None and (isinstance(out, Exception) or _failed(out)):
-                stop = await self._asettle(m, out, round_of(m))
-                if stop is not None:
-                    return Outcome(i, stop)
-        return Outcome(len(lane), None)
-
-    async def _asettle(self, m: Message, out: Any, round_: int) -> Stop | None:
-        tries = 1
-        while True:
-            verdict = self.life.decide(m, out, tries, round_)
-            if verdict != AGAIN:
-                return verdict  # type: ignore[return-value]
-            tries += 1
-            try:
-                out = await self.call1(m)
-            except self.lost:
-                raise
-            except Exception as exc:
-                out = exc
-            if not (isinstance(out, Exception) or _failed(out)):
-                self.life.forget(m)
-                return None
-
-    async def abatch(self, lane: list[Any], round_of: Callable[[Any], int]) -> Outcome:
-        for _ in range(1 + self.spec.policies.default.immediate):
-            try:
-                out = await self.call(lane)
-            except self.lost:
-                raise
-            except Exception:
-                continue
-            if not _failed(out):
-                return Outcome(len(lane), None)
-        return await self.asequence(lane, round_of)
 
     def runner(self) -> Callable[[list[Any], Callable[[Any], int]], Any]:
         """The function that handles one lane (a coroutine function for

@@ -8,6 +8,16 @@ incremented when the message is leased, before the handler runs. Messages
 leased together with one that kills the process are counted once too;
 after that the loop leases one message at a time while redeliveries are
 at the head, so only the culprit keeps counting.
+
+Optional queue capabilities are used where the engine's ``Features``
+declare them, and the loop degrades where they are absent (``amqp://``
+has no ``release``): ``lease_extension`` keeps a slow handler's leases
+(without it a handler must finish within the lease); ``nack_delay`` makes
+a retry wait in the engine (without it the loop waits, up to half a lease,
+then nacks at once); ``release`` lets a graceful stop give back what was
+leased but not yet handed to the handler, uncounted (without it the loop
+finishes everything it holds, as R4 says, rather than nack it: a nack
+would count a delivery).
 """
 
 from __future__ import annotations
@@ -50,7 +60,11 @@ class QueueLoop:
         self.acked_in_tx: set[int] = set()  # transaction=: acked with the handler's writes
         self.tx = engine_transaction(spec, client.engine, self._ack_in, self._acked_in)
         call = traced(app.name, spec.name, spec.is_async, make_call(spec, self.tx))
-        self.lanes = Lanes(spec, call, self.life)
+        features = client.features
+        self._extend = features.supports("lease_extension")
+        self._nack_delay = features.supports("nack_delay")
+        halt = stop.is_set if features.supports("release") else None
+        self.lanes = Lanes(spec, call, self.life, halt)
         self.handled = 0
         self._pool = ThreadPoolExecutor(spec.concurrency) if spec.concurrency > 1 else None
         self._loop = asyncio.new_event_loop() if spec.is_async else None
@@ -85,7 +99,7 @@ class QueueLoop:
         self.acked_in_tx.update(d.id for d in as_list(message))
 
     def _handle(self, got: list[Delivery]) -> None:
-        keeper = _LeaseKeeper(self.client, got, self._lease_s)
+        keeper = _LeaseKeeper(self.client, got if self._extend else [], self._lease_s)
         try:
             self._handle_leased(got)
         finally:
@@ -107,6 +121,7 @@ class QueueLoop:
         self.handled += len(acks)
         self.life.breaker.success(len(acks))
         self._settle(acks, nacks)
+        self._release_unhandled(got, acks, nacks)
 
     def _lanes(self, got: list[Delivery]) -> list[list[Delivery]]:
         if not got:
@@ -172,9 +187,30 @@ class QueueLoop:
             if acks:
                 self.client.ack(acks)
             for d, delay in nacks:
-                self.client.nack(d, delay=delay)
+                self._nack(d, delay)
         except TidingsError as exc:  # at-least-once: unsettled messages come back
             log.warning("%s: settling deliveries failed: %s", self.spec.name, exc)
+
+    def _release_unhandled(
+        self, got: list[Delivery], acks: list[Delivery], nacks: list[tuple[Delivery, float]]
+    ) -> None:
+        """On shutdown (``release`` supported): give back, uncounted, what
+        the lanes stopped before handing to the handler."""
+        settled = {d.id for d in acks} | {d.id for d, _ in nacks}
+        rest = [d for d in got if d.id not in settled]
+        if not rest:
+            return
+        try:
+            self.client.release(rest)
+        except TidingsError as exc:  # their leases run out and they come back then
+            log.warning("%s: releasing unhandled deliveries failed: %s", self.spec.name, exc)
+
+    def _nack(self, d: Delivery, delay: float) -> None:
+        if delay > 0 and not self._nack_delay:
+            # The engine cannot hold it back: wait here, within the lease.
+            self.stop.wait(min(delay, self._lease_s / 2))
+            delay = 0.0
+        self.client.nack(d, delay=delay)
 
     def _refresh_blocked(self) -> None:
         now = time.monotonic()

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..client.client import Client
-from ..engines.sql.failed import failed_store
 from ..errors import EngineError, TidingsError
+from ..ports.failed import failed_store
 from .app import App
 from .metrics import render
 from .queues import QueueLoop

@@ -28,10 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client.client import Client
-from ..engines.sql.failed import failed_store
 from ..errors import AlreadyResolved, ConfigurationError, TidingsError
 from ..message import Delivery, Record
-from ..ports.failed import PARKED, FailedAction, FailedEvent, FailedFilter, FailureGroup
+from ..ports.failed import (
+    PARKED,
+    FailedAction,
+    FailedEvent,
+    FailedFilter,
+    FailureGroup,
+    failed_store,
+)
 from .app import App
 from .failures import FAILED_ID_HEADER, HOST, REPLAY_HEADER, describe, history_entry
 from .handlers import make_call
@@ -165,7 +171,8 @@ class FailedEvents:
                 e.partition if e.partition is not None and e.partition < partitions else None
             )
             meta = self.client.produce(e.topic, e.payload, e.key, headers, partition)
-            return f"{e.topic}/{meta.partition}@{meta.offset}", None
+            where = f"{e.topic}/{meta.partition}"  # the offset, where the ack tells it
+            return (where if meta.offset is None else f"{where}@{meta.offset}"), None
         assert e.queue is not None
         group = None if e.key is None else e.key.decode()
         new_id = self.client.publish(e.queue, e.payload or b"", headers=headers, group=group)

@@ -13,6 +13,8 @@ import pytest
 from ..client.client import Client
 from ..client.consumer import Consumer
 from ..config import GroupConfig
+from ..groups.coordinator import GroupState
+from ..groups.stored import StoredGroups
 from ..message import Record, TopicPartition
 
 #: Short sessions keep group tests fast; the heartbeat is well inside them.
@@ -47,6 +49,34 @@ class ContractBase:
         """Skip when the engine declares ``feature`` unsupported."""
         if not client.features.supports(feature):
             pytest.skip(f"{client.url} does not support {feature}")
+
+
+def expire_sessions(
+    client: Client, group: str, members: Callable[[GroupState], Iterable[str]] | None = None
+) -> bool:
+    """For tests of fencing (L4): end the sessions of ``members(state)``
+    (default: every member of ``group``) now, as if their processes had
+    been stopped for longer than their session timeout (SIGSTOP). Works on
+    engines whose coordinator is the default
+    :class:`~tidings.groups.stored.StoredGroups`; returns False and does
+    nothing on an engine that coordinates groups natively, where a test
+    stops the member's heartbeats (``Consumer.expire_session``) and waits
+    out the session timeout instead."""
+    groups = client.engine.groups
+    if not isinstance(groups, StoredGroups):
+        return False
+    groups.expire_sessions(group, members or (lambda state: list(state.members)))
+    return True
+
+
+def check_acked(client: Client, acked: list[int | None], expected: list[int]) -> None:
+    """The offsets acks named are ``expected`` (L2); on an engine that
+    learns offsets only when reading (``Features.append_offsets``
+    unsupported), every one is ``None`` instead."""
+    if client.features.supports("append_offsets"):
+        assert acked == expected
+    else:
+        assert acked == [None] * len(acked)
 
 
 def with_option(url: str, name: str, value: str) -> str:

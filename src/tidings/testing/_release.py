@@ -39,7 +39,9 @@ class ReleaseContract(ContractBase):
         client.declare_queue(topic, max_deliveries=1, dead_letter=topic + "-dlq")
         client.publish_batch(topic, [b"%d" % i for i in range(10)])
         got = client.get(topic, 10)
-        assert len({d.receipt for d in got}) == 1
+        # One receipt for the range where the engine leases ranges (SQL);
+        # one per message elsewhere (amqp://): the outcome must be the same.
+        assert len({d.receipt for d in got}) in (1, 10)
         assert client.release(got[5:]) == 5
         client.ack(got[:5])
         stats = client.queue_stats(topic)
@@ -90,6 +92,7 @@ class ReleaseContract(ContractBase):
         """Q4: a released FIFO message is its group's next delivery again,
         uncounted; the messages behind it stay blocked until it is acked."""
         self.need(client, "release")
+        self.need(client, "fifo_groups")
         client.declare_queue(topic, fifo=True, max_deliveries=1, dead_letter=topic + "-dlq")
         for body in (b"a1", b"a2"):
             client.publish(topic, body, group="a")

@@ -11,10 +11,9 @@ import pytest
 
 from ..client.client import Client
 from ..config import GroupConfig
-from ..engines.sql.failed import failed_store
-from ..errors import AlreadyResolved, FailedEventNotFound, UnsupportedFeature
+from ..errors import AlreadyResolved, FailedEventNotFound
 from ..message import TopicPartition
-from ..ports.failed import DeliveryMark, FailedEvent, FailedFilter
+from ..ports.failed import DeliveryMark, FailedEvent, FailedFilter, failed_store
 from ._base import ContractBase
 
 _FAST = GroupConfig(session_timeout_s=0.6, heartbeat_interval_s=0.05)
@@ -33,13 +32,51 @@ def _event(topic: str, **changes: object) -> FailedEvent:
 
 
 def _store(client: Client) -> Any:
-    try:
-        return failed_store(client.engine)
-    except UnsupportedFeature as exc:  # an engine without the SQL store: no runtime yet
-        pytest.skip(str(exc))
+    ContractBase.need(client, "failed_events")
+    return failed_store(client.engine)
 
 
-class RuntimeContract(ContractBase):
+class FailedEventsContract(ContractBase):
+    """The failed-event store (R2, R3), on its own: an engine with no log
+    (``amqp://?failed_store=...``) runs these too."""
+
+    def test_failed_events_round_trip_every_field(self, client: Client, topic: str) -> None:
+        """R3: a failed event keeps every field; claims are atomic and typed."""
+        store = _store(client)
+        event = _event(topic)
+        event_id = store.park(event)
+        got = store.get(event_id)
+        assert got == FailedEvent(**{**event.__dict__, "id": event_id})
+        mine = FailedFilter(topic=topic)
+        assert [e.id for e in store.find(mine)] == [event_id]
+        assert store.groups(mine)[0].events == 1
+        assert store.claim(event_id, "discarded", "tester").status == "parked"
+        with pytest.raises(AlreadyResolved):
+            store.claim(event_id, "republished", "tester")
+        with pytest.raises(FailedEventNotFound):
+            store.get(10**12)
+        store.record(event_id, "discard", "tester", "ok", "")
+        assert [a.action for a in store.actions(event_id)] == ["discard"]
+        assert (
+            store.find(mine) == [] and len(store.find(FailedFilter(topic=topic, status=None))) == 1
+        )
+
+    def test_delivery_marks_and_blocked_keys(self, client: Client, topic: str) -> None:
+        """R2: delivery marks are upserted per group and partition; keys of
+        parked block-key events are reported until resolved."""
+        store = _store(client)
+        store.mark(f"{topic}-g", topic, 0, DeliveryMark(5, 1, 9))
+        store.mark(f"{topic}-g", topic, 0, DeliveryMark(5, 2, 9))
+        store.mark(f"{topic}-g", topic, 1, DeliveryMark(0, 1, 3))
+        assert store.marks(f"{topic}-g", topic) == {
+            0: DeliveryMark(5, 2, 9), 1: DeliveryMark(0, 1, 3)
+        }  # fmt: skip
+        head = store.park(_event(topic, app=topic, blocks_key=True))
+        store.park(_event(topic, app=topic, blocks_key=True, blocked_by=head))
+        assert store.blocked_keys(topic, "h") == {b"k": head}
+
+
+class RuntimeContract(FailedEventsContract):
     def test_paused_partitions_are_not_fetched_until_resumed(
         self, client: Client, topic: str
     ) -> None:
@@ -78,38 +115,3 @@ class RuntimeContract(ContractBase):
         finally:
             a.close()
             b.close()
-
-    def test_failed_events_round_trip_every_field(self, client: Client, topic: str) -> None:
-        """R3: a failed event keeps every field; claims are atomic and typed."""
-        store = _store(client)
-        event = _event(topic)
-        event_id = store.park(event)
-        got = store.get(event_id)
-        assert got == FailedEvent(**{**event.__dict__, "id": event_id})
-        mine = FailedFilter(topic=topic)
-        assert [e.id for e in store.find(mine)] == [event_id]
-        assert store.groups(mine)[0].events == 1
-        assert store.claim(event_id, "discarded", "tester").status == "parked"
-        with pytest.raises(AlreadyResolved):
-            store.claim(event_id, "republished", "tester")
-        with pytest.raises(FailedEventNotFound):
-            store.get(10**12)
-        store.record(event_id, "discard", "tester", "ok", "")
-        assert [a.action for a in store.actions(event_id)] == ["discard"]
-        assert (
-            store.find(mine) == [] and len(store.find(FailedFilter(topic=topic, status=None))) == 1
-        )
-
-    def test_delivery_marks_and_blocked_keys(self, client: Client, topic: str) -> None:
-        """R2: delivery marks are upserted per group and partition; keys of
-        parked block-key events are reported until resolved."""
-        store = _store(client)
-        store.mark(f"{topic}-g", topic, 0, DeliveryMark(5, 1, 9))
-        store.mark(f"{topic}-g", topic, 0, DeliveryMark(5, 2, 9))
-        store.mark(f"{topic}-g", topic, 1, DeliveryMark(0, 1, 3))
-        assert store.marks(f"{topic}-g", topic) == {
-            0: DeliveryMark(5, 2, 9), 1: DeliveryMark(0, 1, 3)
-        }  # fmt: skip
-        head = store.park(_event(topic, app=topic, blocks_key=True))
-        store.park(_event(topic, app=topic, blocks_key=True, blocked_by=head))
-        assert store.blocked_keys(topic, "h") == {b"k": head}

@@ -14,7 +14,7 @@ from ..errors import (
     TopicNotFound,
 )
 from ..message import TopicPartition
-from ._base import ContractBase, read_all
+from ._base import ContractBase, check_acked, read_all
 
 
 class TopicContract(ContractBase):
@@ -44,7 +44,7 @@ class TopicContract(ContractBase):
         client.delete_topic(topic)
         client.create_topic(topic)
         assert read_all(client, topic, 0) == []
-        assert client.produce(topic, b"new").offset == 0
+        check_acked(client, [client.produce(topic, b"new").offset], [0])
 
     def test_delete_forgets_committed_offsets(self, client: Client, topic: str) -> None:
         """Topics: deleting a topic drops the offsets groups committed on it,
@@ -53,7 +53,7 @@ class TopicContract(ContractBase):
         client.producer().send_batch(topic, [b"x"] * 3)
         client.reset_offsets("g-" + topic[-40:], topic, "end")
         client.delete_topic(topic)
-        assert TopicPartition(topic, 0) not in client.engine.log.committed("g-" + topic[-40:])
+        assert TopicPartition(topic, 0) not in client.engine.groups.committed("g-" + topic[-40:])
 
     def test_add_partitions(self, client: Client, topic: str) -> None:
         """Topics: partitions can be added (never removed); existing ones keep
@@ -63,7 +63,7 @@ class TopicContract(ContractBase):
         client.add_partitions(topic, 3)
         assert client.topic(topic).partitions == 3
         assert [i.next_offset for i in client.partitions(topic)] == [1, 0, 0]
-        assert client.produce(topic, b"b", partition=2).offset == 0
+        check_acked(client, [client.produce(topic, b"b", partition=2).offset], [0])
         with pytest.raises(ConfigurationError):
             client.add_partitions(topic, 2)
         assert client.topic(topic).partitions == 3

@@ -22,7 +22,7 @@ from ._append import AppendContract
 from ._consume import ConsumeContract
 from ._groups import GroupContract
 from ._maintenance import MaintenanceContract
-from ._runtime import RuntimeContract
+from ._runtime import FailedEventsContract, RuntimeContract
 from ._topics import TopicContract
 from ._transactions import TransactionalAckContract, TransactionalCommitContract
 
@@ -42,6 +42,7 @@ class LogContract(
 __all__ = [
     "AppendContract",
     "ConsumeContract",
+    "FailedEventsContract",
     "GroupContract",
     "LogContract",
     "MaintenanceContract",

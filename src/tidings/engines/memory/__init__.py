@@ -7,13 +7,17 @@ engines (same validation, same group coordination, same errors).
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ...groups.stored import StoredGroups
 from ...ports.engine import MaintenanceStatus
+from ..cursor import PollingCursor, log_channels
 from ..maintenance import Maintainer
+from ..sql.failed import SqlFailedStore, store_beside
 from .log import MemoryLog
 from .queue import memory_queues
 from .waiter import MemoryWaiters
@@ -35,6 +39,7 @@ class MemoryEngine:
         self.url = url
         self._waiters = MemoryWaiters()
         self.log = MemoryLog(self._waiters.notify)
+        self.groups = StoredGroups(self.log)
         self.queues = memory_queues(self._waiters.notify)
         interval = _option(url, "maintenance_interval", "60s")
         self._maintainer = Maintainer(
@@ -44,6 +49,13 @@ class MemoryEngine:
 
     def waiter(self, channels: Collection[str]) -> MemoryWaiters.Waiter:
         return self._waiters.waiter(channels)
+
+    def open_cursor(self, topics: Collection[str]) -> PollingCursor:
+        return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()

@@ -1,5 +1,6 @@
-"""The RabbitMQ engine (``amqp://`` / ``amqps://``), phase 1: queues on
-quorum queues. The log side is not there yet (it raises UnsupportedFeature).
+"""The RabbitMQ engine (``amqp://`` / ``amqps://``): queues on quorum
+queues, exchanges on RabbitMQ exchanges. The log side is not there yet (it
+raises UnsupportedFeature).
 
 aio-pika is async-only: the blocking ports run on a portal, one event-loop
 thread per engine instance (docs/architecture.md, "Engines whose drivers are
@@ -11,18 +12,29 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
+from dataclasses import replace
+from typing import NoReturn, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ...groups.stored import StoredGroups
+from ...ports.failed import FailedStore
+from ...ports.log import LogEngine
+from .failed import FailedStoreBeside
 from .link import Link
-from .nolog import NoLog
+from .nolog import NoLog, _unsupported
 from .portal import Portal
 from .queues import RabbitQueues
 
 #: URL options tidings reads itself; the rest go to aio-pika (heartbeat, name, ...).
-_OPTIONS = {"operation_timeout": "30s", "poll_interval": "50ms", "reconnect_timeout": "15s"}
+_OPTIONS = {
+    "operation_timeout": "30s",
+    "poll_interval": "50ms",
+    "reconnect_timeout": "15s",
+    "failed_store": "",
+}
 
 
 class RabbitMQEngine:
@@ -39,17 +51,18 @@ class RabbitMQEngine:
         transactional_publish="unsupported",
         transactional_consume="unsupported",
         queues="native",
-        dedup="unsupported",
-        fifo_groups="unsupported",
+        dedup="emulated",
+        fifo_groups="emulated",
         delays="emulated",
-        exchanges="unsupported",
+        exchanges="native",
         topic_bindings="unsupported",
         durability="quorum",
+        failed_events="emulated",  # in the SQL database of the failed_store= option
         lease_extension="emulated",
         nack_delay="emulated",
         dead_letter_admin="emulated",
         next_visible="unsupported",
-        release="unsupported",
+        release="emulated",
     )
 
     def __init__(self, url: str) -> None:
@@ -64,8 +77,13 @@ class RabbitMQEngine:
                 f"({timeout:g}s): a call waits for a reconnect within its own timeout"
             )
         self._link = Link(driver_url, reconnect_s)  # parses the node list: before the thread
+        self._failed = FailedStoreBeside(options["failed_store"])
+        if self._failed.url is None:
+            self.features = replace(self.features, failed_events="unsupported")
         self._portal = Portal("tidings-rabbitmq")
         self.log = NoLog()
+        # No log, no groups: every call reaches NoLog and raises UnsupportedFeature.
+        self.groups = StoredGroups(cast(LogEngine, self.log))
         self.queues = RabbitQueues(self._portal, self._link, timeout)
         try:
             self._portal.call(self._link.channel(), timeout)
@@ -77,11 +95,20 @@ class RabbitMQEngine:
         """RabbitMQ pushes nothing to a basic.get consumer: a waiting get polls."""
         return PollingWaiter(self._poll_s)
 
+    def open_cursor(self, topics: Collection[str]) -> NoReturn:
+        _unsupported()
+
+    def failed_store(self) -> FailedStore:
+        """The runtime's failed events, in the failed_store= database.
+        Raises UnsupportedFeature, saying what to add, without the option."""
+        return self._failed.store()
+
     def close(self) -> None:
         try:
             self._portal.call(self._close(), 10)
         finally:
             self._portal.close()
+            self._failed.close()
 
     async def _close(self) -> None:
         await self.queues.close()

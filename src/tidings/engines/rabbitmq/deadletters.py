@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from ...config import QueueConfig
 from ...message import Delivery
 from . import headers as hdr
+from .fifo import lane_of
 from .leases import Lease
 from .link import Link
 
@@ -54,7 +55,7 @@ class DeadLetters:
             for message in await _drain(channel, config):
                 if ids is None or _id(message) in ids:
                     amqp = hdr.redriven(message.headers or {})
-                    await self._publish(config.name, message.body, amqp, _id(message))
+                    await self._publish(_home(config, amqp), message.body, amqp, _id(message))
                     await message.ack()
                     moved += 1
         return moved
@@ -79,6 +80,12 @@ async def _drain(channel: Any, config: QueueConfig) -> list[AbstractIncomingMess
             mine.append(message)
     mine.sort(key=lambda m: hdr.dead_letter_order(m.headers or {}))
     return mine
+
+
+def _home(config: QueueConfig, amqp: dict[str, Any]) -> str:
+    """Where a redriven message goes: its FIFO group's lane, else the queue."""
+    group = hdr.group(amqp)
+    return lane_of(config.name, group) if config.fifo and group is not None else config.name
 
 
 def _id(message: AbstractIncomingMessage) -> int:

@@ -19,11 +19,13 @@ DEAD_COUNT = "x-tidings-dead-count"
 DELAY_INFIX = ".tidings-delay."
 #: The message id tidings assigned (also the AMQP message_id).
 ID = "x-tidings-id"
+#: The FIFO group (Q4) a message was published with.
+GROUP = "x-tidings-group"
 
 _BROKER = ("x-delivery-count", "x-death", "x-first-death-queue", "x-first-death-reason",
            "x-first-death-exchange", "x-last-death-queue", "x-last-death-reason",
            "x-last-death-exchange")
-_INTERNAL = (PRIOR, DEAD_COUNT, ID)
+_INTERNAL = (PRIOR, DEAD_COUNT, ID, GROUP)
 _Q2 = ("x-original-queue", "x-dead-letter-reason", "x-last-error", "x-delivery-count",
        "x-dead-lettered-at")
 #: RabbitMQ's x-death reasons -> ours.
@@ -69,12 +71,21 @@ def _from_x_death(deaths: Any) -> dict[str, str]:
     at = when.astimezone(UTC) if isinstance(when, datetime) else datetime.now(UTC)
     reason = _text(death.get("reason", ""))
     return {
-        "x-original-queue": _text(death.get("queue", "")),
+        "x-original-queue": _owner(_text(death.get("queue", ""))),
         "x-dead-letter-reason": _REASONS.get(reason, reason),
         "x-last-error": "",
         "x-delivery-count": "0",
         "x-dead-lettered-at": at.isoformat(),
     }
+
+
+#: Names a FIFO queue's lanes (see fifo.py): ``<queue>.tidings-fifo.<n>``.
+LANE_INFIX = ".tidings-fifo."
+
+
+def _owner(queue: str) -> str:
+    """The queue a RabbitMQ queue stands for: a FIFO lane's queue, else itself."""
+    return queue.rsplit(LANE_INFIX, 1)[0] if LANE_INFIX in queue else queue
 
 
 def origin(amqp: Mapping[str, Any]) -> str:
@@ -136,6 +147,15 @@ def redriven(amqp: Mapping[str, Any]) -> dict[str, Any]:
     """A dead letter's headers when it goes back to its queue: counters reset."""
     drop = (*_BROKER, *_Q2, PRIOR, DEAD_COUNT, DEAD_SEQ)
     return {k: v for k, v in amqp.items() if k not in drop}
+
+
+def group(amqp: Mapping[str, Any]) -> str | None:
+    value = amqp.get(GROUP)
+    return None if value is None else _text(value)
+
+
+def text(value: Any) -> str:
+    return _text(value)
 
 
 def _text(value: Any) -> str:

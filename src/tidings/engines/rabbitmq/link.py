@@ -185,8 +185,8 @@ class Link:
             except aiormq.exceptions.InvalidFrameError as exc:
                 # Connection.Close instead of OpenOk: the vhost was refused.
                 raise AccessRefused(
-                    f"RabbitMQ at {address.name} refused the vhost ({exc}): check that the "
-                    "vhost in the URL exists and the user has permissions on it"
+                    f"RabbitMQ at {address.name} refused to open the vhost ({exc}): check "
+                    "that it exists and that the user is allowed on this vhost"
                 ) from exc
             except (OSError, TimeoutError, *DROPPED) as exc:
                 errors.append(f"{address.name}: {exc or type(exc).__name__}")
@@ -259,6 +259,14 @@ class Link:
             f"cannot connect to RabbitMQ at any of {names} ({'; '.join(errors or [])}): "
             "is the server running there and listening on that port?"
         )
+
+    async def reset(self) -> None:
+        """Forget the main channel (RabbitMQ closed it on an error): the
+        next call opens a new one (its leases are lost: a new generation)."""
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):  # already broken; we reopen anyway
+                await channel.close()
 
     async def guard(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro``; a drop it did not handle becomes :class:`Dropped`."""

@@ -1,21 +1,23 @@
-"""The queue side on RabbitMQ quorum queues (contracts Q1, Q2, Q5).
+"""The queue side on RabbitMQ quorum queues (contracts Q1-Q6).
 
 Native: storage and replication (quorum queues), publisher confirms,
 per-message ack, redelivery counts (``x-delivery-count``), TTL and max
 length (``x-message-ttl``, ``x-max-length`` with ``reject-publish`` or
-``drop-head``). Emulated: leases (a timer returns the message), max
-deliveries and reject (republished to the dead-letter queue with our Q2
-headers, then acked), delays (durable per-delay queues), dead-letter
-browsing (read and returned). Everything else raises UnsupportedFeature.
+``drop-head``), exchange routing (exchanges.py). Emulated: leases (a timer
+returns the message), max deliveries and reject (republished to the
+dead-letter queue with our Q2 headers, then acked), delays (durable
+per-delay queues), dead-letter browsing (read and returned), release
+(republished uncounted), dedup (dedup.py), FIFO groups (fifo.py).
+Topic bindings and listing queues raise UnsupportedFeature.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import aiormq
@@ -26,25 +28,26 @@ from ...config import QueueConfig
 from ...errors import (
     AlreadyExists,
     ConfigurationError,
-    EngineError,
     LeaseLost,
     QueueFull,
     QueueNotFound,
-    RecordTooLarge,
     TidingsError,
     UnsupportedFeature,
 )
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
+from . import confirms, pushed, topology
 from . import headers as hdr
-from . import pushed, topology
+from .checks import check, dead_letters_natively, delay_ms, last, stored_in, uncounted
 from .deadletters import DeadLetters
+from .dedup import Dedup, stream_name, wanted
+from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
+from .fifo import Fifo, check_config, declare_lanes, lane_of, lane_of_lease, lanes
 from .leases import Lease, Leases
-from .link import DROPPED, Dropped, Link, persistent
+from .link import DROPPED, Dropped, Link
+from .lock import Locks
 from .portal import Portal
-
-_PUBLISH_ATTEMPTS = 5
-_PUBLISH_DROPS = 10  # connections lost while one publish waits for its confirm
+from .refusals import check_body_limit
 
 
 def new_id() -> int:
@@ -65,30 +68,22 @@ class RabbitQueues:
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one, self._ensure)
-        link.on_reopen(self._restore)
+        link.on_reopen(lambda: topology.redeclare(link, list(self._configs.values())))
+        locks = Locks(link)
+        self._exchanges = RabbitExchanges(link, locks, self._require, self._prepare, timeout_s)
+        self._dedup = Dedup(link, locks, timeout_s)
+        self._fifo = Fifo(link, locks)
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(self._link.guard(coro), self._timeout)
-
-    async def _restore(self) -> None:
-        """After a reconnect: re-declare the queues declared here (a no-op
-        where they survived, as quorum queues do when a majority lives)."""
-        for config in list(self._configs.values()):
-            with contextlib.suppress(TidingsError):  # declared elsewhere with other arguments
-                async with self._link.scratch() as channel:
-                    await channel.declare_queue(
-                        config.name, durable=True, arguments=topology.arguments(config)
-                    )
 
     # ---- declaration --------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
         return self._call(self._declare(config))  # type: ignore[no-any-return]
 
     async def _declare(self, config: QueueConfig) -> QueueConfig:
-        if config.fifo:
-            raise UnsupportedFeature(
-                "the amqp:// engine has no FIFO groups (Q4) yet: declare the queue without fifo"
-            )
+        check_config(config)
+        check_body_limit(config.max_body_bytes)
         await self._refuse_loop(config)
         existing = await topology.read_config(self._link, config.name)
         if existing is not None:
@@ -99,11 +94,17 @@ class RabbitQueues:
                 )
             self._configs[config.name] = existing
             return existing
-        if config.dead_letter is not None or _dead_letters_natively(config):
+        if config.dead_letter is not None or dead_letters_natively(config):
             # RabbitMQ's own dead-lettering (TTL, delivery limit, overflow)
             # drops what it cannot route: the dead-letter queue must exist first.
             await self._ensure(config.dead_letter_queue)
         await topology.create(self._link, config)
+        if config.fifo:
+            try:
+                await declare_lanes(self._link, config)
+            except BaseException:  # nothing half-declared: the queue goes too
+                await topology.remove(self._link, config.name, lanes(config.name))
+                raise
         self._configs[config.name] = config
         return config
 
@@ -159,23 +160,29 @@ class RabbitQueues:
         await self._require(name)
         for receipt in self._leases.of_queue(name):
             self._leases.end(receipt, "expired")
-        await topology.remove(self._link, name, sorted(self._delays.pop(name, set())))
+        delays = sorted(self._delays.pop(name, set()))
+        await topology.remove(self._link, name, [*delays, stream_name(name), *lanes(name)])
+        self._dedup.forget(name)
+        self._fifo.drop(name)
         self._configs.pop(name, None)
 
     def purge(self, name: str) -> int:
         return self._call(self._purge(name))  # type: ignore[no-any-return]
 
     async def _purge(self, name: str) -> int:
-        await self._require(name)
+        config = await self._require(name)
+        self._fifo.drop(name)
         held = 0
         for receipt in self._leases.of_queue(name):
             lease = self._leases.end(receipt, "expired")
             if lease is not None and await self._try(lease.message.ack()):
                 held += 1
+                await self._fifo.free(lane_of_lease(lease))
         async with self._link.scratch() as channel:
-            queue = await channel.declare_queue(name, passive=True)
-            result = await queue.purge()
-        return held + int(result.message_count or 0)
+            for queue in stored_in(config):
+                result = await (await channel.declare_queue(queue, passive=True)).purge()
+                held += int(result.message_count or 0)
+        return held
 
     def stats(self, name: str) -> QueueStats:
         return self._call(self._stats(name))  # type: ignore[no-any-return]
@@ -184,7 +191,7 @@ class RabbitQueues:
         """``leased`` counts this engine instance's leases only; ``delayed``
         the delay queues it used; ``dead_lettered`` the whole dead-letter queue."""
         config = await self._require(name)
-        ready = await self._count(name)
+        ready = sum([await self._count(queue) for queue in stored_in(config)])
         delayed = 0
         for queue in sorted(self._delays.get(name, set())):
             delayed += await self._count(queue)
@@ -207,12 +214,18 @@ class RabbitQueues:
 
     async def _publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
         config = await self._require(queue)
-        _check(config, messages)
-        await self._room_for(config, len(messages))
+        await self._prepare(config, messages)
         ids = [new_id() for _ in messages]
+        if wanted(config, messages):
+            return await self._dedup.publish(config, messages, ids, partial(self._send, config))
         sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
         await asyncio.gather(*sends)
         return ids
+
+    async def _prepare(self, config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
+        """Refuse a batch ``config``'s queue would not take, before sending any."""
+        check(config, messages)
+        await self._room_for(config, len(messages))
 
     async def _room_for(self, config: QueueConfig, n: int) -> None:
         """Refuse a batch that would pass max_length (overflow reject) before
@@ -228,61 +241,31 @@ class RabbitQueues:
             )
 
     async def _send(self, config: QueueConfig, m: OutgoingMessage, id: int) -> None:
-        delay_ms = _delay_ms(m)
+        due_in_ms = delay_ms(m)
         headers: dict[str, Any] = dict(m.headers)
         headers[hdr.ID] = str(id)
-        if delay_ms > 0:
-            await self._publish_delayed(config.name, m.body, headers, id, delay_ms)
+        target = config.name
+        if m.group is not None:
+            headers[hdr.GROUP] = m.group
+            target = lane_of(config.name, m.group) if config.fifo else target
+        if due_in_ms > 0:
+            await self._publish_delayed(target, m.body, headers, id, due_in_ms, config.name)
         else:
-            await self._publish_one(config.name, m.body, headers, id)
+            await self._publish_one(target, m.body, headers, id)
 
     async def _publish_delayed(
-        self, queue: str, body: bytes, headers: dict[str, Any], id: int, delay_ms: int
+        self, queue: str, body: bytes, headers: dict[str, Any], id: int, delay_ms: int,
+        owner: str | None = None,
     ) -> None:
+        """To ``queue`` (``owner``'s lane, or ``owner`` itself) once due."""
         name, args = topology.delay_queue(queue, delay_ms)
         async with self._link.scratch() as channel:
             await channel.declare_queue(name, durable=True, arguments=args)
-        self._delays.setdefault(queue, set()).add(name)
+        self._delays.setdefault(owner or queue, set()).add(name)
         await self._publish_one(name, body, headers, id)
 
     async def _publish_one(self, queue: str, body: bytes, headers: dict[str, Any], id: int) -> None:
-        """Publish and wait for the confirm; resend on a nack or a dropped
-        connection (at-least-once: a resent message may be stored twice).
-        Waiting for a reconnect is bounded by the link (EngineUnavailable).
-        Raises QueueNotFound, QueueFull, EngineError."""
-        attempt = drops = 0
-        while True:
-            channel = None
-            try:
-                channel = await self._link.publisher()
-                await channel.default_exchange.publish(
-                    persistent(body, headers, id), routing_key=queue, mandatory=True
-                )
-                return
-            except aiormq.exceptions.PublishError as exc:
-                raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
-            except aiormq.exceptions.DeliveryError as exc:
-                attempt += 1
-                if attempt == _PUBLISH_ATTEMPTS:
-                    raise await self._refused(queue, exc) from exc
-                await self._link.reset_publisher(channel)  # the next attempt on a new one
-                await asyncio.sleep(0.05 * 2**attempt)
-            except DROPPED as exc:
-                drops += 1
-                if drops > _PUBLISH_DROPS:
-                    raise Dropped(
-                        f"the connection to RabbitMQ dropped {drops} times while publishing "
-                        f"to {queue!r}: retry later"
-                    ) from exc
-                await self._link.reset_publisher(channel)  # the next one waits for the reconnect
-
-    async def _refused(self, queue: str, exc: Exception) -> Exception:
-        config = self._configs.get(queue)
-        if config is not None and config.max_length is not None:
-            return QueueFull(
-                f"queue {queue!r} is at its max_length {config.max_length}: consume or purge it"
-            )
-        return EngineError(f"RabbitMQ refused a publish to {queue!r} ({exc}): retry later")
+        await confirms.publish(self._link, self._configs, queue, body, headers, id)
 
     # ---- consuming ----------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
@@ -305,6 +288,8 @@ class RabbitQueues:
             channel = await self._link.channel()
             self._leases.drop_generation_before(self._link.generation)
             out: list[Delivery] = []
+            if config.fifo:  # lane heads first, then the ungrouped messages
+                out += await self._fifo.claim(config, max_messages, self._lease, self._relend)
             while len(out) < max_messages:
                 messages = await self._fetch(channel, queue, max_messages - len(out))
                 if not messages:
@@ -338,10 +323,15 @@ class RabbitQueues:
             # Returned by RabbitMQ (a consumer died) after its last delivery.
             await self._dead.move(config, lease, "max_deliveries", "", count - 1)
             return None
+        return self._relend(config, lease)
+
+    def _relend(self, config: QueueConfig, lease: Lease) -> Delivery:
+        """A lease on ``lease``'s message (again, for a released FIFO head)."""
         receipt = self._leases.add(lease, config.lease_s)
+        amqp = lease.message.headers or {}
         return Delivery(
-            config.name, id, message.body, hdr.visible(amqp), count,
-            count > 1, receipt, lease.until_ms,
+            config.name, lease.id, lease.message.body, hdr.visible(amqp), lease.count,
+            lease.count > 1, receipt, lease.until_ms, hdr.group(amqp),
         )
 
     def _on_expiry(self, lease: Lease) -> None:
@@ -351,14 +341,15 @@ class RabbitQueues:
 
     async def _give_back(self, lease: Lease) -> None:
         config = self._configs.get(lease.queue)
-        if config is not None and _last(config, lease):
+        if config is not None and last(config, lease):
             # A dropped channel makes RabbitMQ return the message anyway (counted),
             # and the next claim dead-letters it: nothing to do on failure.
             await self._try(
                 self._dead.move(config, lease, "max_deliveries", "lease expired", lease.count)
             )
-        else:
+        elif lane_of_lease(lease) is None:  # a lane's head returns when the lane is freed
             await self._try(lease.message.nack(requeue=True))
+        await self._try(self._fifo.free(lane_of_lease(lease)))
 
     def settle(self, queue: str, settlements: Sequence[Settlement]) -> list[BaseException | None]:
         return self._call(self._settle(queue, settlements))  # type: ignore[no-any-return]
@@ -379,8 +370,13 @@ class RabbitQueues:
     async def _settle_one(self, config: QueueConfig, s: Settlement) -> None:
         self._leases.drop_generation_before(self._link.generation)
         lease = self._leases.take(s.receipt)
+        lane = lane_of_lease(lease)
         try:
+            if lane and s.action == "nack" and s.delay_s > 0 and not last(config, lease):
+                self._fifo.hold(lease, lane, s.delay_s)  # the group waits, in order
+                return
             await self._end(config, lease, s)
+            await self._fifo.free(lane)
         except (*DROPPED, aiormq.exceptions.ChannelClosed) as exc:
             raise LeaseLost(
                 "the connection to RabbitMQ dropped while this delivery was leased; "
@@ -392,11 +388,11 @@ class RabbitQueues:
             await lease.message.ack()
         elif s.action == "reject":
             await self._dead.move(config, lease, "rejected", s.reason, lease.count)
-        elif _last(config, lease):
+        elif last(config, lease):
             await self._dead.move(config, lease, "max_deliveries", s.reason, lease.count)
         elif s.delay_s > 0:
             await self._nack_later(config, lease, s.delay_s)
-        else:
+        elif lane_of_lease(lease) is None:  # a lane's head returns when the lane is freed
             await lease.message.nack(requeue=True)
 
     async def _nack_later(self, config: QueueConfig, lease: Lease, delay_s: float) -> None:
@@ -425,20 +421,50 @@ class RabbitQueues:
         except (*DROPPED, aiormq.exceptions.ChannelClosed, TidingsError):
             return False
 
-    # ---- exchanges (phase 1: not yet) ----------------------------------------
+    # ---- exchanges (exchanges.py) ---------------------------------------------
     def declare_exchange(self, name: str, kind: str) -> None:
-        raise UnsupportedFeature(_NO_EXCHANGES)
+        self._call(self._exchanges.declare(name, kind))
 
     def bind(self, exchange: str, queue: str, key: str, weight: int) -> None:
-        raise UnsupportedFeature(_NO_EXCHANGES)
+        self._call(self._exchanges.bind(exchange, queue, key, weight))
 
     def bind_topic(self, topic: str, queue: str) -> None:
-        raise UnsupportedFeature("the amqp:// engine has no topics yet: nothing to bind")
+        raise UnsupportedFeature(NO_TOPIC_BINDINGS)
 
     def publish_exchange(
         self, exchange: str, routing_key: str, messages: Sequence[OutgoingMessage]
     ) -> dict[str, list[int]]:
-        raise UnsupportedFeature(_NO_EXCHANGES)
+        """Not atomic across a batch (each message is confirmed on its own);
+        each message reaches all its queues or none (one routed publish)."""
+        ids = [new_id() for _ in messages]
+        publish = self._exchanges.publish(exchange, routing_key, messages, ids)
+        return self._call(publish)  # type: ignore[no-any-return]
+
+    # ---- release (emulated) -------------------------------------------------
+    def release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        return self._call(self._release(queue, leases))  # type: ignore[no-any-return]
+
+    async def _release(self, queue: str, leases: Sequence[tuple[int, str]]) -> int:
+        """A quorum queue counts every return (nack, reject, a closed channel)
+        in x-delivery-count: a released message is republished (at the tail)
+        carrying its count minus this delivery, confirmed, then acked. A FIFO
+        lane's head stays leased here instead, for the next claim (fifo.py)."""
+        config = await self._require(queue)
+        self._leases.drop_generation_before(self._link.generation)
+        ended = [lease for _, r in leases if (lease := self._leases.end(r, "released"))]
+        back = []
+        for lease in ended:
+            lane = lane_of_lease(lease)
+            if lane is None:
+                back.append(lease)
+            else:
+                self._fifo.park(lease, lane, config.lease_s, self._on_expiry)
+        await asyncio.gather(*(
+            self._publish_one(config.name, e.message.body, uncounted(e), e.id) for e in back
+        ))
+        for lease in back:
+            await self._try(lease.message.ack())
+        return len(ended)
 
     # ---- dead letters (emulated) -------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[Delivery]:
@@ -463,6 +489,7 @@ class RabbitQueues:
 
     async def _delete_declared(self) -> None:
         """The queues known here and their dead-letter queues (and delay queues)."""
+        await self._exchanges.delete_declared()
         names = set(self._configs)
         names.update(c.dead_letter_queue for c in list(self._configs.values()))
         for name in sorted(names):
@@ -472,47 +499,3 @@ class RabbitQueues:
     async def close(self) -> None:
         for receipt in list(self._leases._live):
             self._leases.end(receipt, "expired")
-
-
-_NO_EXCHANGES = (
-    "exchanges are not in the amqp:// engine yet (phase 1 maps queues only): "
-    "publish to each queue, or use a sqlite:// or postgresql:// URL"
-)
-
-
-def _last(config: QueueConfig, lease: Lease) -> bool:
-    return config.max_deliveries is not None and lease.count >= config.max_deliveries
-
-
-def _check(config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
-    """Refuse the whole batch before anything is sent (nothing stored half)."""
-    for m in messages:
-        if len(m.body) > config.max_body_bytes:
-            raise RecordTooLarge(
-                f"message of {len(m.body)} bytes exceeds queue {config.name!r}'s "
-                f"max_body_bytes {config.max_body_bytes}"
-            )
-        if m.idempotency_key is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine does not deduplicate (Q3) yet: drop idempotency_key "
-                "and make the consumer idempotent"
-            )
-        if m.group is not None:
-            raise UnsupportedFeature(
-                "the amqp:// engine has no FIFO groups (Q4) yet: drop group"
-            )
-
-
-def _delay_ms(m: OutgoingMessage) -> int:
-    if m.not_before_ms is not None:
-        return max(0, m.not_before_ms - int(time.time() * 1000))
-    return max(0, round(m.delay_s * 1000))
-
-
-def _dead_letters_natively(config: QueueConfig) -> bool:
-    """True if RabbitMQ itself may dead-letter from this queue (see topology)."""
-    return (
-        config.ttl_s is not None
-        or config.max_deliveries is not None
-        or (config.max_length is not None and config.overflow != "reject")
-    )

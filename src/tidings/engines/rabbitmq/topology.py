@@ -4,6 +4,8 @@ cannot read a queue's arguments back), and durable per-delay queues."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import zlib
 from dataclasses import asdict
@@ -13,9 +15,10 @@ import aiormq
 from aio_pika.abc import AbstractChannel
 
 from ...config import QueueConfig
-from ...errors import QueueNotFound
+from ...errors import QueueNotFound, TidingsError
 from .headers import DELAY_INFIX
 from .link import Link, persistent
+from .refusals import declare_refused
 
 CATALOG_SUFFIX = ".tidings-config"
 #: A per-delay queue lives this long after its last use (after every message
@@ -50,32 +53,86 @@ def decode(body: bytes) -> QueueConfig:
 
 
 async def read_config(link: Link, name: str) -> QueueConfig | None:
-    """The settings stored for ``name``, or None if it was never declared."""
+    """The settings stored for ``name``, or None if it was never declared.
+    Reading takes the catalog message and returns it at once: another
+    reader meanwhile finds the catalog empty and asks again."""
     async with link.scratch() as channel:
         try:
             catalog = await channel.declare_queue(companion(name, CATALOG_SUFFIX), passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return None
-        message = await catalog.get(no_ack=False, fail=False)
-        if message is None:
-            return None
-        body = message.body
-        await message.nack(requeue=True)
-    return decode(body)
+        for _ in range(_READ_ATTEMPTS):
+            message = await catalog.get(no_ack=False, fail=False)
+            if message is not None:
+                body = message.body
+                await message.nack(requeue=True)
+                return decode(body)
+            await asyncio.sleep(0.01)
+    return None
+
+
+_READ_ATTEMPTS = 50  # 10 ms apart: a reader holds the message for about 1 ms
 
 
 async def create(link: Link, config: QueueConfig) -> None:
-    """Declare the queue, then record its settings (a failed declare records nothing)."""
+    """Declare the queue, then record its settings: both or neither. A refused
+    declaration records nothing (AlreadyExists naming the argument,
+    ConfigurationError without permissions), and a queue this call created is
+    deleted again if its settings cannot be recorded."""
+    existed = await exists(link, config.name)
+    try:
+        async with link.scratch() as channel:
+            await declare(channel, config.name, arguments(config))
+            catalog = companion(config.name, CATALOG_SUFFIX)
+            await declare(channel, catalog, _CATALOG_ARGS)
+            await channel.default_exchange.publish(
+                persistent(encode(config), {}, 0), routing_key=catalog
+            )
+    except BaseException:
+        if not existed:
+            await _drop(link, config.name)
+        raise
+
+
+_CATALOG_ARGS = {"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "drop-head"}
+
+
+async def declare(channel: AbstractChannel, name: str, args: dict[str, Any]) -> None:
+    """A durable queue declaration; RabbitMQ's refusal as a tidings error."""
+    try:
+        await channel.declare_queue(name, durable=True, arguments=args)
+    except aiormq.exceptions.ChannelClosed as exc:
+        raise declare_refused(exc, "queue", name) from exc
+
+
+async def exists(link: Link, name: str) -> bool:
     async with link.scratch() as channel:
-        await channel.declare_queue(config.name, durable=True, arguments=arguments(config))
-        catalog = await channel.declare_queue(
-            companion(config.name, CATALOG_SUFFIX),
-            durable=True,
-            arguments={"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "drop-head"},
-        )
-        await channel.default_exchange.publish(
-            persistent(encode(config), {}, 0), routing_key=catalog.name
-        )
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+    return True
+
+
+async def _drop(link: Link, name: str) -> None:
+    """Delete a queue this engine just created (best effort: the channel
+    that failed is gone, the connection may be too)."""
+    try:
+        async with link.scratch() as channel:
+            await channel.queue_delete(name)
+    except Exception:  # the original error says more; a leftover empty queue is harmless
+        pass
+
+
+async def redeclare(link: Link, configs: list[QueueConfig]) -> None:
+    """After a reconnect: declare these queues again (a no-op where they
+    survived, as quorum queues do while a majority of their nodes lives)."""
+    for config in configs:
+        with contextlib.suppress(TidingsError):  # declared elsewhere with other arguments
+            async with link.scratch() as channel:
+                await channel.declare_queue(
+                    config.name, durable=True, arguments=arguments(config)
+                )
 
 
 async def remove(link: Link, name: str, delay_queues: list[str]) -> None:

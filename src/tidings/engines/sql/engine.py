@@ -13,9 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 from ...config import parse_duration
 from ...errors import ConfigurationError
 from ...features import Features
+from ...groups.stored import StoredGroups
 from ...ports.engine import MaintenanceStatus
+from ..cursor import PollingCursor, log_channels
 from ..maintenance import Maintainer
 from .database import SECURE_DELETE_PRAGMA, SQLiteSession, Writer, connect, ensure_schema, translate
+from .failed import SqlFailedStore, store_beside
 from .log import SqlLog
 from .maintenance import claim_maintenance
 from .notify import Notifier, SocketWaiter
@@ -83,6 +86,7 @@ class SQLiteEngine:
         self._readers: list[sqlite3.Connection] = [first]
         self._readers_lock = threading.Lock()
         self.log = SqlLog(self._writer, self._reader, path)
+        self.groups = StoredGroups(self.log)
         self.queues = SqlQueues(self._writer, self._read)
         self._maintainer = Maintainer(
             self.log,
@@ -122,6 +126,13 @@ class SQLiteEngine:
 
     def waiter(self, channels: Collection[str]) -> SocketWaiter:
         return SocketWaiter(self._notifier.directory, channels)
+
+    def open_cursor(self, topics: Collection[str]) -> PollingCursor:
+        return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()

@@ -6,6 +6,8 @@ headers and the attempt history are JSON text (they are shown, never
 queried). Statements are in the shared SQLite dialect (``?``), translated
 for PostgreSQL by its connection. The memory engine's queue store is this
 same SQL code on an in-memory SQLite database, so it gets this store too.
+The RabbitMQ engine opens a SQL engine on its ``failed_store=`` URL and
+uses that engine's store.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import AlreadyResolved, FailedEventNotFound, UnsupportedFeature
+from ...errors import AlreadyResolved, FailedEventNotFound
 from ...ports.failed import (
     PARKED,
     DeliveryMark,
@@ -24,6 +26,7 @@ from ...ports.failed import (
     FailedFilter,
     FailureGroup,
 )
+from ...ports.failed import failed_store as ports_failed_store
 
 if TYPE_CHECKING:  # database.py imports the migrations, which import this module
     from .database import Writer
@@ -226,15 +229,13 @@ class SqlFailedStore:
         return {bytes(r[0]): int(r[1]) for r in rows}
 
 
-def failed_store(engine: Any) -> SqlFailedStore:
-    """The failed-event store of an opened engine. Every engine whose queue
-    side is the SQL store (memory, SQLite, PostgreSQL) has one: it shares
-    that store's write path and read connections. Raises UnsupportedFeature
-    for other engines."""
-    from .queue import SqlQueues
-
-    queues = engine.queues
-    if not isinstance(queues, SqlQueues):
-        raise UnsupportedFeature(f"{engine.url}: this engine has no failed-event store")
+def store_beside(queues: Any) -> SqlFailedStore:
+    """The failed-event store in the database of a SQL queue store: the
+    memory, SQLite and PostgreSQL engines' ``failed_store()`` (it shares
+    that store's write path and read connections)."""
     # Same package: the queue store's writer and readers are the database's.
     return SqlFailedStore(queues._w, queues._read)
+
+
+#: Kept for callers of the earlier name; finds the engine's capability.
+failed_store = ports_failed_store

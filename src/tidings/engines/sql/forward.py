@@ -51,13 +51,17 @@ def forward(
         publish_in(conn, queue, messages, now)
 
 
-def _messages(topic: str, partition: int, cols: RecordColumns, base: int) -> list[OutgoingMessage]:
+def _messages(
+    topic: str, partition: int, cols: RecordColumns, base: int | None
+) -> list[OutgoingMessage]:
     out = []
     for i, value in enumerate(cols.values):
         if value is None:
             continue
         headers = dict(cols.headers[i]) if cols.headers is not None else {}
-        headers.update({"x-topic": topic, "x-partition": str(partition), "x-offset": str(base + i)})
+        headers.update({"x-topic": topic, "x-partition": str(partition)})
+        if base is not None:  # SQL engines always know it; the port allows None
+            headers["x-offset"] = str(base + i)
         key = None if cols.keys is None else cols.keys[i]
         if key is not None:
             headers["x-key"] = key.decode("utf-8", "backslashreplace")

@@ -44,6 +44,7 @@ from .database import Writer
 from .dialect import SQLITE, Dialect
 from .forward import bound_queues
 from .maintenance import compact_partition, retain_partition
+from .seek import offset_for_time
 
 _READ = (
     "SELECT base_offset, last_offset, ts, crc, count, payload FROM batches "
@@ -332,18 +333,11 @@ class SqlLog:
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         tid, _ = self._checked(topic, partition)
-        conn = self._reader()
-        row = conn.execute(
-            "SELECT base_offset FROM batches WHERE topic_id=? AND partition=? AND ts>=? "
-            "ORDER BY ts, last_offset LIMIT 1",
-            (tid, partition, timestamp_ms),
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        nxt = conn.execute(
-            "SELECT next_offset FROM partitions WHERE topic_id=? AND partition=?", (tid, partition)
-        ).fetchone()
-        return int(nxt[0])
+        return read_retrying(
+            self._connect_reader,
+            lambda conn: offset_for_time(conn, tid, partition, timestamp_ms),
+            self._translate,
+        )
 
     # ---- groups ---------------------------------------------------------
     def group_transition(self, group: str, fn: GroupTransition[T]) -> T:

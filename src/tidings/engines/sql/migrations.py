@@ -16,7 +16,7 @@ from typing import Any
 
 from .failed import FAILED_SCHEMA
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _LEASES = (  # the same text for both dialects
     "CREATE TABLE leases (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
@@ -83,6 +83,17 @@ UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
     # The consumer runtime's failed events, triage actions and durable
     # delivery counters (see failed.py).
     4: {"postgresql": FAILED_SCHEMA["postgresql"], "sqlite": FAILED_SCHEMA["sqlite"]},
+    # No time index on batches: a batch's ts never decreases along a
+    # partition's offsets (appends store max(last_ts, now); retention and
+    # compaction keep it), so a time seek binary-searches the offset index
+    # (seek.py). Each batch row had two per-partition index entries, and a
+    # send_batch spread over 1,000 partitions dirtied two leaf pages per
+    # partition: 12 -> 9 us CPU and 4.9 -> 2.1 KB written per record.
+    # Dropping an index is quick (no table rewrite) on both engines.
+    5: {
+        "postgresql": ("DROP INDEX IF EXISTS batches_by_time",),
+        "sqlite": ("DROP INDEX IF EXISTS batches_by_time",),
+    },
 }
 
 

@@ -55,12 +55,15 @@ from ...errors import (
     TidingsError,
 )
 from ...features import Features
+from ...groups.stored import StoredGroups
 from ...ports.engine import MaintenanceStatus
+from ..cursor import PollingCursor, log_channels
 from ..maintenance import Maintainer
 from ..memory.waiter import MemoryWaiters
 from .clock import DbClock
 from .database import CONFLICT_ATTEMPTS, LockKey, Writer
 from .dialect import Dialect
+from .failed import SqlFailedStore, store_beside
 from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
 from .migrations import SCHEMA_VERSION, upgrade
@@ -417,6 +420,7 @@ class PostgresEngine:
         dialect = replace(POSTGRES, borrow=partial(borrow, schema=schema))
         self.clock = DbClock(partial(self._read, _db_time))  # one clock for every host
         self.log = SqlLog(self._writer, self._reader, location, dialect, self.clock)
+        self.groups = StoredGroups(self.log)
         self.queues = SqlQueues(
             self._writer, self._read, dialect, self._oneshot, self.clock, self._wakes.send
         )
@@ -476,6 +480,13 @@ class PostgresEngine:
 
     def waiter(self, channels: Collection[str]) -> AnnouncedWaiter:
         return AnnouncedWaiter(self._waiters.waiter(channels), self._presence, tuple(channels))
+
+    def open_cursor(self, topics: Collection[str]) -> PollingCursor:
+        return PollingCursor(self.log, partial(self.waiter, log_channels(topics)))
+
+    def failed_store(self) -> SqlFailedStore:
+        """The runtime's failed events, in this engine's database (R3)."""
+        return store_beside(self.queues)
 
     def maintenance_status(self) -> MaintenanceStatus:
         return self._maintainer.status()

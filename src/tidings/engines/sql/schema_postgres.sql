@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS batches (
     payload     BYTEA NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS batches_by_offset ON batches (topic_id, partition, last_offset);
-CREATE INDEX IF NOT EXISTS batches_by_time ON batches (topic_id, partition, ts);
+CREATE INDEX IF NOT EXISTS batches_by_time ON batches (topic_id, partition, ts);  -- dropped in version 5
 
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 
