@@ -18,6 +18,7 @@ from .codecs import BYTES, JSON, BytesCodec, Codec, JsonCodec, PydanticCodec
 from .config import AsyncConfig, GroupConfig, ProducerConfig, QueueConfig, TopicConfig
 from .engines import open_engine
 from .errors import (
+    AccessRefused,
     AlreadyExists,
     AlreadyResolved,
     AlreadySettled,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BYTES",
     "JSON",
+    "AccessRefused",
     "Ack",
     "AlreadyExists",
     "AlreadyResolved",

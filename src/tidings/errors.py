@@ -8,6 +8,7 @@ A class's docstring is its default message.
 
     TidingsError
     ├── ConfigurationError          bad option, URL, name or duration
+    │   └── AccessRefused           the engine refused the credentials or vhost
     ├── UnsupportedFeature          the engine declares it cannot do this
     ├── EngineError                 (retriable flag)
     │   ├── EngineUnavailable       cannot reach / open the engine
@@ -51,6 +52,11 @@ class TidingsError(Exception):
 
 class ConfigurationError(TidingsError, ValueError):
     """An option, URL or name is invalid."""
+
+
+class AccessRefused(ConfigurationError):
+    """The engine refused the login (wrong user or password) or the user's
+    access to the database or vhost: fix the URL or grant the access."""
 
 
 class UnsupportedFeature(TidingsError):

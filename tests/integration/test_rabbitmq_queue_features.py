@@ -16,10 +16,10 @@ import aio_pika
 import pytest
 
 from tidings import (
+    AccessRefused,
     AlreadyExists,
     Client,
     ConfigurationError,
-    EngineUnavailable,
     QueueNotFound,
     RecordTooLarge,
 )
@@ -260,13 +260,14 @@ def restricted_user() -> Iterator[str]:
 
 def test_permissions_refused_are_typed(restricted_user: str, name: str) -> None:
     """ACCESS_REFUSED at declare is a ConfigurationError saying to grant
-    permissions; a vhost the user may not open is EngineUnavailable."""
+    permissions; a vhost the user may not open is AccessRefused (a
+    ConfigurationError too: retrying does not help)."""
     with Client(f"amqp://{restricted_user}:secret@127.0.0.1:5672/") as client:
         with pytest.raises(ConfigurationError, match="set_permissions"):
             client.declare_queue(name)
         with pytest.raises(ConfigurationError, match="set_permissions"):
             client.declare_exchange(name, "fanout")
-    with pytest.raises(EngineUnavailable, match="allowed on this vhost"):
+    with pytest.raises(AccessRefused, match="allowed on this vhost"):
         Client(f"amqp://{restricted_user}:secret@127.0.0.1:5672/{name}")
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ...config import parse_duration
+from ...errors import ConfigurationError
 from ...features import Features
 from ...groups.stored import StoredGroups
 from ...ports.failed import FailedStore
@@ -31,6 +32,7 @@ from .streams import StreamLink
 _OPTIONS = {
     "operation_timeout": "30s",
     "poll_interval": "50ms",
+    "reconnect_timeout": "15s",
     "failed_store": "",
     "stream_port": "5552",
 }
@@ -70,13 +72,22 @@ class RabbitMQEngine:
         driver_url, options = _split(url)
         timeout = parse_duration(options["operation_timeout"], "operation_timeout")
         self._poll_s = parse_duration(options["poll_interval"], "poll_interval")
+        reconnect_s = parse_duration(options["reconnect_timeout"], "reconnect_timeout")
+        if reconnect_s >= timeout:
+            raise ConfigurationError(
+                f"reconnect_timeout ({reconnect_s:g}s) must be shorter than operation_timeout "
+                f"({timeout:g}s): a call waits for a reconnect within its own timeout"
+            )
+        self._link = Link(driver_url, reconnect_s)  # parses the node list: before the thread
         self._failed = FailedStoreBeside(options["failed_store"])
         if self._failed.url is None:
             self.features = replace(self.features, failed_events="unsupported")
         self._portal = Portal("tidings-rabbitmq")
-        self._link = Link(driver_url)
         self._timeout = timeout
-        self._streams = _stream_link(url, int(options["stream_port"]))
+        # Topics go to the first node listed (its streams' leader: see
+        # docs/rabbitmq.md, a cluster whose streams lead elsewhere is not
+        # supported on the stream side yet).
+        self._streams = _stream_link(self._link.addresses[0].url, int(options["stream_port"]))
         self.log = StreamLog(self._portal, self._streams, timeout)
         self.groups = StoredGroups(self.log)  # over the log's CAS registers
         self.queues = RabbitQueues(self._portal, self._link, timeout)

@@ -10,10 +10,11 @@ import aiormq
 
 from ...config import QueueConfig
 from ...errors import EngineError, QueueFull, QueueNotFound
-from .link import DROPPED, Link, persistent
+from .link import DROPPED, Dropped, Link, persistent
 from .refusals import too_large
 
 _PUBLISH_ATTEMPTS = 5
+_PUBLISH_DROPS = 10  # connections lost while one publish waits for its confirm
 
 
 async def publish(
@@ -21,10 +22,14 @@ async def publish(
     headers: dict[str, Any], id: int,
 ) -> None:
     """Publish and wait for the confirm; resend on a nack or a dropped
-    connection (at-least-once). Raises QueueNotFound, QueueFull, EngineError."""
-    for attempt in range(_PUBLISH_ATTEMPTS):
+    connection (at-least-once: a resent message may be stored twice). Waiting
+    for a reconnect is bounded by the link (EngineUnavailable). Raises
+    QueueNotFound, QueueFull, RecordTooLarge, EngineError."""
+    attempt = drops = 0
+    while True:
+        channel = None
         try:
-            channel = await link.channel()
+            channel = await link.publisher()
             await channel.default_exchange.publish(
                 persistent(body, headers, id), routing_key=queue, mandatory=True
             )
@@ -33,18 +38,25 @@ async def publish(
             raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             # A server with a lower max_message_size than ours closed the
-            # main channel (its leases are gone: RabbitMQ returns them).
-            await link.reset()
+            # publishing channel (no lease is held on it).
+            await link.reset_publisher(channel)
             if "message size" in str(exc):
                 raise too_large(len(body), queue) from exc
             raise EngineError(f"RabbitMQ refused a publish to {queue!r}: {exc}") from exc
         except aiormq.exceptions.DeliveryError as exc:
-            if attempt == _PUBLISH_ATTEMPTS - 1:
+            attempt += 1
+            if attempt == _PUBLISH_ATTEMPTS:
                 raise _refused(configs, queue, exc) from exc
-        except DROPPED:
-            await link.reset()
-        await asyncio.sleep(0.05 * 2**attempt)
-    raise EngineError(f"RabbitMQ did not confirm a publish to {queue!r}: retry later")
+            await link.reset_publisher(channel)  # the next attempt on a new one
+            await asyncio.sleep(0.05 * 2**attempt)
+        except DROPPED as exc:
+            drops += 1
+            if drops > _PUBLISH_DROPS:
+                raise Dropped(
+                    f"the connection to RabbitMQ dropped {drops} times while publishing "
+                    f"to {queue!r}: retry later"
+                ) from exc
+            await link.reset_publisher(channel)  # the next one waits for the reconnect
 
 
 def _refused(configs: Mapping[str, QueueConfig], queue: str, exc: Exception) -> Exception:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
+from ...backoff import Backoff
 from ...config import QueueConfig
 from ...errors import (
     AlreadyExists,
@@ -42,7 +44,7 @@ from .dedup import Dedup, stream_name, wanted
 from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
 from .fifo import Fifo, check_config, declare_lanes, lane_of, lane_of_lease, lanes
 from .leases import Lease, Leases
-from .link import DROPPED, Link
+from .link import DROPPED, Dropped, Link
 from .lock import Locks
 from .portal import Portal
 from .refusals import check_body_limit
@@ -66,13 +68,14 @@ class RabbitQueues:
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one, self._ensure)
+        link.on_reopen(lambda: topology.redeclare(link, list(self._configs.values())))
         locks = Locks(link)
         self._exchanges = RabbitExchanges(link, locks, self._require, self._prepare, timeout_s)
         self._dedup = Dedup(link, locks, timeout_s)
         self._fifo = Fifo(link, locks)
 
     def _call(self, coro: Any) -> Any:
-        return self._portal.call(coro, self._timeout)
+        return self._portal.call(self._link.guard(coro), self._timeout)
 
     # ---- declaration --------------------------------------------------------
     def declare(self, config: QueueConfig) -> QueueConfig:
@@ -266,7 +269,18 @@ class RabbitQueues:
 
     # ---- consuming ----------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
-        return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+        """Claimed again after a drop (what it had taken went back with the
+        channel), for up to reconnect_timeout: a basic.get while a quorum
+        queue elects a leader closes the connection (INTERNAL_ERROR nodedown)."""
+        deadline = time.monotonic() + self._link.reconnect_s
+        backoff = Backoff(0.05, 1.0)
+        while True:
+            try:
+                return self._call(self._claim(queue, max_messages))  # type: ignore[no-any-return]
+            except Dropped:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(backoff.next())
 
     async def _claim(self, queue: str, max_messages: int) -> list[Delivery]:
         config = await self._require(queue)

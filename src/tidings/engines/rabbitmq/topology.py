@@ -5,6 +5,7 @@ cannot read a queue's arguments back), and durable per-delay queues."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 from dataclasses import asdict
@@ -14,7 +15,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel
 
 from ...config import QueueConfig
-from ...errors import QueueNotFound
+from ...errors import QueueNotFound, TidingsError
 from .headers import DELAY_INFIX
 from .link import Link, persistent
 from .refusals import declare_refused
@@ -121,6 +122,17 @@ async def _drop(link: Link, name: str) -> None:
             await channel.queue_delete(name)
     except Exception:  # the original error says more; a leftover empty queue is harmless
         pass
+
+
+async def redeclare(link: Link, configs: list[QueueConfig]) -> None:
+    """After a reconnect: declare these queues again (a no-op where they
+    survived, as quorum queues do while a majority of their nodes lives)."""
+    for config in configs:
+        with contextlib.suppress(TidingsError):  # declared elsewhere with other arguments
+            async with link.scratch() as channel:
+                await channel.declare_queue(
+                    config.name, durable=True, arguments=arguments(config)
+                )
 
 
 async def remove(link: Link, name: str, delay_queues: list[str]) -> None:
