@@ -7,6 +7,7 @@ other consumers drain at the same time."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -15,10 +16,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from ...config import QueueConfig
 from ...message import Delivery
 from . import headers as hdr
+from . import topology
 from .fifo import lane_of
 from .leases import Lease
 from .link import Link
 
+_RETURN_WAIT_S = 2.0
 Publish = Callable[[str, bytes, dict[str, Any], int], Awaitable[None]]
 Ensure = Callable[[str], Awaitable[None]]
 
@@ -44,30 +47,47 @@ class DeadLetters:
     async def browse(self, config: QueueConfig, limit: int) -> list[Delivery]:
         out: list[Delivery] = []
         async with self._link.scratch() as channel:
+            before = await topology.ready_count(channel, config.dead_letter_queue)
             for message in await _drain(channel, config):
                 if len(out) < limit:
                     out.append(_as_delivery(config, message))
+        await self._returned(config.dead_letter_queue, before)
         return out
 
     async def redrive(self, config: QueueConfig, ids: Sequence[int] | None) -> int:
         moved = 0
         async with self._link.scratch() as channel:
+            before = await topology.ready_count(channel, config.dead_letter_queue)
             for message in await _drain(channel, config):
                 if ids is None or _id(message) in ids:
                     amqp = hdr.redriven(message.headers or {})
                     await self._publish(_home(config, amqp), message.body, amqp, _id(message))
                     await message.ack()
                     moved += 1
+        await self._returned(config.dead_letter_queue, before - moved)
         return moved
 
     async def purge(self, config: QueueConfig, ids: Sequence[int] | None) -> int:
         dropped = 0
         async with self._link.scratch() as channel:
+            before = await topology.ready_count(channel, config.dead_letter_queue)
             for message in await _drain(channel, config):
                 if ids is None or _id(message) in ids:
                     await message.ack()
                     dropped += 1
+        await self._returned(config.dead_letter_queue, before - dropped)
         return dropped
+
+    async def _returned(self, dlq: str, at_least: int) -> None:
+        """The messages a closed channel gave back are counted by RabbitMQ a
+        moment later: wait for them (at most 2 s), so stats and the next
+        browse right after this call see them again."""
+        deadline = asyncio.get_running_loop().time() + _RETURN_WAIT_S
+        async with self._link.scratch() as channel:
+            while await topology.ready_count(channel, dlq) < at_least:
+                if asyncio.get_running_loop().time() > deadline:
+                    return  # others may be draining it: do not wait for ever
+                await asyncio.sleep(0.01)
 
 
 async def _drain(channel: Any, config: QueueConfig) -> list[AbstractIncomingMessage]:
