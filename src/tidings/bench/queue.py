@@ -19,7 +19,8 @@ from .disk import disk_fdatasync
 from .harness import Bench, Line, Workload
 from .peers import Peer, all_peers, measure
 from .queue_tidings import WORKLOADS as QUEUE_WORKLOADS
-from .raw import QUEUE as RAW, beside
+from .raw import QUEUE as RAW
+from .raw import beside
 from .space import drain_space
 
 BODY_BYTES = 256  # DESIGN.md: queue workloads use 256-byte bodies

@@ -4,8 +4,9 @@ beside tidings when ``--url amqp://…`` is given (issue 12).
 The same work as tidings' own workloads on the same server: durable quorum
 queues, persistent 256-byte bodies, publisher confirms; ``publish.batched``
 sends 100 and waits for their 100 confirms, ``publish.single`` waits for each
-confirm, ``consume.ack`` takes 100 from a consumer with prefetch 100 and acks
-them with one ``multiple`` ack, the way a careful aio-pika user would.
+confirm, ``consume.ack`` takes 100 from a consumer with prefetch 200 (the
+engine's: twice the claim size) and acks each 100 with one ``multiple`` ack,
+the way a careful aio-pika user would.
 Everything runs on one asyncio loop in this thread: no portal, no leases.
 """
 
@@ -15,11 +16,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-QUORUM = {"x-queue-type": "quorum"}
+QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 #: Runs on a fresh queue; returns (messages, seconds) of the timed part.
 Work = Callable[[AbstractChannel, AbstractQueue], Awaitable[tuple[int, float]]]
 
@@ -91,8 +93,8 @@ def consumed(body: bytes, count: int, batch: int) -> Work:
 
 
 async def drain(channel: AbstractChannel, queue: AbstractQueue, count: int, batch: int) -> int:
-    """Consume with prefetch ``batch``; one ``multiple`` ack per ``batch``."""
-    await channel.set_qos(prefetch_count=batch)
+    """Consume with prefetch 2 x ``batch``; one ``multiple`` ack per ``batch``."""
+    await channel.set_qos(prefetch_count=2 * batch)
     seen = 0
     last: AbstractIncomingMessage | None = None
     async with queue.iterator() as messages:

@@ -103,7 +103,7 @@ async def append(producer: Producer, stream: str, record: bytes, count: int, bat
     sent = 0
     while sent < count:
         chunk = values[: min(batch, count - sent)]
-        await producer.send_batch(stream, chunk, on_publish_confirm=confirms)  # type: ignore[arg-type]
+        await producer.send_batch(stream, chunk, on_publish_confirm=confirms)
         sent += len(chunk)
         await confirms.wait(sent)
 

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
 
 from ...config import QueueConfig
 from ...errors import (
@@ -37,6 +36,7 @@ from ...ports.queue import OutgoingMessage, Settlement
 from . import headers as hdr
 from . import pushed, topology
 from .deadletters import DeadLetters
+from .feeds import Feeds
 from .leases import Lease, Leases
 from .link import DROPPED, Link, persistent
 from .portal import Portal
@@ -62,6 +62,7 @@ class RabbitQueues:
         self._tasks: set[asyncio.Future[None]] = set()
         self._claiming = asyncio.Lock()
         self._dead = DeadLetters(link, self._publish_one, self._ensure)
+        self._feeds = Feeds(topology.ready_count, self._unclaimed)
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(coro, self._timeout)
@@ -145,6 +146,7 @@ class RabbitQueues:
         await self._require(name)
         for receipt in self._leases.of_queue(name):
             self._leases.end(receipt, "expired")
+        await self._feeds.discard(name)  # deleted with the queue
         await topology.remove(self._link, name, sorted(self._delays.pop(name, set())))
         self._configs.pop(name, None)
 
@@ -158,6 +160,8 @@ class RabbitQueues:
             lease = self._leases.end(receipt, "expired")
             if lease is not None and await self._try(lease.message.ack()):
                 held += 1
+        for message in await self._feeds.discard(name):
+            held += await self._try(message.ack())
         async with self._link.scratch() as channel:
             queue = await channel.declare_queue(name, passive=True)
             result = await queue.purge()
@@ -170,7 +174,7 @@ class RabbitQueues:
         """``leased`` counts this engine instance's leases only; ``delayed``
         the delay queues it used; ``dead_lettered`` the whole dead-letter queue."""
         config = await self._require(name)
-        ready = await self._count(name)
+        ready = await self._count(name) + self._feeds.buffered(name)
         delayed = 0
         for queue in sorted(self._delays.get(name, set())):
             delayed += await self._count(queue)
@@ -198,6 +202,7 @@ class RabbitQueues:
         ids = [new_id() for _ in messages]
         sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
         await asyncio.gather(*sends)
+        self._feeds.published(queue)
         return ids
 
     async def _room_for(self, config: QueueConfig, n: int) -> None:
@@ -270,31 +275,33 @@ class RabbitQueues:
             self._leases.drop_generation_before(self._link.generation)
             out: list[Delivery] = []
             while len(out) < max_messages:
-                messages = await self._fetch(channel, queue, max_messages - len(out))
-                if not messages:
-                    break
+                want = max_messages - len(out)
+                messages = await self._feeds.take(channel, queue, want)
                 for message in messages:
                     delivery = await self._lease(config, message)
                     if delivery is not None:
                         out.append(delivery)
+                if len(messages) < want:  # took what there was
+                    break
             return out
 
-    async def _fetch(
-        self, channel: Any, queue: str, want: int
-    ) -> list[AbstractIncomingMessage]:
-        """One message by basic.get; several by a consumer for this claim."""
-        if want > 1:
-            ready = await topology.ready_count(channel, queue)
-            if ready > 1:
-                return await pushed.take(channel, queue, min(want, ready))
-        rabbit_queue = await channel.get_queue(queue, ensure=False)
-        message = await rabbit_queue.get(no_ack=False, fail=False)
-        return [] if message is None else [message]
+    async def _unclaimed(self, queue: str, messages: list[pushed.Pushed]) -> None:
+        """Give back messages a feed buffered but no claim took: republished
+        with their delivery count carried, then acked (feeds.py says why)."""
+        sends = []
+        for m in messages:
+            amqp = hdr.carried(m.headers or {})
+            amqp[hdr.PRIOR] = hdr.deliveries(m.headers or {}) - 1
+            id = int(m.message_id or str(amqp.get(hdr.ID, "0")))
+            sends.append(self._publish_one(queue, m.body, amqp, id))
+        await asyncio.gather(*sends)
+        for m in messages:
+            await self._try(m.ack())
 
     async def _lease(
-        self, config: QueueConfig, message: AbstractIncomingMessage
+        self, config: QueueConfig, message: pushed.Pushed
     ) -> Delivery | None:
-        amqp = dict(message.headers or {})
+        amqp = message.headers
         count = hdr.deliveries(amqp)
         id = int(message.message_id or str(amqp.get(hdr.ID, "0")))
         lease = Lease(config.name, id, message, count, self._link.generation, 0)
@@ -331,14 +338,34 @@ class RabbitQueues:
         self, queue: str, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]:
         config = await self._require(queue)
-        out: list[BaseException | None] = []
-        for s in settlements:
+        out: list[BaseException | None] = [None] * len(settlements)
+        acks: list[tuple[int, Lease]] = []
+        self._leases.drop_generation_before(self._link.generation)
+        for i, s in enumerate(settlements):
             try:
-                await self._settle_one(config, s)
-                out.append(None)
+                if s.action == "ack":  # acked together below (pushed.ack)
+                    acks.append((i, self._leases.take(s.receipt)))
+                else:
+                    await self._settle_one(config, s)
             except Exception as exc:  # per-item result, as the port says
-                out.append(exc)
+                out[i] = exc
+        await self._ack_all(acks, out)
         return out
+
+    async def _ack_all(
+        self, acks: list[tuple[int, Lease]], out: list[BaseException | None]
+    ) -> None:
+        """One multiple ack (or a burst of ack frames) for the batch's acks."""
+        try:
+            await pushed.ack([lease.message for _, lease in acks])
+        except (*DROPPED, aiormq.exceptions.ChannelClosed) as exc:
+            for i, _ in acks:
+                lost = LeaseLost(
+                    "the connection to RabbitMQ dropped while this delivery was leased; "
+                    "RabbitMQ returned the message and will redeliver it"
+                )
+                lost.__cause__ = exc
+                out[i] = lost
 
     async def _settle_one(self, config: QueueConfig, s: Settlement) -> None:
         self._leases.drop_generation_before(self._link.generation)
@@ -434,8 +461,8 @@ class RabbitQueues:
                 await self._delete(name)
 
     async def close(self) -> None:
-        for receipt in list(self._leases._live):
-            self._leases.end(receipt, "expired")
+        await self._try(self._feeds.close())
+        self._leases.close()
 
 
 _NO_EXCHANGES = (
