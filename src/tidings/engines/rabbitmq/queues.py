@@ -33,12 +33,12 @@ from ...errors import (
 )
 from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
+from . import confirmed, pushed, topology
 from . import headers as hdr
-from . import pushed, topology
 from .deadletters import DeadLetters
 from .feeds import Feeds
 from .leases import Lease, Leases
-from .link import DROPPED, Link, persistent
+from .link import DROPPED, Link
 from .portal import Portal
 
 _PUBLISH_ATTEMPTS = 5
@@ -241,10 +241,7 @@ class RabbitQueues:
         connection (at-least-once). Raises QueueNotFound, QueueFull, EngineError."""
         for attempt in range(_PUBLISH_ATTEMPTS):
             try:
-                channel = await self._link.channel()
-                await channel.default_exchange.publish(
-                    persistent(body, headers, id), routing_key=queue, mandatory=True
-                )
+                await confirmed.publish(await self._link.channel(), queue, body, headers, id)
                 return
             except aiormq.exceptions.PublishError as exc:
                 raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
