@@ -120,3 +120,22 @@ def test_an_idle_feed_gives_its_buffer_back(
     assert queues._feeds.buffered(name) == 0
     other.ack(got)
     client.ack([first])
+
+
+def test_deleting_a_queue_with_leases_and_buffer_leaves_acks_working(
+    clients: list[Client], name: str
+) -> None:
+    """Deliveries of a deleted queue are forgotten: acks on another queue of
+    the same channel go on working (and settle exactly what they name)."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.publish_batch(name, [b"x", b"y", b"z"])
+    assert len(client.get(name)) == 1  # one leased, one buffered
+    client.delete_queue(name)
+    other = name + "-b"
+    client.declare_queue(other)
+    client.publish_batch(other, [b"%d" % i for i in range(5)])
+    got = client.get(other, 5, wait=2)
+    client.ack(got)
+    assert len(got) == 5 and client.get(other, 5) == []
+    assert client.queue_stats(other).ready == 0

@@ -62,6 +62,11 @@ class Pushed:
             self._unsettled.discard(self.delivery_tag)
             self._on_settled()
 
+    def forget(self) -> None:
+        """Settled without a frame: its queue was deleted. (A later multiple
+        ack may cover its tag, which does no harm; a single one never will.)"""
+        self._settled()
+
     async def ack(self) -> None:
         self._settled()
         await self.channel.basic_ack(self.delivery_tag)

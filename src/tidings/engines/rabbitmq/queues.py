@@ -145,8 +145,11 @@ class RabbitQueues:
     async def _delete(self, name: str) -> None:
         await self._require(name)
         for receipt in self._leases.of_queue(name):
-            self._leases.end(receipt, "expired")
-        await self._feeds.discard(name)  # deleted with the queue
+            lease = self._leases.end(receipt, "expired")
+            if lease is not None:
+                lease.message.forget()
+        for message in await self._feeds.discard(name):  # deleted with the queue
+            message.forget()
         await topology.remove(self._link, name, sorted(self._delays.pop(name, set())))
         self._configs.pop(name, None)
 
