@@ -4,12 +4,13 @@ when that covers exactly the acked batch (RabbitMQ on 127.0.0.1:5672)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tidings import Client
+from tidings import Client, Delivery
 from tidings.engines.rabbitmq import feeds
 from tidings.testing.pytest_plugin import require_engine, service_reachable
 
@@ -40,6 +41,15 @@ def _open(clients: list[Client]) -> Client:
     return client
 
 
+def _take(client: Client, queue: str, n: int, seconds: float = 5.0) -> list[Delivery]:
+    """Claims until ``n`` came (a claim returns what has arrived so far)."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + seconds
+    while len(got) < n and time.monotonic() < deadline:
+        got += client.get(queue, n - len(got), wait=max(0.0, deadline - time.monotonic()))
+    return got
+
+
 def test_acks_out_of_order_never_cover_a_nacked_delivery(
     clients: list[Client], name: str
 ) -> None:
@@ -48,12 +58,12 @@ def test_acks_out_of_order_never_cover_a_nacked_delivery(
     client = _open(clients)
     client.declare_queue(name)
     client.publish_batch(name, [b"%d" % i for i in range(10)])
-    got = client.get(name, 10, wait=2)
+    got = _take(client, name, 10)
     assert len(got) == 10
     client.ack(got[6:])
     client.nack(got[:3])
     client.ack(got[3:6])
-    again = client.get(name, 10, wait=2)
+    again = _take(client, name, 3)
     assert sorted(d.body for d in again) == [b"0", b"1", b"2"]
     assert {d.delivery_count for d in again} == {2}
     client.ack(again)
@@ -74,8 +84,7 @@ def test_prefetch_is_bounded_and_the_buffer_counts_as_ready(
     assert (stats.ready, stats.leased) == (25, 5)
     queues = client.engine.queues  # type: ignore[attr-defined]
     assert queues._feeds.buffered(name) <= 5 * feeds.PREFETCH_PER_CLAIMED - 5
-    rest = client.get(name, 100, wait=2)
-    rest += client.get(name, 100, wait=1) if len(got) + len(rest) < 30 else []
+    rest = _take(client, name, 25)
     assert sorted(int(d.body) for d in got + rest) == list(range(30))
     client.ack(got + rest)
 
@@ -93,8 +102,7 @@ def test_a_buffer_given_back_keeps_its_delivery_counts(clients: list[Client], na
     clients.remove(first)
     second = _open(clients)
     second.queue(name)
-    got = second.get(name, 10, wait=2)
-    got += second.get(name, 10, wait=1) if len(got) < 5 else []
+    got = _take(second, name, 5)
     counts = {d.body: d.delivery_count for d in got}
     assert counts == {b"0": 2, b"1": 1, b"2": 1, b"3": 1, b"4": 1}, counts
     assert held.body == b"0"
@@ -114,8 +122,7 @@ def test_an_idle_feed_gives_its_buffer_back(
     queues = client.engine.queues  # type: ignore[attr-defined]
     assert queues._feeds.buffered(name) == 1
     other = _open(clients)
-    got = other.get(name, 5, wait=3)
-    got += other.get(name, 5, wait=1) if len(got) < 2 else []
+    got = _take(other, name, 2)
     assert sorted((d.body, d.delivery_count) for d in got) == [(b"b", 1), (b"c", 1)]
     assert queues._feeds.buffered(name) == 0
     other.ack(got)
@@ -135,7 +142,7 @@ def test_deleting_a_queue_with_leases_and_buffer_leaves_acks_working(
     other = name + "-b"
     client.declare_queue(other)
     client.publish_batch(other, [b"%d" % i for i in range(5)])
-    got = client.get(other, 5, wait=2)
+    got = _take(client, other, 5)
     client.ack(got)
     assert len(got) == 5 and client.get(other, 5) == []
     assert client.queue_stats(other).ready == 0

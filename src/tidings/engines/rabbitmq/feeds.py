@@ -52,6 +52,10 @@ from .pushed import Pushed
 
 #: How long deliveries may take to arrive once room was made for them.
 SETTLE_S = 0.05
+#: How long a claim waits for messages this engine itself sent to the queue
+#: (its publishes, its nacks): RabbitMQ pushes them to this feed if it has
+#: room, unless another consumer takes them first.
+EXPECT_S = 1.0
 #: Once deliveries flow, a claim short of its size waits this long for the
 #: next one before it returns what it has.
 GAP_S = 0.001
@@ -77,6 +81,8 @@ class Feed:
         self.arrived = asyncio.Event()
         self.tag: str | None = None
         self.used = self.room_made = time.monotonic()
+        self.expected = 0  # messages this engine sent to the queue, not seen yet
+        self.expect_until = 0.0
 
     async def start(self) -> None:
         await self.raw.basic_qos(prefetch_count=self.prefetch, global_=False)
@@ -85,13 +91,28 @@ class Feed:
         self.room_made = time.monotonic()
 
     async def _deliver(self, message: DeliveredMessage) -> None:
+        self.expected = max(0, self.expected - 1)
         self.held += 1
         self.buffer.append(Pushed(message, self._settled))
         self.arrived.set()
 
-    def _settled(self) -> None:
+    def _settled(self, requeued: bool) -> None:
         self.held -= 1
         self.room_made = time.monotonic()
+        if requeued:
+            self.expect(1)
+
+    def expect(self, n: int) -> None:
+        """``n`` messages were sent to the queue by this engine."""
+        self.expected += n
+        self.expect_until = time.monotonic() + EXPECT_S
+
+    def _deadline(self) -> float:
+        """Until when deliveries may still be on their way to this feed."""
+        deadline = self.room_made + SETTLE_S
+        if self.expected > 0:
+            deadline = max(deadline, self.expect_until)
+        return deadline
 
     @property
     def live(self) -> bool:
@@ -102,7 +123,7 @@ class Feed:
 
     def expecting(self) -> bool:
         """Whether deliveries may be on their way (room made lately)."""
-        return self.room() > 0 and time.monotonic() - self.room_made < SETTLE_S
+        return self.room() > 0 and time.monotonic() < self._deadline()
 
     async def stop(self) -> list[Pushed]:
         """Cancel the consumer; what it buffered (the channel keeps those
@@ -123,7 +144,7 @@ class Feed:
     async def first(self) -> None:
         """Until something is buffered, or SETTLE_S after room was made."""
         while not self.buffer:
-            left = SETTLE_S - (time.monotonic() - self.room_made)
+            left = self._deadline() - time.monotonic()
             if left <= 0:
                 return
             self.arrived.clear()
@@ -136,8 +157,11 @@ class Feed:
         """Until ``want`` are buffered or deliveries pause for GAP_S."""
         while len(self.buffer) < want and self.room() > 0:
             self.arrived.clear()
+            wait = GAP_S
+            if self.expected > 0:  # ours are coming: wait for them, not for a gap
+                wait = max(GAP_S, self.expect_until - time.monotonic())
             try:
-                await asyncio.wait_for(self.arrived.wait(), GAP_S)
+                await asyncio.wait_for(self.arrived.wait(), wait)
             except TimeoutError:
                 return
 
@@ -184,11 +208,11 @@ class Feeds:
         self._arm()
         return feed
 
-    def published(self, queue: str) -> None:
-        """This engine published to ``queue``: its feed may get it soon."""
+    def published(self, queue: str, n: int) -> None:
+        """This engine published ``n`` to ``queue``: its feed may get them."""
         feed = self._feeds.get(queue)
         if feed is not None:
-            feed.room_made = time.monotonic()
+            feed.expect(n)
 
     async def stop(self, queue: str) -> None:
         """Stop ``queue``'s feed and give its buffer back (counts carried)."""

@@ -38,7 +38,7 @@ class Pushed:
     __slots__ = ("_on_settled", "_raw", "_unsettled", "body", "delivery_tag", "headers",
                  "message_id")
 
-    def __init__(self, message: DeliveredMessage, on_settled: Callable[[], None]) -> None:
+    def __init__(self, message: DeliveredMessage, on_settled: Callable[[bool], None]) -> None:
         properties = message.header.properties
         self.body: bytes = message.body
         self.headers: dict[str, Any] = dict(properties.headers or {})
@@ -57,10 +57,10 @@ class Pushed:
             raise ChannelInvalidStateError(f"{self._raw!r} closed")
         return self._raw
 
-    def _settled(self) -> None:
+    def _settled(self, requeued: bool = False) -> None:
         if self.delivery_tag in self._unsettled:
             self._unsettled.discard(self.delivery_tag)
-            self._on_settled()
+            self._on_settled(requeued)
 
     def forget(self) -> None:
         """Settled without a frame: its queue was deleted. (A later multiple
@@ -72,11 +72,11 @@ class Pushed:
         await self.channel.basic_ack(self.delivery_tag)
 
     async def nack(self, requeue: bool = True) -> None:
-        self._settled()
+        self._settled(requeue)
         await self.channel.basic_nack(self.delivery_tag, requeue=requeue)
 
     async def reject(self, requeue: bool = False) -> None:
-        self._settled()
+        self._settled(requeue)
         await self.channel.basic_reject(self.delivery_tag, requeue=requeue)
 
 

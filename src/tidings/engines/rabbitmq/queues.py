@@ -205,7 +205,7 @@ class RabbitQueues:
         ids = [new_id() for _ in messages]
         sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
         await asyncio.gather(*sends)
-        self._feeds.published(queue)
+        self._feeds.published(queue, sum(1 for m in messages if _delay_ms(m) == 0))
         return ids
 
     async def _room_for(self, config: QueueConfig, n: int) -> None:
