@@ -10,7 +10,8 @@ import aiormq
 
 from ...config import QueueConfig
 from ...errors import EngineError, QueueFull, QueueNotFound
-from .link import DROPPED, Link, persistent
+from . import confirmed
+from .link import DROPPED, Link
 from .refusals import too_large
 
 _PUBLISH_ATTEMPTS = 5
@@ -24,10 +25,7 @@ async def publish(
     connection (at-least-once). Raises QueueNotFound, QueueFull, EngineError."""
     for attempt in range(_PUBLISH_ATTEMPTS):
         try:
-            channel = await link.channel()
-            await channel.default_exchange.publish(
-                persistent(body, headers, id), routing_key=queue, mandatory=True
-            )
+            await confirmed.publish(await link.channel(), queue, body, headers, id)
             return
         except aiormq.exceptions.PublishError as exc:
             raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc
