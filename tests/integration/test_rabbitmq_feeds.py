@@ -91,22 +91,35 @@ def test_prefetch_is_bounded_and_the_buffer_counts_as_ready(
 
 def test_a_buffer_given_back_keeps_its_delivery_counts(clients: list[Client], name: str) -> None:
     """Messages pushed to a feed but never claimed were not delivered: when
-    the client closes they go back with their count unchanged (only the one
-    leased and not acked counts a delivery more)."""
+    the client closes they go back with their count unchanged (only the ones
+    leased and not acked count a delivery more)."""
     first = _open(clients)
     first.declare_queue(name)
-    first.publish_batch(name, [b"%d" % i for i in range(5)])
-    (held,) = first.get(name)
-    assert first.engine.queues._feeds.buffered(name) == 1  # type: ignore[attr-defined]
-    first.engine.close()  # gives the buffer back, drops the lease
+    first.publish_batch(name, [b"%d" % i for i in range(6)])
+    held = _take(first, name, 2)  # prefetch 4: two leased, two buffered
+    assert first.engine.queues._feeds.buffered(name) == 2  # type: ignore[attr-defined]
+    first.engine.close()  # gives the buffer back, drops the leases
     clients.remove(first)
     second = _open(clients)
     second.queue(name)
-    got = _take(second, name, 5)
+    got = _take(second, name, 6)
     counts = {d.body: d.delivery_count for d in got}
-    assert counts == {b"0": 2, b"1": 1, b"2": 1, b"3": 1, b"4": 1}, counts
-    assert held.body == b"0"
+    assert counts == {b"0": 2, b"1": 2, b"2": 1, b"3": 1, b"4": 1, b"5": 1}, counts
+    assert sorted(d.body for d in held) == [b"0", b"1"]
     second.ack(got)
+
+
+def test_a_claim_of_one_buffers_nothing(clients: list[Client], name: str) -> None:
+    """A process that dies returns its buffer counted: claiming one message at
+    a time (the runtime's careful mode) leaves nothing beside it to count."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.publish_batch(name, [b"a", b"b", b"c"])
+    for body in (b"a", b"b", b"c"):
+        (one,) = _take(client, name, 1)
+        assert one.body == body
+        assert client.engine.queues._feeds.buffered(name) == 0  # type: ignore[attr-defined]
+        client.ack([one])
 
 
 def test_an_idle_feed_gives_its_buffer_back(
@@ -117,16 +130,16 @@ def test_an_idle_feed_gives_its_buffer_back(
     monkeypatch.setattr(feeds, "IDLE_S", 0.2)
     client = _open(clients)
     client.declare_queue(name)
-    client.publish_batch(name, [b"a", b"b", b"c"])
-    (first,) = client.get(name)
+    client.publish_batch(name, [b"a", b"b", b"c", b"d"])
+    first = _take(client, name, 2)  # prefetch 4: c and d buffered
     queues = client.engine.queues  # type: ignore[attr-defined]
-    assert queues._feeds.buffered(name) == 1
+    assert queues._feeds.buffered(name) == 2
     other = _open(clients)
     got = _take(other, name, 2)
-    assert sorted((d.body, d.delivery_count) for d in got) == [(b"b", 1), (b"c", 1)]
+    assert sorted((d.body, d.delivery_count) for d in got) == [(b"c", 1), (b"d", 1)]
     assert queues._feeds.buffered(name) == 0
     other.ack(got)
-    client.ack([first])
+    client.ack(first)
 
 
 def test_deleting_a_queue_with_leases_and_buffer_leaves_acks_working(
@@ -137,7 +150,7 @@ def test_deleting_a_queue_with_leases_and_buffer_leaves_acks_working(
     client = _open(clients)
     client.declare_queue(name)
     client.publish_batch(name, [b"x", b"y", b"z"])
-    assert len(client.get(name)) == 1  # one leased, one buffered
+    assert len(_take(client, name, 2)) == 2  # two leased, one buffered
     client.delete_queue(name)
     other = name + "-b"
     client.declare_queue(other)
@@ -146,3 +159,32 @@ def test_deleting_a_queue_with_leases_and_buffer_leaves_acks_working(
     client.ack(got)
     assert len(got) == 5 and client.get(other, 5) == []
     assert client.queue_stats(other).ready == 0
+
+
+def test_replacing_or_closing_a_feed_counts_nothing_on_its_way(
+    clients: list[Client], name: str
+) -> None:
+    """Cancelling a consumer makes a quorum queue return, counted, what was
+    on its way to it. Right after an ack made room (the next message is on
+    its way), a claim bigger than the feed's room replaces the feed, and the
+    client closes after acking: no message no claim took is counted."""
+    client = _open(clients)
+    client.declare_queue(name)
+    client.publish_batch(name, [b"%d" % i for i in range(60)])
+    seen: list[Delivery] = []
+    for _ in range(5):
+        round_ = Client(AMQP)
+        try:
+            first = _take(round_, name, 1)
+            round_.ack(first)
+            more = round_.get(name, 10)  # the first's ack just made room
+            round_.ack(more)
+            seen += first + more
+        finally:
+            round_.close()  # gives its buffer back; its ack just made room
+    rest = _take(client, name, 60 - len(seen))
+    client.ack(rest)
+    got = seen + rest
+    assert sorted(int(d.body) for d in got) == list(range(60))
+    counted = sorted(int(d.body) for d in got if d.delivery_count != 1)
+    assert counted == [], f"counted though never handed out: {counted}"
