@@ -27,8 +27,8 @@ just published), so a feed cancels only when nothing can be on its way:
 
 * when it is *full* (it holds its whole prefetch: RabbitMQ has no credit to
   send it anything), checked and cancelled under the channel's settle gate
-  (pushed.py), so no ack makes room in between. This is exact, and how a
-  feed is replaced and, mostly, how it stops;
+  (pushed.py), so no ack makes room in between. This is exact: how a feed
+  is replaced, and how it stops while its queue has messages ready;
 * else when *quiet*: nothing arrived, no room made, nothing of this engine's
   expected for ``QUIET_S``. A message another client publishes in the few
   milliseconds of the cancel itself still comes back counted; a feed that
@@ -39,10 +39,10 @@ A delivery that still reaches a stopped feed is given back like its buffer.
 Bounds and contracts:
 
 * Prefetch bounded: one feed per queue; its prefetch is twice the claim
-  size that opened it. Leased and buffered messages together never pass it
-  (a new feed opens only when the old one's buffer is empty; cancelling a
-  consumer leaves its leased messages leased, and they count against no
-  feed any more).
+  size that opened it (1 for a claim of one: ``prefetch_for``). Leased and
+  buffered messages together never pass it (a new feed opens only when the
+  old one's buffer is empty; cancelling a consumer leaves its leased
+  messages leased, and they count against no feed any more).
 * Q1: a buffered message is not leased: its lease (and timer) starts when a
   claim hands it out. A delivery handed out and not acked is returned by its
   lease timer, or by RabbitMQ when the channel closes.
