@@ -44,7 +44,7 @@ def run_queue(settings: Settings, as_json: bool = False) -> list[Line]:
     """The queue workloads registered so far, and the queue peers."""
     from . import queue
 
-    return _run(settings, queue.workloads(), queue.COMPARED, as_json)
+    return _run(settings, queue.workloads(), queue.RATIOS, as_json)
 
 
 __all__ = ["Bench", "Line", "Settings", "Workload", "run_log", "run_queue"]

@@ -82,9 +82,11 @@ class Settings:
 
 
 def engine_name(url: str) -> str:
-    """``sqlite:///x.db`` → ``tidings-sqlite``; ``postgresql://…`` → ``tidings-postgresql``."""
+    """``sqlite:///x.db`` → ``tidings-sqlite``; ``postgresql://…`` → ``tidings-postgresql``;
+    ``amqp://…`` → ``tidings-rabbitmq``."""
     scheme = url.split(":", 1)[0].lower()
-    return f"tidings-{'postgresql' if scheme in ('postgres', 'postgresql') else scheme}"
+    names = {"postgres": "postgresql", "amqp": "rabbitmq", "amqps": "rabbitmq"}
+    return f"tidings-{names.get(scheme, scheme)}"
 
 
 class Bench:

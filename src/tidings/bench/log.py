@@ -18,6 +18,8 @@ from .disk import disk_bandwidth, disk_fdatasync, process_write_bytes
 from .harness import Bench, Line, Stopwatch, Workload, rate
 from .latency import e2e_latency
 from .peers import Peer, all_peers, measure
+from .raw import LOG as RAW
+from .raw import beside
 from .space import retention_space
 from .spread import append_spread
 from .waiters import idle_waiters
@@ -219,6 +221,7 @@ def _peer_workload(peer: Peer) -> Workload:
 
 
 def workloads() -> list[Workload]:
-    """tidings' log workloads, then every peer that has a log form."""
+    """tidings' log workloads (each compared one followed by raw rstream on
+    amqp:// URLs), then every peer that has a log form."""
     peers = [_peer_workload(p) for p in all_peers() if p.log is not None]
-    return [*TIDINGS_WORKLOADS, *peers]
+    return [*beside(TIDINGS_WORKLOADS, RAW), *peers]

@@ -10,7 +10,8 @@ import aiormq
 
 from ...config import QueueConfig
 from ...errors import EngineError, QueueFull, QueueNotFound
-from .link import DROPPED, Dropped, Link, persistent
+from . import confirmed
+from .link import DROPPED, Dropped, Link
 from .refusals import too_large
 
 _PUBLISH_ATTEMPTS = 5
@@ -30,9 +31,7 @@ async def publish(
         channel = None
         try:
             channel = await link.publisher()
-            await channel.default_exchange.publish(
-                persistent(body, headers, id), routing_key=queue, mandatory=True
-            )
+            await confirmed.publish(channel, queue, body, headers, id)
             return
         except aiormq.exceptions.PublishError as exc:
             raise QueueNotFound(f"queue {queue!r} does not exist: declare it first") from exc

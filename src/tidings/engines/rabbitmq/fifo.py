@@ -33,8 +33,6 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from ...config import QueueConfig
 from ...errors import UnsupportedFeature
 from ...message import Delivery
@@ -43,11 +41,12 @@ from . import topology
 from .leases import Lease
 from .link import Link
 from .lock import Locks
+from .pushed import Pushed
 
 LANES = 8
 LANE_INFIX = hdr.LANE_INFIX
 
-LeaseFn = Callable[[QueueConfig, AbstractIncomingMessage], Awaitable[Delivery | None]]
+LeaseFn = Callable[[QueueConfig, Pushed], Awaitable[Delivery | None]]
 Relend = Callable[[QueueConfig, Lease], Delivery]
 
 
@@ -79,6 +78,10 @@ def lane_of_lease(lease: Lease) -> str | None:
     the lane's name), or None for one from the queue itself."""
     key = lease.message.routing_key or ""
     return key if LANE_INFIX in key and key in lanes(lease.queue) else None
+
+
+def _settled_alone(_requeued: bool) -> None:
+    """A lane head's channel is its own: no feed counts its settling."""
 
 
 class Fifo:
@@ -123,8 +126,9 @@ class Fifo:
         self._held[lane] = stack = contextlib.AsyncExitStack()
         try:
             channel = await stack.enter_async_context(self._link.scratch())
-            queue = await channel.get_queue(lane, ensure=False)
-            message = await queue.get(no_ack=False, fail=False)
+            got = await (await channel.get_underlay_channel()).basic_get(lane, no_ack=False)
+            # GetEmpty carries no delivery tag; the lane channel settles alone.
+            message = None if got.delivery_tag is None else Pushed(got, _settled_alone)
             delivery = None if message is None else await lease(config, message)
         except BaseException:
             await self.free(lane)

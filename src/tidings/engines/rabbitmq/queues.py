@@ -21,7 +21,6 @@ from functools import partial
 from typing import Any
 
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
 
 from ...backoff import Backoff
 from ...config import QueueConfig
@@ -42,6 +41,7 @@ from .checks import check, dead_letters_natively, delay_ms, last, stored_in, unc
 from .deadletters import DeadLetters
 from .dedup import Dedup, stream_name, wanted
 from .exchanges import NO_TOPIC_BINDINGS, RabbitExchanges
+from .feeds import Feeds
 from .fifo import Fifo, check_config, declare_lanes, lane_of, lane_of_lease, lanes
 from .leases import Lease, Leases
 from .link import DROPPED, Dropped, Link
@@ -73,6 +73,7 @@ class RabbitQueues:
         self._exchanges = RabbitExchanges(link, locks, self._require, self._prepare, timeout_s)
         self._dedup = Dedup(link, locks, timeout_s)
         self._fifo = Fifo(link, locks)
+        self._feeds = Feeds(topology.ready_count, self._unclaimed)
 
     def _call(self, coro: Any) -> Any:
         return self._portal.call(self._link.guard(coro), self._timeout)
@@ -159,7 +160,11 @@ class RabbitQueues:
     async def _delete(self, name: str) -> None:
         await self._require(name)
         for receipt in self._leases.of_queue(name):
-            self._leases.end(receipt, "expired")
+            lease = self._leases.end(receipt, "expired")
+            if lease is not None:
+                lease.message.forget()
+        for message in await self._feeds.discard(name):  # deleted with the queue
+            message.forget()
         delays = sorted(self._delays.pop(name, set()))
         await topology.remove(self._link, name, [*delays, stream_name(name), *lanes(name)])
         self._dedup.forget(name)
@@ -178,6 +183,8 @@ class RabbitQueues:
             if lease is not None and await self._try(lease.message.ack()):
                 held += 1
                 await self._fifo.free(lane_of_lease(lease))
+        for message in await self._feeds.discard(name):
+            held += await self._try(message.ack())
         async with self._link.scratch() as channel:
             for queue in stored_in(config):
                 result = await (await channel.declare_queue(queue, passive=True)).purge()
@@ -192,6 +199,7 @@ class RabbitQueues:
         the delay queues it used; ``dead_lettered`` the whole dead-letter queue."""
         config = await self._require(name)
         ready = sum([await self._count(queue) for queue in stored_in(config)])
+        ready += self._feeds.buffered(name)
         delayed = 0
         for queue in sorted(self._delays.get(name, set())):
             delayed += await self._count(queue)
@@ -217,9 +225,11 @@ class RabbitQueues:
         await self._prepare(config, messages)
         ids = [new_id() for _ in messages]
         if wanted(config, messages):
-            return await self._dedup.publish(config, messages, ids, partial(self._send, config))
-        sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
-        await asyncio.gather(*sends)
+            ids = await self._dedup.publish(config, messages, ids, partial(self._send, config))
+        else:
+            sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
+            await asyncio.gather(*sends)
+        self._feeds.published(queue, sum(1 for m in messages if delay_ms(m) == 0))
         return ids
 
     async def _prepare(self, config: QueueConfig, messages: Sequence[OutgoingMessage]) -> None:
@@ -291,31 +301,33 @@ class RabbitQueues:
             if config.fifo:  # lane heads first, then the ungrouped messages
                 out += await self._fifo.claim(config, max_messages, self._lease, self._relend)
             while len(out) < max_messages:
-                messages = await self._fetch(channel, queue, max_messages - len(out))
-                if not messages:
-                    break
+                want = max_messages - len(out)
+                messages = await self._feeds.take(channel, queue, want)
                 for message in messages:
                     delivery = await self._lease(config, message)
                     if delivery is not None:
                         out.append(delivery)
+                if len(messages) < want:  # took what there was
+                    break
             return out
 
-    async def _fetch(
-        self, channel: Any, queue: str, want: int
-    ) -> list[AbstractIncomingMessage]:
-        """One message by basic.get; several by a consumer for this claim."""
-        if want > 1:
-            ready = await topology.ready_count(channel, queue)
-            if ready > 1:
-                return await pushed.take(channel, queue, min(want, ready))
-        rabbit_queue = await channel.get_queue(queue, ensure=False)
-        message = await rabbit_queue.get(no_ack=False, fail=False)
-        return [] if message is None else [message]
+    async def _unclaimed(self, queue: str, messages: list[pushed.Pushed]) -> None:
+        """Give back messages a feed buffered but no claim took: republished
+        with their delivery count carried, then acked (feeds.py says why)."""
+        sends = []
+        for m in messages:
+            amqp = hdr.carried(m.headers or {})
+            amqp[hdr.PRIOR] = hdr.deliveries(m.headers or {}) - 1
+            id = int(m.message_id or str(amqp.get(hdr.ID, "0")))
+            sends.append(self._publish_one(queue, m.body, amqp, id))
+        await asyncio.gather(*sends)
+        for m in messages:
+            await self._try(m.ack())
 
     async def _lease(
-        self, config: QueueConfig, message: AbstractIncomingMessage
+        self, config: QueueConfig, message: pushed.Pushed
     ) -> Delivery | None:
-        amqp = dict(message.headers or {})
+        amqp = message.headers
         count = hdr.deliveries(amqp)
         id = int(message.message_id or str(amqp.get(hdr.ID, "0")))
         lease = Lease(config.name, id, message, count, self._link.generation, 0)
@@ -358,18 +370,37 @@ class RabbitQueues:
         self, queue: str, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]:
         config = await self._require(queue)
-        out: list[BaseException | None] = []
-        for s in settlements:
+        out: list[BaseException | None] = [None] * len(settlements)
+        acks: list[tuple[int, Lease]] = []
+        self._leases.drop_generation_before(self._link.generation)
+        for i, s in enumerate(settlements):
             try:
-                await self._settle_one(config, s)
-                out.append(None)
+                lease = self._leases.take(s.receipt)
+                if s.action == "ack" and lane_of_lease(lease) is None:
+                    acks.append((i, lease))  # acked together below (pushed.ack)
+                else:  # a FIFO lane's head also frees its lane
+                    await self._settle_one(config, s, lease)
             except Exception as exc:  # per-item result, as the port says
-                out.append(exc)
+                out[i] = exc
+        await self._ack_all(acks, out)
         return out
 
-    async def _settle_one(self, config: QueueConfig, s: Settlement) -> None:
-        self._leases.drop_generation_before(self._link.generation)
-        lease = self._leases.take(s.receipt)
+    async def _ack_all(
+        self, acks: list[tuple[int, Lease]], out: list[BaseException | None]
+    ) -> None:
+        """One multiple ack (or a burst of ack frames) for the batch's acks."""
+        try:
+            await pushed.ack([lease.message for _, lease in acks])
+        except (*DROPPED, aiormq.exceptions.ChannelClosed) as exc:
+            for i, _ in acks:
+                lost = LeaseLost(
+                    "the connection to RabbitMQ dropped while this delivery was leased; "
+                    "RabbitMQ returned the message and will redeliver it"
+                )
+                lost.__cause__ = exc
+                out[i] = lost
+
+    async def _settle_one(self, config: QueueConfig, s: Settlement, lease: Lease) -> None:
         lane = lane_of_lease(lease)
         try:
             if lane and s.action == "nack" and s.delay_s > 0 and not last(config, lease):
@@ -497,5 +528,5 @@ class RabbitQueues:
                 await self._delete(name)
 
     async def close(self) -> None:
-        for receipt in list(self._leases._live):
-            self._leases.end(receipt, "expired")
+        await self._try(self._feeds.close())
+        self._leases.close()
