@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from tidings import Client
 from tidings.cli.main import main
+from tidings.testing.pytest_plugin import require_engine, service_reachable
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -35,3 +37,17 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    """RabbitMQ clients a test opens (``rabbit_clients.open_client``); each
+    deletes the queues it declared, then closes."""
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    opened: list[Client] = []
+    yield opened
+    for client in opened:
+        try:
+            client.engine.queues.delete_declared()  # type: ignore[attr-defined]
+        finally:
+            client.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import aio_pika
 import pytest
+from rabbit_clients import AMQP
+from rabbit_clients import open_client as _open
 
 from tidings import (
     AlreadyExists,
@@ -19,32 +20,12 @@ from tidings import (
 )
 from tidings.testing.pytest_plugin import require_engine, service_reachable
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 pytestmark = pytest.mark.engine("rabbitmq")
 
 
 @pytest.fixture
 def name() -> str:
     return f"rmq-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    """Clients a test opens; each deletes the queues it declared."""
-    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
-    opened: list[Client] = []
-    yield opened
-    for client in opened:
-        try:
-            client.engine.queues.delete_declared()  # type: ignore[attr-defined]
-        finally:
-            client.close()
-
-
-def _open(clients: list[Client]) -> Client:
-    client = Client(AMQP)
-    clients.append(client)
-    return client
 
 
 def test_delays_are_stored_in_rabbitmq_not_in_the_process(

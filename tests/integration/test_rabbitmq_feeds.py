@@ -6,39 +6,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
+from rabbit_clients import AMQP
+from rabbit_clients import open_client as _open
 
 from tidings import Client, Delivery
 from tidings.engines.rabbitmq import feeds
-from tidings.testing.pytest_plugin import require_engine, service_reachable
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 pytestmark = pytest.mark.engine("rabbitmq")
 
 
 @pytest.fixture
 def name() -> str:
     return f"rmqf-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
-    opened: list[Client] = []
-    yield opened
-    for client in opened:
-        try:
-            client.engine.queues.delete_declared()  # type: ignore[attr-defined]
-        finally:
-            client.close()
-
-
-def _open(clients: list[Client]) -> Client:
-    client = Client(AMQP)
-    clients.append(client)
-    return client
 
 
 def _take(client: Client, queue: str, n: int, seconds: float = 5.0) -> list[Delivery]:

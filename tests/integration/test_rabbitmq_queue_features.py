@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import aio_pika
 import pytest
+from rabbit_clients import AMQP
+from rabbit_clients import open_client as _open
 
 from tidings import (
     AccessRefused,
@@ -27,32 +29,12 @@ from tidings.config import QueueConfig
 from tidings.engines.rabbitmq import refusals
 from tidings.testing.pytest_plugin import require_engine, service_reachable
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 pytestmark = pytest.mark.engine("rabbitmq")
 
 
 @pytest.fixture
 def name() -> str:
     return f"rmqf-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    """Clients a test opens; each deletes what it declared."""
-    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
-    opened: list[Client] = []
-    yield opened
-    for client in opened:
-        try:
-            client.engine.queues.delete_declared()  # type: ignore[attr-defined]
-        finally:
-            client.close()
-
-
-def _open(clients: list[Client], url: str = AMQP) -> Client:
-    client = Client(url)
-    clients.append(client)
-    return client
 
 
 def _raw(*calls: tuple[str, str]) -> None:
