@@ -193,8 +193,9 @@ def _native_key(entry: catalog.Entry, binding: Binding) -> str:
 
 
 NO_TOPIC_BINDINGS = (
-    "the amqp:// engine cannot feed a queue from a topic atomically (the log side "
-    "is not on RabbitMQ yet): consume the topic and publish to the queue"
+    "the amqp:// engine cannot feed a queue from a topic atomically (a stream append "
+    "and a queue publish share no transaction on RabbitMQ): consume the topic and "
+    "publish to the queue"
 )
 
 
