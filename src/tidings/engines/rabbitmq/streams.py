@@ -357,6 +357,11 @@ async def typed(coro: Coroutine[Any, Any, T]) -> T:
         return await coro
     except TidingsError:
         raise
+    except rx.StreamNotAvailable as exc:  # starting (just created) or electing a leader
+        raise EngineUnavailable(
+            "a RabbitMQ stream of this topic is not available yet (just created, or its "
+            "leader is moving): retry in a moment"
+        ) from exc
     except rx.ServerError as exc:
         raise EngineError(
             f"RabbitMQ's stream port refused a request ({type(exc).__name__})"
