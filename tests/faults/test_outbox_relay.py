@@ -130,7 +130,9 @@ def test_sigkill_of_the_active_relay_mid_batch_loses_nothing(app: App) -> None:
     rng, written = random.Random(), 3000
     try:
         for round_ in range(3):
-            target = status(app.url)[0].forwarded + rng.randint(100, 700)
+            # Never past what was written: a fast relay may have forwarded
+            # nearly all of it already (the kill then lands between batches).
+            target = min(status(app.url)[0].forwarded + rng.randint(100, 700), written)
             _wait(lambda t=target: status(app.url)[0].forwarded >= t)  # type: ignore[misc]
             holder = status(app.url)[0].owner
             assert holder in relays
