@@ -321,3 +321,44 @@ def test_messages_of_other_stream_clients(client: Client, name: str) -> None:
     with pytest.raises(CorruptDataError, match=r"partition 0 offset 2"):
         log.read(name, 0, 2, 10)
     assert [r.value for r in log.read(name, 0, 3, 10)] == [b"after"]
+
+
+def test_kept_publishers_survive_a_topic_deleted_and_created_elsewhere(
+    client: Client, name: str
+) -> None:
+    """Publishers stay declared between appends (no declare and delete per
+    call); when another client deletes the topic and creates it again, the
+    kept publisher is gone on the server: the next append declares a new
+    one on the new stream, and nothing lands twice or on the old stream."""
+    client.create_topic(name)
+    client.producer().send_batch(name, [b"a", b"b"])
+    link = client.engine._streams  # type: ignore[attr-defined]
+    assert (catalog.partition_stream(name, 0), None) in link._kept
+    with Client(AMQP) as other:
+        other.delete_topic(name)
+        other.create_topic(name)
+    client.produce(name, b"c")
+    assert [r.value for r in read_all(client, name, 0)] == [b"c"]
+
+
+def test_commit_after_the_group_was_deleted_elsewhere(client: Client, name: str) -> None:
+    """Commits skip the catalog for a group this process saw listed and
+    write on the version it knows; when another client deleted the group
+    meanwhile, the commit lists it again and stores the offsets on the new
+    register, as a first commit does, and versions stay dense (the other
+    client reads what was committed)."""
+    client.create_topic(name)
+    tp = TopicPartition(name, 0)
+    group = f"g-{name}"
+    log = client.engine.log
+    for offset in (1, 2, 3):
+        log.commit(group, None, {tp: offset}, time.time())
+    with Client(AMQP) as other:
+        other.engine.log.delete_group(group)
+        assert group not in other.groups()
+        log.commit(group, None, {tp: 9}, time.time())
+        assert other.engine.log.committed(group) == {tp: 9}
+        other.engine.log.commit(group, None, {tp: 10}, time.time())  # a version of its own
+        log.commit(group, None, {tp: 11}, time.time())  # on a stale version: loses, retries
+        assert other.engine.log.committed(group) == {tp: 11}
+    assert group in client.groups()

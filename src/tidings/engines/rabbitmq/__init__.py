@@ -105,7 +105,10 @@ class RabbitMQEngine:
         """A push cursor on the topics' streams (tidings.ports.cursor);
         ``assign`` says which partitions, from where."""
         return StreamCursor(
-            self._portal, self._streams, self._timeout, lambda t: self.log.get_topic(t).partitions
+            self._portal,
+            self._streams.standing(),  # subscriptions kept open: their own connection
+            self._timeout,
+            lambda t: self.log.get_topic(t).partitions,
         )
 
     def failed_store(self) -> FailedStore:

@@ -27,6 +27,7 @@ class StreamGroups:
     _link: StreamLink
     _catalog: Register
     _registers: dict[str, Register]
+    _listed: set[str]  # groups this process saw in the catalog (commits skip it)
 
     def _register(self, group: str) -> Register:
         """The group's register, one per process: its lock makes this
@@ -50,6 +51,7 @@ class StreamGroups:
         if group not in _names(cat):
             await register.ensure()
             await self._catalog.update(lambda cat: (catalog.with_group(cat, group, True), None))
+        self._listed.add(group)
         return register, {name: raw["partitions"] for name, raw in cat["topics"].items()}
 
     # ---- transitions ----------------------------------------------------
@@ -74,7 +76,6 @@ class StreamGroups:
     async def _commit(
         self, group: str, member_id: str | None, offsets: dict[TopicPartition, int], now: float
     ) -> None:
-        register, _ = await self._group(group)
 
         def apply(value: Any) -> tuple[Any, None]:
             state, stored = _unpack(group, value)
@@ -82,7 +83,24 @@ class StreamGroups:
             stored.update(offsets)
             return _pack(state, stored), None
 
+        # A commit skips the catalog for a group already seen listed there
+        # (a catalog read costs RabbitMQ milliseconds); should the group
+        # have been deleted since, it is listed again, as a first commit is.
+        if group in self._listed:
+            try:
+                await self._register(group).update(apply)
+                return
+            except TopicNotFound:
+                await self._unlist(group)
+        register, _ = await self._group(group)
         await register.update(apply)
+
+    async def _unlist(self, group: str) -> None:
+        """Forget what this process knew of ``group`` (deleted)."""
+        self._listed.discard(group)
+        register = self._registers.pop(catalog.group_stream(group), None)
+        if register is not None:
+            await register.forget()
 
     # ---- reading -------------------------------------------------------
     def committed(self, group: str) -> dict[TopicPartition, int]:
@@ -126,6 +144,7 @@ class StreamGroups:
             return catalog.with_group(cat, group, False), None
 
         await self._catalog.update(drop)
+        await self._unlist(group)
         await self._link.delete(catalog.group_stream(group))
 
     def forget_topic(self, topic: str) -> None:

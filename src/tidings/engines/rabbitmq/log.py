@@ -53,6 +53,7 @@ class StreamLog(StreamGroups):
         self._portal, self._link, self._timeout = portal, link, timeout
         self._catalog = Register(link, catalog.CATALOG_STREAM)
         self._registers: dict[str, Register] = {}
+        self._listed: set[str] = set()
         self._configs: dict[str, tuple[float, TopicConfig]] = {}  # for appends and reads
 
     def _call(self, coro: Coroutine[Any, Any, R]) -> R:
