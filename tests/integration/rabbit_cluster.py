@@ -39,6 +39,7 @@ class Node:
     name: str
     port: int
     dist_port: int
+    stream_port: int = 0  # 0: the stream plugin is off
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -50,21 +51,27 @@ class Cluster:
     """Three nodes; :meth:`start` boots and joins them, :meth:`stop` kills
     every node still running (by its process group) and removes the files."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = 3, streams: bool = False) -> None:
         self.root = root
         self._cookie = secrets.token_hex(16)
         tag = f"{os.getpid()}{secrets.token_hex(2)}"
         ports = _free_ports(5673, size)
         dist = _free_ports(25680, size)
+        # Stream ports from 5600 up: never the shared node's 5552.
+        streaming = _free_ports(5600, size) if streams else [0] * size
         self.nodes = [
-            Node(f"tfo{i + 1}-{tag}@localhost", ports[i], dist[i]) for i in range(size)
+            Node(f"tfo{i + 1}-{tag}@localhost", ports[i], dist[i], streaming[i])
+            for i in range(size)
         ]
 
     def url(self, first: int = 0, user: str = "guest", password: str = "guest") -> str:
         """Every node, from node ``first`` on (the order a client tries them)."""
         order = self.nodes[first:] + self.nodes[:first]
         hosts = ",".join(f"127.0.0.1:{n.port}" for n in order)
-        return f"amqp://{user}:{password}@{hosts}/"
+        url = f"amqp://{user}:{password}@{hosts}/"
+        if order[0].stream_port:
+            url += "?stream_port=" + ",".join(str(n.stream_port) for n in order)
+        return url
 
     # ---- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -87,12 +94,20 @@ class Cluster:
     def _spawn(self, node: Node) -> None:
         base = self.root / node.name.split("@")[0]
         base.mkdir(exist_ok=True)  # a restart keeps its data: it rejoins the cluster
-        (base / "enabled_plugins").write_text("[].\n")
+        plugins, streams = "", ""
+        if node.stream_port:  # its own stream port, advertised as such
+            plugins = "rabbitmq_stream"
+            streams = (
+                f"stream.listeners.tcp.1 = 127.0.0.1:{node.stream_port}\n"
+                "stream.advertised_host = 127.0.0.1\n"
+                f"stream.advertised_port = {node.stream_port}\n"
+            )
+        (base / "enabled_plugins").write_text(f"[{plugins}].\n")
         (base / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{node.port}\n"
             "loopback_users = none\n"
             "log.console = false\n"
-            "log.file.level = info\n"
+            "log.file.level = info\n" + streams
         )
         (base / "env.conf").write_text("")  # not /etc/rabbitmq/rabbitmq-env.conf
         env = {
@@ -124,8 +139,9 @@ class Cluster:
             )
 
     def _await(self, node: Node, deadline: float) -> None:
-        """Until the node's AMQP port answers (it opens last in the boot)."""
-        while not _listening(node.port):
+        """Until the node's AMQP port answers (it opens last in the boot),
+        and its stream port if it has one."""
+        while not _listening(node.port) or (node.stream_port and not _listening(node.stream_port)):
             if not node.alive:
                 raise ClusterError(f"node {node.name} exited while booting:\n{self._tail(node)}")
             if time.monotonic() > deadline:

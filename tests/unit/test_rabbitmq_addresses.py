@@ -56,3 +56,21 @@ def test_the_engine_refuses_a_reconnect_timeout_past_the_operation_timeout() -> 
 
     with pytest.raises(ConfigurationError, match="reconnect_timeout"):
         RabbitMQEngine("amqp://127.0.0.1:1/?reconnect_timeout=30s&operation_timeout=10s")
+
+
+def test_stream_port_is_one_for_every_node_or_one_per_node() -> None:
+    """The stream connection fails over across the URL's nodes too: each
+    node's host with ``stream_port`` (one value for all, or one per node in
+    the URL's order); anything else is a ConfigurationError saying so."""
+    from tidings.engines.rabbitmq import _stream_link
+
+    nodes = parse("amqp://u:p@h1:5672,h2:5673,h3/v")
+    assert _stream_link(nodes, "5552")._endpoints == [("h1", 5552), ("h2", 5552), ("h3", 5552)]
+    assert _stream_link(nodes, "1,2,3")._endpoints == [("h1", 1), ("h2", 2), ("h3", 3)]
+    assert _stream_link(nodes, "5552")._login == ("v", "u", "p")
+    with pytest.raises(ConfigurationError, match="2 ports for 3 nodes"):
+        _stream_link(nodes, "1,2")
+    with pytest.raises(ConfigurationError, match="one per node listed"):
+        _stream_link(nodes, "x")
+    with pytest.raises(ConfigurationError, match="1-65535"):
+        _stream_link(nodes, "70000")

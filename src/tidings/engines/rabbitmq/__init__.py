@@ -11,7 +11,7 @@ unsupported, and the URL options.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -20,6 +20,7 @@ from ...errors import ConfigurationError
 from ...features import Features
 from ...groups.stored import StoredGroups
 from ...ports.failed import FailedStore
+from .addresses import Address
 from .cursor import StreamCursor
 from .failed import FailedStoreBeside
 from .link import Link
@@ -84,10 +85,7 @@ class RabbitMQEngine:
             self.features = replace(self.features, failed_events="unsupported")
         self._portal = Portal("tidings-rabbitmq")
         self._timeout = timeout
-        # Topics go to the first node listed (its streams' leader: see
-        # docs/rabbitmq.md, a cluster whose streams lead elsewhere is not
-        # supported on the stream side yet).
-        self._streams = _stream_link(self._link.addresses[0].url, int(options["stream_port"]))
+        self._streams = _stream_link(self._link.addresses, options["stream_port"])
         self.log = StreamLog(self._portal, self._streams, timeout)
         self.groups = StoredGroups(self.log)  # over the log's CAS registers
         self.queues = RabbitQueues(self._portal, self._link, timeout)
@@ -147,17 +145,35 @@ class PollingWaiter:
         self._closed.set()
 
 
-def _stream_link(url: str, port: int) -> StreamLink:
-    """The stream-protocol connection for the same server, vhost and user."""
-    parts = urlsplit(url)
+def _stream_link(addresses: Sequence[Address], ports: str) -> StreamLink:
+    """The stream-protocol connection for the same nodes, vhost and user:
+    each node's host with ``stream_port`` (one port for every node, or one
+    per node listed, in order: ``stream_port=5552,5553,5554``)."""
+    parts = urlsplit(addresses[0].url)
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    hosts = [urlsplit(a.url).hostname or "127.0.0.1" for a in addresses]
     return StreamLink(
-        parts.hostname or "127.0.0.1",
-        port,
+        list(zip(hosts, _stream_ports(ports, len(hosts)), strict=True)),
         vhost,
         unquote(parts.username or "guest"),
         unquote(parts.password or "guest"),
     )
+
+
+def _stream_ports(text: str, nodes: int) -> list[int]:
+    items = [item.strip() for item in text.split(",")]
+    if not all(item.isdigit() and 0 < int(item) < 65536 for item in items):
+        raise ConfigurationError(
+            f"stream_port={text!r}: give a port (1-65535), or one per node listed"
+        )
+    if len(items) == 1:
+        return [int(items[0])] * nodes
+    if len(items) != nodes:
+        raise ConfigurationError(
+            f"stream_port lists {len(items)} ports for {nodes} nodes: give one port, "
+            "or one per node in the order the URL lists them"
+        )
+    return [int(item) for item in items]
 
 
 def _split(url: str) -> tuple[str, dict[str, str]]:

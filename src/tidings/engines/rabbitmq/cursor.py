@@ -23,7 +23,8 @@ from ...errors import PartitionNotFound
 from ...message import Record, TopicPartition
 from . import catalog, records
 from .portal import Portal
-from .streams import StreamLink, Subscription, typed
+from .streams import StreamLink, typed
+from .subscription import Subscription
 
 R = TypeVar("R")
 CREDIT = 4  # chunks per partition in flight or buffered

@@ -27,7 +27,8 @@ from typing import Any, NamedTuple, TypeVar
 from rstream.constants import OffsetType
 
 from ...errors import AlreadyExists, EngineConflict, EngineError, TopicNotFound
-from .streams import StreamLink, Subscription
+from .streams import StreamLink
+from .subscription import Subscription
 
 T = TypeVar("T")
 REFERENCE = "tidings-register"

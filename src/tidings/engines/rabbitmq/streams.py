@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from ...errors import (
     TidingsError,
     TopicNotFound,
 )
+from .subscription import Chunk, Subscription
 
 T = TypeVar("T")
 
@@ -67,25 +68,26 @@ class _Publisher:
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # reference writers
 
 
+class _Unreachable(Exception):
+    """One node's stream port did not answer (the next one is tried)."""
+
+
 class _PublisherGone(Exception):
     """RabbitMQ no longer knows a kept publisher (its stream was deleted,
     or recreated): nothing was stored, declare it again."""
 
 
-@dataclass
-class Chunk:
-    """One delivered chunk: its first offset, broker timestamp, messages."""
-
-    first_offset: int
-    timestamp: int
-    messages: list[bytes]
-
-
 class StreamLink:
     """One stream-protocol connection, opened lazily, reopened after a drop."""
 
-    def __init__(self, host: str, port: int, vhost: str, user: str, password: str) -> None:
-        self._where = (host, port, vhost, user, password)
+    def __init__(
+        self, endpoints: Sequence[tuple[str, int]], vhost: str, user: str, password: str
+    ) -> None:
+        if not endpoints:
+            raise ValueError("a stream link needs at least one host:port")
+        self._endpoints = list(endpoints)  # the nodes, tried in turn from _at
+        self._at = 0
+        self._login = (vhost, user, password)
         self._client: Client | None = None
         self._publishers: asyncio.Queue[int] | None = None
         self._subscriptions: asyncio.Queue[int] | None = None
@@ -95,34 +97,43 @@ class StreamLink:
         self._standing: StreamLink | None = None
         self._opening = asyncio.Lock()
 
+    @property
+    def node(self) -> str:
+        """``host:port`` of the node connected to (or tried next)."""
+        host, port = self._endpoints[self._at]
+        return f"{host}:{port}"
+
     # ---- connection ----------------------------------------------------
     async def client(self) -> Client:
         async with self._opening:
             if self._client is None or not self._client.is_connection_alive():
                 dead, self._client = self._client, None
                 if dead is not None:  # stop its heartbeat task and listener
-                    await _quietly(dead.close())
+                    await _shut(dead)
                 await self._open()
         assert self._client is not None
         return self._client
 
     async def _open(self) -> None:
-        host, port, vhost, user, password = self._where
-        client = Client(host, port, frame_max=1 << 20, heartbeat=60, connection_name="tidings")
-        try:
-            await asyncio.wait_for(client.start(), 10)
-            await asyncio.wait_for(client.authenticate(vhost, user, password), 10)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-            await _quietly(client.close())
+        """Connect to the first node that answers, from the last one that
+        did: a node that is down (or its stream port closed) fails over to
+        the next one listed, as the AMQP side does. RabbitMQ takes a publish
+        on any node and forwards it to the stream's leader, and reads on any
+        node holding a replica."""
+        unreachable = []
+        for i in range(len(self._endpoints)):
+            at = (self._at + i) % len(self._endpoints)
+            try:
+                client = await self._connect(*self._endpoints[at])
+            except _Unreachable as exc:
+                unreachable.append(str(exc))
+                continue
+            self._at = at
+            break
+        else:
             raise EngineUnavailable(
-                f"cannot reach RabbitMQ's stream port {host}:{port} ({exc!r}): {_PLUGIN_HINT}"
-            ) from exc
-        except rx.ServerError as exc:
-            await _quietly(client.close())
-            raise EngineUnavailable(
-                f"RabbitMQ's stream port {host}:{port} refused user {user!r} on vhost "
-                f"{vhost!r} ({type(exc).__name__}): check the credentials and permissions"
-            ) from exc
+                f"cannot reach RabbitMQ's stream port ({'; '.join(unreachable)}): {_PLUGIN_HINT}"
+            )
         client.add_handler(schema.PublishConfirm, self._on_confirm, name="tidings-confirm")
         client.add_handler(schema.PublishError, self._on_error, name="tidings-error")
         self._fail_pending("the connection to RabbitMQ's stream port was reopened")
@@ -131,6 +142,23 @@ class StreamLink:
         self._publishers = _pool()
         self._subscriptions = _pool()
 
+    async def _connect(self, host: str, port: int) -> Client:
+        vhost, user, password = self._login
+        client = Client(host, port, frame_max=1 << 20, heartbeat=60, connection_name="tidings")
+        try:
+            await asyncio.wait_for(client.start(), 10)
+            await asyncio.wait_for(client.authenticate(vhost, user, password), 10)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            await _shut(client)
+            raise _Unreachable(f"{host}:{port}: {exc!r}") from exc
+        except rx.ServerError as exc:
+            await _shut(client)
+            raise EngineUnavailable(
+                f"RabbitMQ's stream port {host}:{port} refused user {user!r} on vhost "
+                f"{vhost!r} ({type(exc).__name__}): check the credentials and permissions"
+            ) from exc
+        return client
+
     def standing(self) -> StreamLink:
         """A second connection, for subscriptions kept open (push cursors,
         registers' tails). Measured: while a subscription on a connection
@@ -138,7 +166,8 @@ class StreamLink:
         ~3.5 ms for its confirm instead of ~0.2 ms; on two connections,
         neither waits for the other."""
         if self._standing is None:
-            self._standing = StreamLink(*self._where)
+            self._standing = StreamLink(self._endpoints, *self._login)
+            self._standing._at = self._at
         return self._standing
 
     @property
@@ -152,7 +181,7 @@ class StreamLink:
         if self._standing is not None:
             await self._standing.close()
         if client is not None:
-            await _quietly(client.close())
+            await _shut(client)
 
     # ---- streams -------------------------------------------------------
     async def create(self, stream: str, arguments: dict[str, Any]) -> None:
@@ -385,64 +414,6 @@ class StreamLink:
                 await sub.credit(credit)
 
 
-class Subscription:
-    """Frames of one subscription, taken from rstream's per-handler queue."""
-
-    def __init__(
-        self, client: Client, sid: int, stream: str, credit: int, release: Callable[[], None]
-    ) -> None:
-        self._client, self._sid, self.stream = client, sid, stream
-        self.outstanding = credit  # chunks RabbitMQ may still send
-        self.subscribed = True
-        self._release: Callable[[], None] | None = release
-        self._held: list[Any] = []  # frames taken off rstream's queue while waiting
-
-    async def close(self) -> None:
-        """Unsubscribe and give the id back (idempotent)."""
-        release, self._release = self._release, None
-        if release is None:
-            return
-        if self.subscribed and self._client.is_connection_alive():  # a dead one: no answer
-            with contextlib.suppress(Exception):
-                await self._client.unsubscribe(self._sid)
-        self._client.remove_handler(schema.Deliver, str(self._sid))
-        self._client._frames.pop(self._sid, None)  # rstream keeps a frame queue per handler
-        release()
-
-    async def drain(self) -> list[Chunk]:
-        """The chunks delivered so far, after a barrier (see module doc)."""
-        await self._client.stream_exists(self.stream)
-        return self.take()
-
-    @property
-    def alive(self) -> bool:
-        return self._release is not None and self._client.is_connection_alive()
-
-    def take(self) -> list[Chunk]:
-        """The chunks delivered so far, in order."""
-        queue = self._client._frames[self._sid]
-        frames, self._held = self._held, []
-        while not queue.empty():
-            frames.append(queue.get_nowait())
-        out = []
-        for frame in frames:
-            if frame.subscription_id == self._sid:
-                self.outstanding -= 1
-                out.append(Chunk(frame.chunk_first_offset, frame.timestamp, frame.get_messages()))
-        return out
-
-    async def arrival(self) -> None:
-        """Return once a frame is there (held for the next ``take``)."""
-        if self._held or not self._client._frames[self._sid].empty():
-            return
-        self._held.append(await self._client._frames[self._sid].get())
-
-    async def credit(self, chunks: int) -> None:
-        if chunks > 0:
-            self.outstanding += chunks
-            await self._client.credit(self._sid, chunks)
-
-
 async def _unless_dropped(client: Client, done: asyncio.Future[None]) -> None:
     """Wait for ``done``; EngineUnavailable at once if the connection drops
     first (rstream's reading task ends with it), not at the timeout."""
@@ -514,6 +485,16 @@ def _publish_error(code: int) -> Exception:
 
 def _ignore(_frame: Any) -> None:
     return None
+
+
+async def _shut(client: Client) -> None:
+    """Close ``client``, and its socket even when the connection broke
+    (rstream's close leaves a broken connection's socket open)."""
+    await _quietly(client.close())
+    writer = getattr(client._conn, "_writer", None) if client._conn is not None else None
+    if writer is not None:
+        writer.close()
+        await _quietly(writer.wait_closed())
 
 
 async def _quietly(coro: Any) -> None:

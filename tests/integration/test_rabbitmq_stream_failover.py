@@ -1,0 +1,169 @@
+"""Topics survive a node failure: on a throwaway three-node RabbitMQ cluster
+with the stream plugin (rabbit_cluster.py; never the shared node), the node
+the engine's stream connection uses — the one the topic was created
+through, so its streams' leader — is killed (-9) while a producer appends
+with confirms. The stream connection must fail over to the next node
+listed, every confirmed record must be read back, and a consumer group
+must commit and resume on the survivors."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rabbit_cluster import Cluster, ClusterError, installed
+
+from tidings import Client, TidingsError
+from tidings.testing import read_all
+
+pytestmark = pytest.mark.engine("rabbitmq")
+
+PARTITIONS = 2
+BEFORE_KILL_S = 2.0
+AFTER_RESUME_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Three nodes with streams, booted and joined; every node killed at the end."""
+    if not installed():
+        pytest.fail("rabbitmq-server is not installed: the failover test needs it (no skip)")
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix="tfs-")), streams=True)
+    try:
+        started = time.monotonic()
+        try:
+            cluster.start()
+        except ClusterError as exc:
+            pytest.fail(f"the throwaway 3-node RabbitMQ cluster did not boot: {exc}")
+        print(f"\ncluster booted in {time.monotonic() - started:.1f}s: {cluster.url()}")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+class Appender:
+    """Appends numbered records in batches of 10 in a thread; a batch counts
+    as confirmed only when send_batch returned (one that raised may or may
+    not be stored: at-least-once)."""
+
+    def __init__(self, client: Client, topic: str) -> None:
+        self.client, self.topic = client, topic
+        self.confirmed: list[tuple[float, bytes]] = []
+        self.errors: list[str] = []
+        self.running = threading.Event()
+        self.running.set()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        producer = self.client.producer()
+        while self.running.is_set():
+            batch = [f"r{n + i}".encode() for i in range(10)]
+            try:
+                producer.send_batch(self.topic, batch)
+            except TidingsError as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.2)
+                continue
+            now = time.monotonic()
+            self.confirmed += [(now, v) for v in batch]
+            n += 10
+
+    def stop(self) -> None:
+        self.running.clear()
+        self._thread.join(60)
+
+
+def _leader_port(client: Client, topic: str) -> int:
+    link, portal = client.engine._streams, client.engine._portal  # type: ignore[attr-defined]
+
+    async def ask() -> int:
+        leader, _ = await (await link.client()).query_leader_and_replicas(f"{topic}.p0")
+        return int(leader.port)
+
+    return int(portal.call(ask(), 10))
+
+
+@pytest.mark.timeout(120)
+def test_a_node_that_does_not_lead_the_stream_takes_appends_and_reads(
+    cluster: Cluster,
+) -> None:
+    """RabbitMQ forwards a publish from any node to the stream's leader, and
+    serves reads from any node holding a replica: the engine need not be
+    connected to the leader (before: documented as unsupported)."""
+    topic = f"tfs-{uuid.uuid4().hex[:8]}"
+    second, third = cluster.nodes[1], cluster.nodes[2]
+    with Client(cluster.url(1)) as creator:  # node 2 first: it leads what it creates
+        creator.create_topic(topic)
+        assert _leader_port(creator, topic) == second.stream_port
+    with Client(cluster.url(2)) as other:  # node 3 first
+        assert _leader_port(other, topic) == second.stream_port
+        other.producer().send_batch(topic, [b"a", b"b"])
+        assert [r.value for r in read_all(other, topic, 0)] == [b"a", b"b"]
+        assert other.engine._streams.node == f"127.0.0.1:{third.stream_port}"  # type: ignore[attr-defined]
+        other.delete_topic(topic)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_killing_the_stream_node_loses_no_confirmed_record(cluster: Cluster) -> None:
+    url = cluster.url(0) + "&reconnect_timeout=20s&operation_timeout=30s"
+    topic, group = f"tfs-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    first = cluster.nodes[0]
+    with Client(url) as client:
+        client.create_topic(topic, partitions=PARTITIONS)
+        with client.consumer(topic, group=group, start="beginning") as consumer:
+            assert consumer.poll(timeout=1.0) == []  # joined; nothing yet
+        assert client.engine._streams.node == f"127.0.0.1:{first.stream_port}"  # type: ignore[attr-defined]
+        appender = Appender(client, topic)
+        try:
+            time.sleep(BEFORE_KILL_S)
+            before = len(appender.confirmed)
+            assert before > 0, f"nothing confirmed before the kill: {appender.errors[:3]}"
+            killed_at = time.monotonic()
+            cluster.kill(first)
+            resumed = _first_after(appender, killed_at, timeout=90)
+            time.sleep(AFTER_RESUME_S)
+        finally:
+            appender.stop()
+        node = client.engine._streams.node  # type: ignore[attr-defined]
+        survivors = {f"127.0.0.1:{n.stream_port}" for n in cluster.nodes if n.alive}
+        print(
+            f"\nkilled {first.name}; confirmed {len(appender.confirmed)} records "
+            f"({before} before the kill); first confirm after the kill "
+            f"{resumed - killed_at:.2f}s; stream connection now on {node}; "
+            f"{len(appender.errors)} failed appends, first: {appender.errors[:1]}"
+        )
+        assert node in survivors
+
+        stored = {r.value for p in range(PARTITIONS) for r in read_all(client, topic, p)}
+        missing = [v for _, v in appender.confirmed if v not in stored]
+        assert missing == [], f"confirmed but not read back: {missing[:10]}"
+
+        seen: set[bytes | None] = set()
+        with client.consumer(topic, group=group, start="beginning") as consumer:
+            deadline = time.monotonic() + 60
+            while len(seen) < len(stored) and time.monotonic() < deadline:
+                seen |= {r.value for r in consumer.poll(timeout=1.0)}
+                consumer.commit()
+        assert seen == stored
+        committed = client.engine.log.committed(group)
+        assert sum(committed.values()) >= len(stored), committed
+
+
+def _first_after(appender: Appender, since: float, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        after = [at for at, _ in appender.confirmed[-10:] if at > since]
+        if after:
+            return min(after)
+        time.sleep(0.05)
+    raise AssertionError(
+        f"no append confirmed within {timeout}s of the kill; errors: {appender.errors[-3:]}"
+    )
