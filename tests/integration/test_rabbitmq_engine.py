@@ -133,22 +133,43 @@ def test_refused_connection_is_engine_unavailable() -> None:
         Client("amqp://guest:guest@127.0.0.1:1/")
 
 
-async def test_async_client_runs_on_the_portal(name: str) -> None:
-    """AsyncClient works on amqp:// through the blocking port (two hops until
-    the async flavour of the ports lands)."""
+async def test_async_client_runs_the_engine_on_its_loop(name: str) -> None:
+    """An AsyncClient opens the amqp:// engine on its own event loop: its
+    publishes are awaited there with no worker thread and no hop (the
+    engine's portal is this loop, no thread of its own), and the calls that
+    still go through the blocking port from worker threads hop onto it."""
     from tidings import AsyncClient
 
     require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
     async with AsyncClient(AMQP) as client:
+        engine = (await client._opened()).engine
+        portal = engine._portal  # type: ignore[attr-defined]
+        assert portal.loop is asyncio.get_running_loop() and not portal.owned
         try:
             await client.declare_queue(name)
-            await client.publish(name, b"hi")
-            (got,) = await client.get(name, wait=2)
+            hops: list[object] = []
+            threads = client._threads
+            real = threads.call
+
+            async def counted(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+                hops.append(fn)
+                return await real(fn, *args, **kwargs)
+
+            threads.call = counted  # type: ignore[method-assign]
+            ids = [await client.publish(name, b"hi", headers={"h": "1"})]
+            ids += await client.publish_batch(name, [b"a", b"b"])
+            assert hops == []  # no worker thread
+            threads.call = real  # type: ignore[method-assign]
+            got = await client.get(name, 3, wait=2)
+            assert [d.body for d in got] == [b"hi", b"a", b"b"]
+            assert [d.id for d in got] == ids and got[0].headers["h"] == "1"
             await client.ack(got)
-            assert got.body == b"hi" and (await client.queue_stats(name)).ready == 0
+            assert (await client.queue_stats(name)).ready == 0
+            with pytest.raises(TypeError):
+                await client.publish(name, b"x", not_an_option=1)
         finally:
-            engine = client._client.engine  # type: ignore[union-attr]
             await asyncio.to_thread(engine.queues.delete_declared)  # type: ignore[attr-defined]
+    assert not asyncio.get_running_loop().is_closed()  # the client left the loop running
 
 
 def test_many_at_once_takes_exactly_what_was_asked(clients: list[Client], name: str) -> None:

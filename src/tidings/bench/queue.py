@@ -2,7 +2,7 @@
 
 ``TIDINGS_WORKLOADS`` is the registry of tidings-side queue workloads
 (``queue.publish.batched``, ``queue.consume.ack``, ``queue.publish.single``,
-``queue.publish.concurrent``, ``queue.backlog.flatness``): each is a
+``queue.publish.single.async``, ``queue.publish.concurrent``, ``queue.backlog.flatness``): each is a
 :class:`~.harness.Workload` whose function takes the :class:`~.harness.Bench`
 and yields lines made with ``bench.line(name, 256, records_per_s=...)``
 (or ``ratio=`` against ``bench.baselines["fdatasync_per_s"]``, measured
@@ -26,8 +26,8 @@ from .space import drain_space
 BODY_BYTES = 256  # DESIGN.md: queue workloads use 256-byte bodies
 PUBLISH, CONSUME = "queue.publish.batched", "queue.consume.ack"
 COMPARED = (PUBLISH, CONSUME)
-# With --url amqp://: raw-aio-pika runs these too (and publish.single).
-RATIOS = (*COMPARED, "queue.publish.single")
+# With --url amqp://: raw-aio-pika runs these too (and the single publishes).
+RATIOS = (*COMPARED, "queue.publish.single", "queue.publish.single.async")
 
 TIDINGS_WORKLOADS: list[Workload] = [*QUEUE_WORKLOADS, Workload("queue.drain.space", drain_space)]
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import statistics
 import threading
 from collections.abc import Iterator
 
+from ..client.aio import AsyncClient
 from ..client.client import Client
 from .harness import Bench, Line, Stopwatch, Workload, rate
 
@@ -93,6 +95,26 @@ def publish_single(bench: Bench) -> Iterator[Line]:
         values["ratio"] = ours / disk
         values["fdatasync_per_s"] = disk
     yield bench.line("queue.publish.single", len(BODY), **values)
+
+
+def publish_single_async(bench: Bench) -> Iterator[Line]:
+    """``queue.publish.single.async``: as ``queue.publish.single``, from an
+    AsyncClient (an engine on an async driver runs on its loop: each publish
+    is awaited there, with no thread hop)."""
+    count = bench.size(5_000, 200)
+    with bench.client() as (client, queue):
+        client.declare_queue(queue)
+        seconds = asyncio.run(_publish_one_by_one(client.url, queue, count))
+    yield bench.line("queue.publish.single.async", len(BODY), records_per_s=rate(count, seconds))
+
+
+async def _publish_one_by_one(url: str, queue: str, count: int) -> float:
+    async with AsyncClient(url) as client:
+        await client.publish(queue, BODY)  # opened and warm before the clock starts
+        with Stopwatch() as sw:
+            for _ in range(count):
+                await client.publish(queue, BODY)
+    return sw.seconds
 
 
 def publish_concurrent(bench: Bench) -> Iterator[Line]:
@@ -185,6 +207,7 @@ WORKLOADS = [
     Workload("queue.publish.batched", publish_batched),
     Workload("queue.consume.ack", consume_ack),
     Workload("queue.publish.single", publish_single),
+    Workload("queue.publish.single.async", publish_single_async),
     Workload("queue.publish.concurrent", publish_concurrent),
     Workload("queue.backlog.flatness", backlog_flatness),
 ]

@@ -158,6 +158,7 @@ QUEUE = {
     "queue.publish.batched": RawPeer(AIO_PIKA, 256, _queue_publish_batched, {"batch": 100}),
     "queue.consume.ack": RawPeer(AIO_PIKA, 256, _queue_consume_ack, {"batch": 100}),
     "queue.publish.single": RawPeer(AIO_PIKA, 256, _queue_publish_single),
+    "queue.publish.single.async": RawPeer(AIO_PIKA, 256, _queue_publish_single),
 }
 LOG = {
     "log.append.batched": RawPeer(RSTREAM, 100, _log_append_batched, {"batch": 1_000}),

@@ -13,14 +13,17 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from ..config import QueueConfig
+from ..config import QueueConfig, default_url
+from ..engines.registry import open_engine
 from ..errors import ConfigurationError, TidingsError
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
+from ..ports.queue import AsyncPublishing, OutgoingMessage
 from ..tracing import ENABLED as TRACING
 from ..tracing import inject
 from .aio_threads import Threads
 from .client import Client
+from .queues import batch_messages, outgoing
 
 R = TypeVar("R")
 
@@ -35,13 +38,26 @@ class AsyncQueueMethods:
     _opening: asyncio.Lock | None
 
     async def _opened(self) -> Client:
-        """The blocking client, opened on a thread the first time."""
+        """The blocking client, opened on a thread the first time; an
+        engine on an async driver is opened on this event loop, so that
+        what it can be awaited for (AsyncPublishing) needs no thread."""
         if self._client is None:
             self._opening = self._opening or asyncio.Lock()
             async with self._opening:
                 if self._client is None:
-                    self._client = await self._threads.call(Client, self._url, engine=self._engine)
+                    engine = self._engine or await self._threads.call(
+                        open_engine, self._url or default_url(), asyncio.get_running_loop()
+                    )
+                    self._client = Client(engine=engine)
         return self._client
+
+    async def _direct(self, options: dict[str, Any]) -> AsyncPublishing | None:
+        """The engine's queues when a publish can be awaited on them (an
+        async driver; not inside the caller's own transaction)."""
+        queues = (await self._opened()).engine.queues
+        if options.get("connection") is None and isinstance(queues, AsyncPublishing):
+            return queues
+        return None
 
     async def _do(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """``fn(client, *args, **kwargs)`` on a short-call thread."""
@@ -73,11 +89,17 @@ class AsyncQueueMethods:
         await self._q(Client.delete_queue, name)
 
     async def publish(self, queue: str, body: bytes | str, **options: Any) -> int:
+        direct = await self._direct(options)
+        if direct is not None:  # awaited here: no thread hop
+            return (await direct.apublish(queue, [_one_message(body, **options)]))[0]
         return await self._q(Client.publish, queue, body, **_traced(options))
 
     async def publish_batch(
         self, queue: str, bodies: Sequence[bytes | str], **options: Any
     ) -> list[int]:
+        direct = await self._direct(options)
+        if direct is not None:
+            return await direct.apublish(queue, _batch_of(bodies, **options))
         return await self._q(Client.publish_batch, queue, bodies, **_traced(options))
 
     async def get(
@@ -178,3 +200,29 @@ def _traced(options: dict[str, Any]) -> dict[str, Any]:
         if headers:
             options["headers"] = headers
     return options
+
+
+def _one_message(
+    body: bytes | str,
+    *,
+    headers: Headers | None = None,
+    idempotency_key: str | None = None,
+    delay: float | str = 0,
+    not_before: Any = None,
+    group: str | None = None,
+    connection: None = None,
+) -> OutgoingMessage:
+    return outgoing(body, headers, idempotency_key, delay, not_before, group)
+
+
+def _batch_of(
+    bodies: Sequence[bytes | str],
+    *,
+    headers: Headers | Sequence[Headers | None] | None = None,
+    idempotency_keys: Sequence[str | None] | None = None,
+    delay: float | str = 0,
+    group: str | None = None,
+    groups: Sequence[str | None] | None = None,
+    connection: None = None,
+) -> list[OutgoingMessage]:
+    return batch_messages(bodies, headers, idempotency_keys, delay, group, groups)

@@ -147,23 +147,7 @@ class QueueMethods:
         ``connection``: as for :meth:`publish`. Raises ConfigurationError,
         storing nothing, for a per-message argument of another length than
         ``bodies`` or of the wrong kind, and for ``group`` with ``groups``."""
-        # Validate the shared options once, then build plain tuples: this
-        # loop runs per message on the publish hot path.
-        shared = headers if headers is None or isinstance(headers, Mapping) else None
-        _, hdrs, _, delay_s, _, _ = outgoing(b"", shared, None, delay, None, group)
-        encode = BYTES.encode
-        if shared is headers and idempotency_keys is None and groups is None:
-            messages = [
-                OutgoingMessage(encode(b), hdrs, None, delay_s, None, group) for b in bodies
-            ]
-        else:
-            n = len(bodies)
-            each_h = repeat(hdrs, n) if shared is headers else _headers_each(headers, n)
-            keys = _each("idempotency_keys", idempotency_keys, n)
-            messages = [
-                OutgoingMessage(encode(b), h or {}, k, delay_s, None, g)
-                for b, h, k, g in zip(bodies, each_h, keys, _groups(group, groups, n), strict=True)
-            ]
+        messages = batch_messages(bodies, headers, idempotency_keys, delay, group, groups)
         return self._publish(queue, messages, connection)
 
     def declare_exchange(self, name: str, kind: str = "fanout") -> None:
@@ -406,6 +390,35 @@ def _check_length(name: str, values: Sequence[Any], n: int) -> None:
         raise ConfigurationError(
             f"{name}: {len(values)} values for {n} bodies (give one per body, None for none)"
         )
+
+
+def batch_messages(
+    bodies: Sequence[bytes | str],
+    headers: Headers | Sequence[Headers | None] | None,
+    idempotency_keys: Sequence[str | None] | None,
+    delay: float | str,
+    group: str | None,
+    groups: Sequence[str | None] | None,
+) -> list[OutgoingMessage]:
+    """The messages of :meth:`QueueMethods.publish_batch` (validated)."""
+    # Validate the shared options once, then build plain tuples: this
+    # loop runs per message on the publish hot path.
+    shared = headers if headers is None or isinstance(headers, Mapping) else None
+    _, hdrs, _, delay_s, _, _ = outgoing(b"", shared, None, delay, None, group)
+    encode = BYTES.encode
+    if shared is headers and idempotency_keys is None and groups is None:
+        messages = [
+            OutgoingMessage(encode(b), hdrs, None, delay_s, None, group) for b in bodies
+        ]
+    else:
+        n = len(bodies)
+        each_h = repeat(hdrs, n) if shared is headers else _headers_each(headers, n)
+        keys = _each("idempotency_keys", idempotency_keys, n)
+        messages = [
+            OutgoingMessage(encode(b), h or {}, k, delay_s, None, g)
+            for b, h, k, g in zip(bodies, each_h, keys, _groups(group, groups, n), strict=True)
+        ]
+    return messages
 
 
 def outgoing(

@@ -14,10 +14,11 @@ distribution replaces it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import cast
+from typing import Any, cast
 
 from ..errors import ConfigurationError
 from ..features import Features
@@ -93,9 +94,16 @@ def _load(scheme: str, target: str) -> EngineFactory:
     return cast(EngineFactory, factory)
 
 
-def open_engine(url: str) -> Engine:
-    """Open the engine a URL names (see :func:`factory_for` for what it raises)."""
-    return factory_for(url)(url)
+def open_engine(url: str, loop: asyncio.AbstractEventLoop | None = None) -> Engine:
+    """Open the engine a URL names (see :func:`factory_for` for what it raises).
+
+    ``loop``: the event loop of an ``AsyncClient``; an engine on an async
+    driver that declares ``runs_on_caller_loop`` runs on it (its coroutines
+    are then awaited there, with no thread hop); others ignore it."""
+    factory = factory_for(url)
+    if loop is not None and getattr(factory, "runs_on_caller_loop", False):
+        return cast(Engine, cast(Any, factory)(url, loop=loop))
+    return factory(url)
 
 
 def declared_features() -> dict[str, Features | None]:

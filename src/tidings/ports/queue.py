@@ -207,3 +207,13 @@ class TransactionalSettle(Protocol):
     def settle_in_transaction(
         self, conn: Any, queue: str, settlements: Sequence[Settlement]
     ) -> list[BaseException | None]: ...
+
+
+@runtime_checkable
+class AsyncPublishing(Protocol):
+    """Queues on an async driver whose publish an ``AsyncClient`` awaits
+    from its event loop without a worker thread: with no hop at all when
+    the engine runs on that loop (``open_engine(url, loop=...)``), else one
+    hop between loops. Same contract as :meth:`QueueEngine.publish`."""
+
+    async def apublish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]: ...

@@ -10,6 +10,7 @@ unsupported, and the URL options.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -68,7 +69,10 @@ class RabbitMQEngine:
         release="emulated",
     )
 
-    def __init__(self, url: str) -> None:
+    #: ``open_engine(url, loop=...)`` runs the engine on that loop (an AsyncClient's).
+    runs_on_caller_loop = True
+
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.url = url
         driver_url, options = _split(url)
         timeout = parse_duration(options["operation_timeout"], "operation_timeout")
@@ -83,7 +87,7 @@ class RabbitMQEngine:
         self._failed = FailedStoreBeside(options["failed_store"])
         if self._failed.url is None:
             self.features = replace(self.features, failed_events="unsupported")
-        self._portal = Portal("tidings-rabbitmq")
+        self._portal = Portal("tidings-rabbitmq", loop)
         self._timeout = timeout
         self._streams = _stream_link(self._link.addresses, options["stream_port"])
         self.log = StreamLog(self._portal, self._streams, timeout)

@@ -1,6 +1,13 @@
-"""The portal: one event-loop thread per engine, so the blocking ports can
-call an async-only driver (docs/architecture.md, "Engines whose drivers are
-async-only"). Each blocking call is one ``run_coroutine_threadsafe`` hop."""
+"""The portal: the event loop an engine on an async-only driver runs on, so
+the blocking ports can call it (docs/architecture.md, "Engines whose
+drivers are async-only").
+
+By default the portal owns a loop in a daemon thread of its own and each
+blocking call is one ``run_coroutine_threadsafe`` hop onto it. An
+``AsyncClient`` instead opens the engine on *its* event loop (``loop=``):
+then :meth:`Portal.run` awaits the engine's coroutines directly, with no hop
+at all, and the blocking calls the AsyncClient still makes from its worker
+threads hop onto that loop."""
 
 from __future__ import annotations
 
@@ -16,9 +23,15 @@ T = TypeVar("T")
 
 
 class Portal:
-    """A daemon thread running an event loop until :meth:`close`."""
+    """An event loop for one engine: its own (a daemon thread running it
+    until :meth:`close`) or the caller's (``loop=``, never stopped here)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        if loop is not None:
+            self.loop = loop
+            return
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -27,30 +40,70 @@ class Portal:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
+    @property
+    def owned(self) -> bool:
+        """Whether the loop is the portal's own (stopped by :meth:`close`)."""
+        return self._thread is not None
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coro`` on the loop and wait for it. Raises what it raises,
         EngineTimeout after ``timeout`` seconds, EngineError once closed."""
-        if self.loop.is_closed() or not self._thread.is_alive():
+        if self._closed or self.loop.is_closed() or (self.owned and not self._thread_alive()):
             coro.close()
             raise EngineError("the RabbitMQ engine is closed: open a new Client")
-        if threading.current_thread() is self._thread:
+        if self._on_loop():
             coro.close()
-            raise EngineError("a blocking engine call was made from the engine's own loop")
+            raise EngineError(
+                "a blocking engine call was made from the engine's own event loop: it would "
+                "wait for itself; use the AsyncClient's methods (or a thread)"
+            )
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
         except FutureTimeout:
             future.cancel()
-            raise EngineTimeout(
-                f"RabbitMQ did not answer within {timeout}s: check the server, or raise "
-                "the URL option operation_timeout"
-            ) from None
+            raise _timeout(timeout) from None
+
+    async def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Await ``coro`` from any event loop: directly when it is the
+        portal's (no hop), else on the portal's loop (one hop, no thread)."""
+        if self._closed or self.loop.is_closed():
+            coro.close()
+            raise EngineError("the RabbitMQ engine is closed: open a new AsyncClient")
+        if asyncio.get_running_loop() is self.loop:
+            task: asyncio.Future[T] = asyncio.ensure_future(coro)
+        else:
+            task = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        try:
+            return await asyncio.wait_for(task, timeout)
+        except TimeoutError:
+            raise _timeout(timeout) from None
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # no loop running in this thread
+            return False
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
-        """Stop the loop and join its thread (idempotent)."""
-        if self.loop.is_closed():
+        """Stop the loop and join its thread (idempotent); a caller's loop
+        is left running (only this portal's use of it ends)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is None or self.loop.is_closed():
             return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+def _timeout(seconds: float) -> EngineTimeout:
+    return EngineTimeout(
+        f"RabbitMQ did not answer within {seconds}s: check the server, or raise "
+        "the URL option operation_timeout"
+    )

@@ -220,6 +220,11 @@ class RabbitQueues:
         across a batch: a failure part-way leaves the confirmed ones stored."""
         return self._call(self._publish(queue, messages))  # type: ignore[no-any-return]
 
+    async def apublish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
+        """:meth:`publish` awaited from an event loop (ports.queue.AsyncPublishing)."""
+        publishing = self._link.guard(self._publish(queue, messages))
+        return await self._portal.run(publishing, self._timeout)
+
     async def _publish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
         config = await self._require(queue)
         await self._prepare(config, messages)
