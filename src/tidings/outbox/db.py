@@ -121,7 +121,7 @@ class SqliteOutboxDb:
             )
             # A lost progress mark re-forwards events with the same
             # idempotency keys (at-least-once): no fsync needed for it.
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._first_statement("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             if not create and not os.path.exists(sqlite_path(url)):
                 from .errors import OutboxSchemaError
@@ -132,6 +132,22 @@ class SqliteOutboxDb:
                 ) from exc
             raise EngineUnavailable(f"{url}: cannot open the database ({exc})") from exc
         self._seen = self._data_version()
+
+    def _first_statement(self, sql: str) -> None:
+        """The first statement of a new connection, retried while busy: when
+        a process was killed mid-write, whoever opens the database next
+        recovers its WAL under a brief exclusive lock (seen in a crash test:
+        with a relay SIGKILLed mid-batch, ``outbox status`` failed at once)."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                self.conn.execute(sql)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.001)
 
     def query(self, sql: str, params: Params = _NO_PARAMS) -> list[tuple[Any, ...]]:
         text = sql.replace("{now}", SQLITE_NOW)
