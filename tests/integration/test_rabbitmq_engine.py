@@ -172,6 +172,19 @@ async def test_async_client_runs_the_engine_on_its_loop(name: str) -> None:
     assert not asyncio.get_running_loop().is_closed()  # the client left the loop running
 
 
+async def test_async_client_that_cannot_connect_leaves_nothing_on_its_loop() -> None:
+    """The engine runs on the AsyncClient's loop: when it cannot connect,
+    the error is EngineUnavailable and no reconnect task is left behind."""
+    from tidings import AsyncClient
+
+    before = asyncio.all_tasks()
+    with pytest.raises(EngineUnavailable, match="cannot connect"):
+        async with AsyncClient("amqp://guest:guest@127.0.0.1:1/"):
+            pass
+    await asyncio.sleep(0.1)
+    assert asyncio.all_tasks() - before == set()
+
+
 def test_many_at_once_takes_exactly_what_was_asked(clients: list[Client], name: str) -> None:
     """A claim of several (a consumer for the claim) takes no more than it
     asked, leaves nothing leased behind, and counts each delivery once."""

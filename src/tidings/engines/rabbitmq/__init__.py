@@ -11,6 +11,7 @@ unsupported, and the URL options.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -96,6 +97,8 @@ class RabbitMQEngine:
         try:
             self._portal.call(self._link.channel(), timeout)
         except BaseException:
+            with contextlib.suppress(Exception):  # nothing left on a caller's loop
+                self._portal.call(self._link.close(), 5)
             self._portal.close()
             raise
 
