@@ -70,12 +70,11 @@ class Portal:
         if self._closed or self.loop.is_closed():
             coro.close()
             raise EngineError("the RabbitMQ engine is closed: open a new AsyncClient")
-        if asyncio.get_running_loop() is self.loop:
-            task: asyncio.Future[T] = asyncio.ensure_future(coro)
-        else:
-            task = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
         try:
-            return await asyncio.wait_for(task, timeout)
+            async with asyncio.timeout(timeout):
+                if asyncio.get_running_loop() is self.loop:
+                    return await coro  # no task, no hop: this loop is the engine's
+                return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
         except TimeoutError:
             raise _timeout(timeout) from None
 

@@ -231,6 +231,8 @@ class RabbitQueues:
         ids = [new_id() for _ in messages]
         if wanted(config, messages):
             ids = await self._dedup.publish(config, messages, ids, partial(self._send, config))
+        elif len(messages) == 1:  # no task: one loop iteration less per publish
+            await self._send(config, messages[0], ids[0])
         else:
             sends = [self._send(config, m, i) for m, i in zip(messages, ids, strict=True)]
             await asyncio.gather(*sends)
