@@ -43,6 +43,7 @@ from .clock import LocalClock
 from .database import Writer
 from .dialect import SQLITE, Dialect
 from .forward import bound_queues
+from .group_rows import commit_txn, load_group_row, lock_group, shift_sessions, store_group
 from .maintenance import compact_partition, retain_partition
 from .seek import offset_for_time
 
@@ -346,16 +347,16 @@ class SqlLog:
         so it is moved into the caller's time for ``fn`` and back."""
 
         def txn(conn: sqlite3.Connection) -> T:
-            state = _lock_group(conn, group)
+            state = lock_group(conn, group)
             counts = {
                 name: _config(cfg).partitions
                 for name, cfg in conn.execute("SELECT name, config FROM topics")
             }
             shift = self._clock.offset_s()
-            _shift_sessions(state, -shift)
+            shift_sessions(state, -shift)
             result = fn(state, counts)
-            _shift_sessions(state, shift)
-            _store_group(conn, state)
+            shift_sessions(state, shift)
+            store_group(conn, state)
             return result
 
         # Membership is not fsynced: losing it in a power cut only makes
@@ -369,7 +370,7 @@ class SqlLog:
         # Offsets survive a process crash; after a power cut a group may
         # re-read a little (at-least-once), never skip.
         self._w.run(
-            partial(_commit_txn, group=group, member_id=member_id, offsets=offsets, now=now),
+            partial(commit_txn, group=group, member_id=member_id, offsets=offsets, now=now),
             fsync=False,
             locks=(("group", group),),
         )
@@ -390,7 +391,7 @@ class SqlLog:
         now += self._clock.offset_s()
         try:
             with self._dialect.borrow(conn) as ours:
-                _commit_txn(ours, group=group, member_id=member_id, offsets=offsets, now=now)
+                commit_txn(ours, group=group, member_id=member_id, offsets=offsets, now=now)
         except Exception as exc:
             err = self._translate(exc)
             if err is exc:
@@ -410,7 +411,7 @@ class SqlLog:
         return [r[0] for r in rows]
 
     def load_group(self, group: str) -> GroupState | None:
-        return _load_group(self._reader(), group)
+        return load_group_row(self._reader(), group)
 
     def delete_group(self, group: str) -> None:
         def txn(conn: sqlite3.Connection) -> None:
@@ -452,24 +453,6 @@ class SqlLog:
         return Compaction(sum(n for n, _ in results), min(oldest) + keep_ms + 1 if oldest else None)
 
 
-def _commit_txn(
-    conn: Any,
-    *,
-    group: str,
-    member_id: str | None,
-    offsets: Mapping[TopicPartition, int],
-    now: float,
-) -> None:
-    state = _lock_group(conn, group)
-    state.check_commit(member_id, set(offsets), now)  # before any write: fenced → nothing
-    conn.executemany(
-        'INSERT INTO offsets(group_name, topic, partition, "offset", committed) '
-        "VALUES (?,?,?,?,?) ON CONFLICT(group_name, topic, partition) "
-        'DO UPDATE SET "offset"=excluded."offset", committed=excluded.committed',
-        [(group, tp.topic, tp.partition, off, int(now * 1000)) for tp, off in offsets.items()],
-    )
-
-
 def _retain_page(
     conn: sqlite3.Connection, *, tid: int, partition: int, now: int
 ) -> tuple[int, bool]:
@@ -490,34 +473,3 @@ def _first_at_or_after(records: list[Record], offset: int) -> int:
 
 def _config(text: str) -> TopicConfig:
     return TopicConfig(**json.loads(text))
-
-
-def _lock_group(conn: sqlite3.Connection, group: str) -> GroupState:
-    """The group's state, locked for this write transaction (created if new).
-
-    The marker becomes FOR UPDATE on PostgreSQL; on SQLite the database
-    write lock already makes the read-modify-write atomic."""
-    conn.execute(
-        "INSERT INTO groups(name, state) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-        (group, GroupState(group).to_json()),
-    )
-    row = conn.execute("SELECT state FROM groups WHERE name=? /*for update*/", (group,)).fetchone()
-    return GroupState.from_json(row[0])
-
-
-def _shift_sessions(state: GroupState, seconds: float) -> None:
-    for member in state.members.values():
-        member.last_seen += seconds
-
-
-def _load_group(conn: Any, group: str) -> GroupState | None:
-    row = conn.execute("SELECT state FROM groups WHERE name=?", (group,)).fetchone()
-    return None if row is None else GroupState.from_json(row[0])
-
-
-def _store_group(conn: sqlite3.Connection, state: GroupState) -> None:
-    conn.execute(
-        "INSERT INTO groups(name, state) VALUES (?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET state=excluded.state",
-        (state.group, state.to_json()),
-    )
