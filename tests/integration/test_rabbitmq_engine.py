@@ -4,6 +4,7 @@ a dropped connection, and bad input (RabbitMQ on 127.0.0.1:5672)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import aio_pika
@@ -200,3 +201,28 @@ def test_many_at_once_takes_exactly_what_was_asked(clients: list[Client], name: 
     assert {d.delivery_count for d in first + rest} == {1}
     client.ack(first + rest)
     assert client.get(name, 10) == [] and client.queue_stats(name).ready == 0
+
+
+def test_async_client_used_after_its_loop_ended_says_so(name: str) -> None:
+    """The engine runs on the loop the AsyncClient opened it on: used from
+    another loop after that one ended, a call fails at once saying why
+    (not after the operation timeout)."""
+    from tidings import AsyncClient, EngineError
+
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    client = AsyncClient(AMQP)
+
+    async def first() -> None:
+        await client.declare_queue(name)
+
+    asyncio.run(first())
+
+    async def later() -> None:
+        started = time.monotonic()
+        with pytest.raises(EngineError, match="no longer running"):
+            await client.publish(name, b"x")
+        assert time.monotonic() - started < 5
+
+    asyncio.run(later())
+    with Client(AMQP) as cleanup:
+        cleanup.delete_queue(name)

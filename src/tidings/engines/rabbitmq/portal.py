@@ -51,6 +51,11 @@ class Portal:
         if self._closed or self.loop.is_closed() or (self.owned and not self._thread_alive()):
             coro.close()
             raise EngineError("the RabbitMQ engine is closed: open a new Client")
+        try:
+            self.ready()
+        except EngineError:
+            coro.close()
+            raise
         if self._on_loop():
             coro.close()
             raise EngineError(
@@ -67,9 +72,11 @@ class Portal:
     async def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Await ``coro`` from any event loop: directly when it is the
         portal's (no hop), else on the portal's loop (one hop, no thread)."""
-        if self._closed or self.loop.is_closed():
+        try:
+            self.ready()
+        except EngineError:
             coro.close()
-            raise EngineError("the RabbitMQ engine is closed: open a new AsyncClient")
+            raise
         try:
             async with asyncio.timeout(timeout):
                 if asyncio.get_running_loop() is self.loop:
@@ -77,6 +84,19 @@ class Portal:
                 return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
         except TimeoutError:
             raise _timeout(timeout) from None
+
+    def ready(self) -> None:
+        """Raise EngineError when nothing can run: the portal was closed, or
+        the caller's loop it borrowed stopped (a call would otherwise wait
+        for its timeout). Check before building a coroutine chain."""
+        if self._closed:
+            raise EngineError("the RabbitMQ engine is closed: open a new AsyncClient")
+        if self.owned or (self.loop.is_running() and not self.loop.is_closed()):
+            return
+        raise EngineError(
+            "the event loop this AsyncClient opened its engine on is no longer running: "
+            "open the AsyncClient (async with) inside the loop that uses it"
+        )
 
     def _on_loop(self) -> bool:
         try:

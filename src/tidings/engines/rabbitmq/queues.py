@@ -216,6 +216,7 @@ class RabbitQueues(QueuePublishing):
 
     async def apublish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
         """:meth:`publish` awaited from an event loop (ports.queue.AsyncPublishing)."""
+        self._portal.ready()  # before any coroutine exists that would not run
         publishing = self._link.guard(self._publish(queue, messages))
         return await self._portal.run(publishing, self._timeout)
 
