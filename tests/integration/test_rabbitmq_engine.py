@@ -15,6 +15,7 @@ from rabbit_clients import open_client as _open
 from tidings import (
     AlreadyExists,
     Client,
+    Delivery,
     EngineUnavailable,
     LeaseLost,
     UnsupportedFeature,
@@ -157,20 +158,64 @@ async def test_async_client_runs_the_engine_on_its_loop(name: str) -> None:
                 return await real(fn, *args, **kwargs)
 
             threads.call = counted  # type: ignore[method-assign]
+            threads.submit_wait = None  # type: ignore[assignment]  # the blocking get's path
             ids = [await client.publish(name, b"hi", headers={"h": "1"})]
             ids += await client.publish_batch(name, [b"a", b"b"])
-            assert hops == []  # no worker thread
-            threads.call = real  # type: ignore[method-assign]
             got = await client.get(name, 3, wait=2)
             assert [d.body for d in got] == [b"hi", b"a", b"b"]
             assert [d.id for d in got] == ids and got[0].headers["h"] == "1"
-            await client.ack(got)
+            await client.nack(got[0])
+            await client.reject(got[1], reason="bad")
+            await client.ack(got[2])
+            (again,) = await client.get(name, 5, wait=2)
+            assert (again.id, again.delivery_count) == (ids[0], 2)
+            await client.ack(again, connection=None)
+            assert await client.get(name, wait=0.2) == []  # waited on the loop, found none
+            assert hops == []  # no worker thread for any of it
+            threads.call = real  # type: ignore[method-assign]
             assert (await client.queue_stats(name)).ready == 0
+            assert [d.body for d in await client.dead_letters(name)] == [b"a"]
             with pytest.raises(TypeError):
                 await client.publish(name, b"x", not_an_option=1)
         finally:
             await asyncio.to_thread(engine.queues.delete_declared)  # type: ignore[attr-defined]
     assert not asyncio.get_running_loop().is_closed()  # the client left the loop running
+
+
+async def test_cancelled_gets_on_the_loop_lose_nothing(name: str) -> None:
+    """Gets awaited on the loop, cancelled at random points (0.2-10 ms) while
+    messages are there: every message is received exactly once, and none
+    was counted as a delivery by a claim nobody saw (a cancelled claim
+    completes and puts back what it took, uncounted)."""
+    import random
+
+    from tidings import AsyncClient
+
+    require_engine("rabbitmq", service_reachable("127.0.0.1", 5672))
+    rng = random.Random(5)
+    async with AsyncClient(AMQP) as client:
+        await client.declare_queue(name)
+        try:
+            await client.publish_batch(name, [b"%d" % i for i in range(60)])
+            got: list[Delivery] = []
+            cancelled = 0
+            deadline = time.monotonic() + 60
+            while len(got) < 60 and time.monotonic() < deadline:
+                try:
+                    batch = await asyncio.wait_for(
+                        client.get(name, rng.randint(1, 5), wait=0.5), rng.uniform(0.0002, 0.01)
+                    )
+                except TimeoutError:
+                    cancelled += 1
+                    continue
+                await client.ack(batch)
+                got += batch
+            assert sorted(int(d.body) for d in got) == list(range(60))
+            assert {d.delivery_count for d in got} == {1}, "a cancelled claim counted one"
+            assert cancelled > 0
+        finally:
+            engine = client._client.engine  # type: ignore[union-attr]
+            await asyncio.to_thread(engine.queues.delete_declared)  # type: ignore[attr-defined]
 
 
 async def test_async_client_that_cannot_connect_leaves_nothing_on_its_loop() -> None:

@@ -1,5 +1,8 @@
 """Queue operations of :class:`~tidings.AsyncClient`: each one line over its
-blocking twin in :mod:`.queues` (one thread hop per call, never per message).
+blocking twin in :mod:`.queues` (one thread hop per call, never per
+message), except where the engine can be awaited on this loop
+(ports.queue.AsyncPublishing, AsyncConsuming: publish, get and settling on
+amqp://), which takes no hop at all.
 
 ``get`` is safe to cancel: a claim that completes after its caller was
 cancelled releases what it leased (uncounted), instead of leaving it
@@ -13,17 +16,17 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from ..config import QueueConfig, default_url
+from ..config import QueueConfig, default_url, parse_duration
 from ..engines.registry import open_engine
 from ..errors import ConfigurationError, TidingsError
 from ..message import Delivery, Headers, QueueStats
 from ..ports.engine import Engine
-from ..ports.queue import AsyncPublishing, OutgoingMessage
+from ..ports.queue import AsyncConsuming, AsyncPublishing, OutgoingMessage
 from ..tracing import ENABLED as TRACING
 from ..tracing import inject
 from .aio_threads import Threads
 from .client import Client
-from .queues import batch_messages, outgoing
+from .queues import batch_messages, outgoing, settlements_by_queue
 
 R = TypeVar("R")
 
@@ -106,8 +109,15 @@ class AsyncQueueMethods:
         self, queue: str, max_messages: int = 1, wait: float | str = 0, auto_ack: bool = False
     ) -> list[Delivery]:
         """See :meth:`Client.get`; waits run on a waiting thread, so they never
-        hold up short calls. Cancelling it loses nothing."""
+        hold up short calls (on an engine awaited on this loop, on the loop).
+        Cancelling it loses nothing."""
         client = await self._opened()
+        queues = client.engine.queues
+        if isinstance(queues, AsyncConsuming):
+            got = await self._claim_here(client, queues, queue, max_messages, wait)
+            if auto_ack and got:
+                await self.ack(got)
+            return got
         claim = self._threads.submit_wait(client.get, queue, max_messages, wait, auto_ack)
         try:
             return await asyncio.wrap_future(claim)
@@ -123,6 +133,45 @@ class AsyncQueueMethods:
         with contextlib.suppress(RuntimeError):  # the client closed meanwhile: leases expire
             self._threads.submit_call(client.release, claim.result())
 
+    async def _claim_here(
+        self, client: Client, queues: AsyncConsuming, queue: str, max_messages: int, wait: Any
+    ) -> list[Delivery]:
+        """A claim awaited on this loop. Cancelled, it still completes (a
+        shielded task) and puts back what it leased, uncounted."""
+        claim = asyncio.ensure_future(
+            queues.aclaim(queue, max_messages, parse_duration(wait, "wait"))
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(lambda task: self._release_claimed(client, task))
+            raise
+
+    def _release_claimed(self, client: Client, claim: asyncio.Future[list[Delivery]]) -> None:
+        if claim.cancelled() or claim.exception() is not None or not claim.result():
+            return
+        with contextlib.suppress(RuntimeError):  # the client closed meanwhile: leases expire
+            self._threads.submit_call(client.release, claim.result())
+
+    async def _settle_here(
+        self,
+        deliveries: Delivery | Sequence[Delivery],
+        action: str,
+        delay_s: float = 0.0,
+        reason: str = "",
+    ) -> bool:
+        """Settle awaited on this loop when the engine allows it (False:
+        it does not, nothing done). Raises the first failure, as Client does."""
+        queues = (await self._opened()).engine.queues
+        if not isinstance(queues, AsyncConsuming):
+            return False
+        errors: list[BaseException] = []
+        for queue, batch in settlements_by_queue(deliveries, action, delay_s, reason).items():
+            errors += [e for e in await queues.asettle(queue, batch) if e is not None]
+        if errors:
+            raise errors[0]
+        return True
+
     async def release(self, deliveries: Delivery | Sequence[Delivery]) -> int:
         return await self._q(Client.release, deliveries)
 
@@ -131,14 +180,20 @@ class AsyncQueueMethods:
     ) -> None:
         """See :meth:`Client.ack`. A ``connection`` is used on a worker
         thread (open sqlite3 ones with ``check_same_thread=False``)."""
+        if connection is None and await self._settle_here(deliveries, "ack"):
+            return
         await self._q(Client.ack, deliveries, connection=connection)
 
     async def nack(self, deliveries: Delivery | Sequence[Delivery], delay: float | str = 0) -> None:
+        if await self._settle_here(deliveries, "nack", parse_duration(delay, "delay")):
+            return
         await self._q(Client.nack, deliveries, delay)
 
     async def reject(
         self, deliveries: Delivery | Sequence[Delivery], reason: str = "rejected"
     ) -> None:
+        if await self._settle_here(deliveries, "reject", reason=reason):
+            return
         await self._q(Client.reject, deliveries, reason)
 
     async def extend_lease(self, delivery: Delivery, lease: float | str) -> Delivery:

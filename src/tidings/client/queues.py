@@ -245,7 +245,7 @@ class QueueMethods:
             raise UnsupportedFeature(
                 f"{self.engine.url}: cannot ack in your transaction; use a SQL engine"
             )
-        for queue, batch in _by_queue(deliveries, "ack").items():
+        for queue, batch in settlements_by_queue(deliveries, "ack").items():
             errors = [e for e in queues.settle_in_transaction(connection, queue, batch) if e]
             if errors:
                 raise errors[0]
@@ -268,7 +268,7 @@ class QueueMethods:
     ) -> None:
         errors = [
             e
-            for queue, batch in _by_queue(deliveries, action, delay_s, reason).items()
+            for queue, batch in settlements_by_queue(deliveries, action, delay_s, reason).items()
             for e in self.engine.queues.settle(queue, batch)
             if e is not None
         ]
@@ -336,7 +336,7 @@ class QueueMethods:
         return dead_letter_admin(self.engine.queues, self.engine.features)
 
 
-def _by_queue(
+def settlements_by_queue(
     deliveries: Delivery | Sequence[Delivery], action: str, delay_s: float = 0.0, reason: str = ""
 ) -> dict[str, list[Settlement]]:
     items = [deliveries] if isinstance(deliveries, Delivery) else list(deliveries)

@@ -217,3 +217,17 @@ class AsyncPublishing(Protocol):
     hop between loops. Same contract as :meth:`QueueEngine.publish`."""
 
     async def apublish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]: ...
+
+
+@runtime_checkable
+class AsyncConsuming(Protocol):
+    """Queues on an async driver whose claims and settles an ``AsyncClient``
+    awaits from its event loop (as :class:`AsyncPublishing`). ``aclaim``
+    waits up to ``wait_s`` for a first message; both keep the contracts of
+    :meth:`QueueEngine.claim` and :meth:`QueueEngine.settle`."""
+
+    async def aclaim(self, queue: str, max_messages: int, wait_s: float) -> list[Delivery]: ...
+
+    async def asettle(
+        self, queue: str, settlements: Sequence[Settlement]
+    ) -> list[BaseException | None]: ...

@@ -93,7 +93,7 @@ class RabbitMQEngine:
         self._streams = _stream_link(self._link.addresses, options["stream_port"])
         self.log = StreamLog(self._portal, self._streams, timeout)
         self.groups = StoredGroups(self.log)  # over the log's CAS registers
-        self.queues = RabbitQueues(self._portal, self._link, timeout)
+        self.queues = RabbitQueues(self._portal, self._link, timeout, self._poll_s)
         try:
             self._portal.call(self._link.channel(), timeout)
         except BaseException:

@@ -34,6 +34,7 @@ from ...message import Delivery, QueueStats
 from ...ports.queue import OutgoingMessage, Settlement
 from . import headers as hdr
 from . import pushed, topology
+from .awaited import AwaitedQueues
 from .checks import dead_letters_natively, last, stored_in, uncounted
 from .deadletters import DeadLetters
 from .dedup import Dedup, stream_name
@@ -48,12 +49,13 @@ from .publishing import QueuePublishing, new_id
 from .refusals import check_body_limit
 
 
-class RabbitQueues(QueuePublishing):
+class RabbitQueues(QueuePublishing, AwaitedQueues):
     """Implements QueueEngine, LeaseExtension and DeadLetterAdmin (emulated);
     publishing's inner steps are in publishing.py."""
 
-    def __init__(self, portal: Portal, link: Link, timeout_s: float) -> None:
+    def __init__(self, portal: Portal, link: Link, timeout_s: float, poll_s: float) -> None:
         self._portal = portal
+        self._poll_s = poll_s  # how often a waiting claim asks again
         self._link = link
         self._timeout = timeout_s
         self._configs: dict[str, QueueConfig] = {}
@@ -213,12 +215,6 @@ class RabbitQueues(QueuePublishing):
         """Each message confirmed by RabbitMQ before this returns. Not atomic
         across a batch: a failure part-way leaves the confirmed ones stored."""
         return self._call(self._publish(queue, messages))  # type: ignore[no-any-return]
-
-    async def apublish(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[int]:
-        """:meth:`publish` awaited from an event loop (ports.queue.AsyncPublishing)."""
-        self._portal.ready()  # before any coroutine exists that would not run
-        publishing = self._link.guard(self._publish(queue, messages))
-        return await self._portal.run(publishing, self._timeout)
 
     # ---- consuming ----------------------------------------------------------
     def claim(self, queue: str, max_messages: int) -> list[Delivery]:
