@@ -17,9 +17,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -246,3 +250,22 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def booted(prefix: str, streams: bool = False) -> Iterator[Cluster]:
+    """A module fixture's body: three nodes booted and joined (with the
+    stream plugin when ``streams``), every node killed at the end even on
+    failure. Fails (never skips) when the server is missing or will not boot."""
+    if not installed():
+        pytest.fail("rabbitmq-server is not installed: the failover test needs it (no skip)")
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix=prefix)), streams=streams)
+    try:
+        started = time.monotonic()
+        try:
+            cluster.start()
+        except ClusterError as exc:
+            pytest.fail(f"the throwaway 3-node RabbitMQ cluster did not boot: {exc}")
+        print(f"\ncluster booted in {time.monotonic() - started:.1f}s: {cluster.url()}")
+        yield cluster
+    finally:
+        cluster.stop()

@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from rabbit_cluster import Cluster, ClusterError, installed
+from rabbit_cluster import Cluster, booted
 
 from tidings import AccessRefused, Client, EngineUnavailable, LeaseLost
 from tidings.testing.pytest_plugin import require_engine, service_reachable
@@ -34,19 +32,7 @@ DRAIN_S = 40.0
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """Three nodes, booted and joined; every node killed at the end, even on failure."""
-    if not installed():
-        pytest.fail("rabbitmq-server is not installed: the failover test needs it (no skip)")
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="tfo-")))
-    try:
-        started = time.monotonic()
-        try:
-            cluster.start()
-        except ClusterError as exc:
-            pytest.fail(f"the throwaway 3-node RabbitMQ cluster did not boot: {exc}")
-        print(f"\ncluster booted in {time.monotonic() - started:.1f}s: {cluster.url()}")
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from booted("tfo-")
 
 
 class Load:

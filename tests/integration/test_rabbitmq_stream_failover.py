@@ -8,15 +8,13 @@ must commit and resume on the survivors."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from rabbit_cluster import Cluster, ClusterError, installed
+from rabbit_cluster import Cluster, booted
 
 from tidings import Client, TidingsError
 from tidings.testing import read_all
@@ -31,19 +29,7 @@ AFTER_RESUME_S = 3.0
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """Three nodes with streams, booted and joined; every node killed at the end."""
-    if not installed():
-        pytest.fail("rabbitmq-server is not installed: the failover test needs it (no skip)")
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="tfs-")), streams=True)
-    try:
-        started = time.monotonic()
-        try:
-            cluster.start()
-        except ClusterError as exc:
-            pytest.fail(f"the throwaway 3-node RabbitMQ cluster did not boot: {exc}")
-        print(f"\ncluster booted in {time.monotonic() - started:.1f}s: {cluster.url()}")
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from booted("tfs-", streams=True)
 
 
 class Appender:

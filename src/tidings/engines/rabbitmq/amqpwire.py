@@ -14,6 +14,7 @@ the general decoder.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from typing import NamedTuple
 
 KEY = b"x-tidings-key"
@@ -61,7 +62,7 @@ _KEY_FIELD = _variable(0xA3, 0xB3, KEY)
 _TOMBSTONE_FIELD = _variable(0xA3, 0xB3, TOMBSTONE) + _TRUE
 
 
-def encode(value: bytes | None, key: bytes | None, headers: dict[str, str], ts: int) -> bytes:
+def encode(value: bytes | None, key: bytes | None, headers: Mapping[str, str], ts: int) -> bytes:
     """One record as an AMQP 1.0 message (see records.py for the mapping)."""
     parts = []
     if key is not None or value is None:

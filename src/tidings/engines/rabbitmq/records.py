@@ -23,7 +23,7 @@ from .amqpwire import KEY, TOMBSTONE
 
 def encode(value: bytes | None, key: bytes | None, headers: Headers, timestamp: int) -> bytes:
     """One record as the bytes of an AMQP 1.0 message."""
-    return amqpwire.encode(value, key, dict(headers) if headers else {}, timestamp)
+    return amqpwire.encode(value, key, headers, timestamp)
 
 
 def encode_general(
