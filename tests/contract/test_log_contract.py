@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tidings import Client, CorruptDataError, EngineUnavailable, TopicPartition
+from tidings.engines.sql import spread
 from tidings.testing import FAST_GROUP, LogContract, poll_until, read_all
 from tidings.testing._base import wakeup_latency
 
@@ -30,6 +31,21 @@ class TestMemoryLog(LogContract):
 class TestSQLiteLog(LogContract):
     @pytest.fixture
     def engine_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'bus.db'}"
+
+
+@pytest.mark.engine("sqlite")
+@pytest.mark.sqlite
+class TestSQLiteLogAllSpread(LogContract):
+    """The whole suite again with every append stored as a spread row
+    (``engines/sql/spread.py``) and merged every third row: reads, seeks,
+    retention and compaction must not tell the difference."""
+
+    @pytest.fixture
+    def engine_url(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+        monkeypatch.setattr(spread, "SPREAD_PARTITIONS", 1)
+        monkeypatch.setattr(spread, "SPREAD_RECORDS", 1 << 30)
+        monkeypatch.setattr(spread, "MERGE_ROWS", 3)
         return f"sqlite:///{tmp_path / 'bus.db'}"
 
 

@@ -5,6 +5,7 @@ gets its records at consecutive offsets, in order."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,18 @@ def _spread_keys(partitions: int, per_partition: int) -> list[bytes]:
     return [by[j % partitions][j // partitions] for j in range(partitions * per_partition)]
 
 
-def _check_spread(client: Client, topic: str, partitions: int) -> None:
+def _check_spread(
+    client: Client,
+    topic: str,
+    partitions: int,
+    on_appended: Callable[[], object] | None = None,
+) -> None:
     keys = _spread_keys(partitions, 2)
     producer = client.producer()
     first = producer.send_batch(topic, [b"a%d" % i for i in range(len(keys))], keys=keys)
     second = producer.send_batch(topic, [b"b%d" % i for i in range(len(keys))], keys=keys)
+    if on_appended is not None:
+        on_appended()  # before any read
     assert {(m.partition, m.offset) for m in first} == {
         (p, o) for p in range(partitions) for o in (0, 1)
     }
@@ -46,16 +54,27 @@ def _check_spread(client: Client, topic: str, partitions: int) -> None:
     assert sum(i.size for i in client.partitions(topic)) > 0
 
 
-def test_sqlite_spread_batch_reserves_offsets_in_one_statement(tmp_path: Path) -> None:
+def test_sqlite_spread_batch_is_one_row_merged_when_read(tmp_path: Path) -> None:
+    """On SQLite a call spread over many partitions is one spread row (no
+    partition row, no batch row touched); the first read merges both calls
+    into one batch per partition."""
     with Client(f"sqlite:///{tmp_path}/s.db?maintenance_interval=0") as client:
         client.create_topic("spread", partitions=PARTITIONS)
         statements: Counter[str] = Counter()
         conn = client.engine._writer._session.conn  # type: ignore[attr-defined]
-        conn.set_trace_callback(lambda sql: statements.update([sql.split(" SET ")[0][:30]]))
-        _check_spread(client, "spread", PARTITIONS)
+        conn.set_trace_callback(lambda sql: statements.update([" ".join(sql.split()[:3])]))
+        snapshots: list[Counter[str]] = []
+        _check_spread(
+            client, "spread", PARTITIONS, on_appended=lambda: snapshots.append(statements.copy())
+        )
         conn.set_trace_callback(None)
-    # 2 calls × 1,000 partitions: one reservation statement per 500 partitions.
-    assert statements["UPDATE partitions"] <= 4
+        rows = conn.execute("SELECT count(*), min(count), max(count) FROM batches").fetchone()
+        pending = conn.execute("SELECT count(*) FROM spread_batches").fetchone()[0]
+    (appended,) = snapshots
+    assert appended["INSERT INTO spread_batches(topic_id,"] == 2
+    assert appended["UPDATE partitions SET"] == 0 and appended["INSERT INTO batches(topic_id,"] == 0
+    assert statements["DELETE FROM spread_batches"] == 1  # one merge, by the first read
+    assert rows == (PARTITIONS, 4, 4) and pending == 0
 
 
 def test_postgres_spread_batch_costs_a_few_round_trips(

@@ -10,7 +10,7 @@ import pytest
 from tidings.config import TopicConfig
 from tidings.engines._common import check_batches
 from tidings.errors import ConfigurationError, PartitionNotFound, RecordTooLarge
-from tidings.ports.log import RecordColumns
+from tidings.ports.log import PartitionedColumns, RecordColumns
 
 CONFIG = TopicConfig(name="t", partitions=1_000, max_record_bytes=100)
 
@@ -52,3 +52,24 @@ def test_a_partition_out_of_range_or_not_int_is_refused(partition: object) -> No
     batches[partition] = RecordColumns([b"v"])
     with pytest.raises(PartitionNotFound, match=repr(partition)):
         check_batches(CONFIG, batches)  # type: ignore[arg-type]
+
+
+def _flat(values: list[bytes | None], partitions: list[object] | None = None) -> PartitionedColumns:
+    parts = partitions if partitions is not None else list(range(len(values)))
+    return PartitionedColumns(parts, [1] * len(values), values, [b"k"] * len(values), None)  # type: ignore[arg-type]
+
+
+def test_flat_columns_take_the_same_checks() -> None:
+    """A producer's flat columns (PartitionedColumns) pass the fast check
+    when sound, and anything doubtful is checked partition by partition,
+    naming the culprit."""
+    check_batches(CONFIG, _flat([b"v" * 100] * 1_000))
+    check_batches(CONFIG, _flat([None, *[b"v"] * 999]))  # a tombstone: the slow path, sound
+    with pytest.raises(RecordTooLarge, match="101 bytes"):
+        check_batches(CONFIG, _flat([*[b"v"] * 999, b"v" * 101]))
+    for bad in (1_000, -1, "p"):
+        with pytest.raises(PartitionNotFound):
+            check_batches(CONFIG, _flat([b"v", b"v"], [0, bad]))
+    mismatched = PartitionedColumns([0, 1], [1, 1], [b"a", b"b"], [b"k"], None)
+    with pytest.raises(ConfigurationError):
+        check_batches(CONFIG, mismatched)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tidings import Client, TopicPartition
+from tidings.client.producer import _split
 
 
 def test_send_beyond_one_batch_stores_every_record_at_its_acked_offset() -> None:
@@ -44,3 +48,28 @@ def test_send_batch_returns_metadata_in_input_order() -> None:
     a_offsets = [m.offset for k, m in zip(keys, meta, strict=True) if k == b"a"]
     assert a_offsets == sorted(a_offsets) and len(set(a_offsets)) == 3
     client.close()
+
+
+@given(
+    st.lists(st.integers(0, 9), min_size=1, max_size=60),
+    st.booleans(),
+    st.booleans(),
+)
+def test_split_groups_by_partition_keeping_each_partition_in_call_order(
+    slots: list[int], keyed: bool, with_headers: bool
+) -> None:
+    """The flat split (a sort by partition, no loop per record) gives each
+    partition its records in call order, and ``order[i]`` is record i's
+    index in its partition's batch."""
+    n = len(slots)
+    values: list[bytes | None] = [b"v%d" % i for i in range(n)]
+    keys: list[bytes | None] | None = [b"k%d" % i for i in range(n)] if keyed else None
+    headers = [{"i": str(i)} for i in range(n)] if with_headers else None
+    columns, order = _split(slots, values, keys, headers)
+    assert list(columns) == sorted(set(slots))
+    for p, cols in columns.items():
+        mine = [i for i in range(n) if slots[i] == p]
+        assert list(cols.values) == [values[i] for i in mine]
+        assert cols.keys == (None if keys is None else [keys[i] for i in mine])
+        assert cols.headers == (None if headers is None else [headers[i] for i in mine])
+        assert [order[i] for i in mine] == list(range(len(mine)))

@@ -255,3 +255,35 @@ def test_str_headers_are_encoded_without_a_json_dumps_per_record(
     monkeypatch.setattr(json, "dumps", refuse)
     payload = rb.encode_columns([b"v"] * 2, headers=[_TRICKY[0], _TRICKY[1]])
     assert rb.decode(payload).headers == [_TRICKY[0], _TRICKY[1]]
+
+
+@given(batches(), st.data())
+def test_record_times_round_trip(batch: Batch, data: st.DataObject) -> None:
+    """A merged batch (spread.py) keeps each record's time: ``backs`` ms
+    before the row's ts, decoded into each Record's timestamp."""
+    values, keys, headers = batch
+    backs = data.draw(
+        st.lists(st.integers(0, 2**32 - 1), min_size=len(values), max_size=len(values))
+    )
+    d = rb.decode(rb.encode(values, keys, headers, backs=backs))
+    assert list(d.backs or []) == backs and d.values == values
+    records = rb.to_records("t", 0, 10, 5_000_000_000, d)
+    assert [r.timestamp for r in records] == [5_000_000_000 - b for b in backs]
+
+
+@given(batches(), st.data())
+def test_encode_range_writes_what_encode_columns_writes(batch: Batch, data: st.DataObject) -> None:
+    """The merge's encoder (lengths computed once for all records) gives
+    the bytes of the general encoder on the slice; a slice whose keys are
+    all None is stored without keys, as a call without keys is."""
+    values, keys, _ = batch
+    lo = data.draw(st.integers(0, len(values)))
+    hi = data.draw(st.integers(lo, len(values)))
+    backs = data.draw(
+        st.one_of(st.none(), st.lists(st.integers(0, 99), min_size=hi - lo, max_size=hi - lo))
+    )
+    vlens = rb.lengths(values)[0]
+    klens = None if keys is None else rb.lengths(keys)[0]
+    got = rb.encode_range(vlens, klens, values, keys, (lo, hi), backs)
+    ks = None if keys is None or keys[lo:hi].count(None) == hi - lo else keys[lo:hi]
+    assert got == rb.encode_columns(values[lo:hi], ks, None, None, backs)

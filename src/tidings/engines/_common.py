@@ -8,7 +8,7 @@ from itertools import chain
 
 from ..config import TopicConfig
 from ..errors import ConfigurationError, PartitionNotFound, RecordTooLarge
-from ..ports.log import RecordColumns
+from ..ports.log import PartitionedColumns, RecordColumns
 
 
 def now_ms() -> int:
@@ -36,6 +36,8 @@ def check_batches(config: TopicConfig, batches: Mapping[int, RecordColumns]) -> 
 
 
 def _all_sound(config: TopicConfig, batches: Mapping[int, RecordColumns]) -> bool:
+    if isinstance(batches, PartitionedColumns):
+        return _flat_sound(config, batches)
     columns = batches.values()
     try:
         if not (min(batches) >= 0 and max(batches) < config.partitions):
@@ -50,6 +52,22 @@ def _all_sound(config: TopicConfig, batches: Mapping[int, RecordColumns]) -> boo
             return False
         lengths = map(len, chain.from_iterable(c.values for c in columns))  # type: ignore[arg-type]
         return max(lengths, default=0) <= config.max_record_bytes
+    except TypeError:  # a tombstone (None) or a partition that is no int
+        return False
+
+
+def _flat_sound(config: TopicConfig, batches: PartitionedColumns) -> bool:
+    """:func:`_all_sound` on the flat columns: no object per partition."""
+    n = len(batches.flat_values)
+    try:
+        return (
+            set(map(type, batches.partitions)) == {int}  # C-level; bool etc. take the slow check
+            and min(batches.partitions) >= 0
+            and max(batches.partitions) < config.partitions
+            and sum(batches.counts) == n
+            and all(c is None or len(c) == n for c in (batches.flat_keys, batches.flat_headers))
+            and max(map(len, batches.flat_values), default=0) <= config.max_record_bytes  # type: ignore[arg-type]
+        )
     except TypeError:  # a tombstone (None) or a partition that is no int
         return False
 

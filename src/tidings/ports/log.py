@@ -7,7 +7,8 @@ All methods are blocking and thread-safe. Errors: ``TopicNotFound``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import accumulate
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from ..config import TopicConfig
@@ -27,6 +28,50 @@ class RecordColumns(NamedTuple):
     values: Sequence[bytes | None]
     keys: Sequence[bytes | None] | None = None
     headers: Sequence[Headers] | None = None
+
+
+class PartitionedColumns(Mapping[int, RecordColumns]):
+    """A produce call's columns grouped by partition, kept flat: records of
+    ``partitions[0]`` first (``counts[0]`` of them), then the next
+    partition's, partitions ascending.
+
+    It is the ``Mapping[int, RecordColumns]`` an engine's ``append`` takes
+    (a partition's share is sliced out when asked for), and an engine that
+    stores many partitions' records together (SQLite's spread rows) reads
+    the flat columns (``flat_values``, ``flat_keys``, ``flat_headers``)
+    instead: a call spread over 1,000 partitions then
+    builds no object per partition."""
+
+    __slots__ = ("_spans", "counts", "flat_headers", "flat_keys", "flat_values", "partitions")
+
+    def __init__(
+        self,
+        partitions: list[int],
+        counts: list[int],
+        values: list[bytes | None],
+        keys: list[bytes | None] | None,
+        headers: list[Headers] | None,
+    ) -> None:
+        self.partitions, self.counts = partitions, counts
+        self.flat_values, self.flat_keys, self.flat_headers = values, keys, headers
+        self._spans: dict[int, tuple[int, int]] | None = None
+
+    def __getitem__(self, partition: int) -> RecordColumns:
+        if self._spans is None:
+            ends = list(accumulate(self.counts))
+            self._spans = dict(zip(self.partitions, zip([0, *ends[:-1]], ends)))
+        start, end = self._spans[partition]  # KeyError: not a partition of the call
+        return RecordColumns(
+            self.flat_values[start:end],
+            None if self.flat_keys is None else self.flat_keys[start:end],
+            None if self.flat_headers is None else self.flat_headers[start:end],
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.partitions)
+
+    def __len__(self) -> int:
+        return len(self.partitions)
 
 
 class PartitionInfo(NamedTuple):

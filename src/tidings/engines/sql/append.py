@@ -1,7 +1,7 @@
 """The write path of a log append, for both SQL engines: offsets reserved
 for every partition of the call in one statement, then every batch row
-inserted at once, so a ``send_batch`` spread over many partitions costs a
-few statements rather than two per partition (see docs/benchmarks.md,
+inserted at once. On SQLite a call spread over many partitions is one
+spread row instead (``spread.py``; docs/benchmarks.md,
 ``log.append.spread``)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from ...ports.log import AppendResult, RecordColumns
 from .._common import now_ms
 from . import recordbatch as rb
+from . import spread
 from .forward import forward
 
 
@@ -49,14 +50,37 @@ def append_txn(
     conn: sqlite3.Connection,
     *,
     tid: int,
-    encoded: Mapping[int, tuple[bytes, int]],
+    encoded: Mapping[int, tuple[bytes, int]] | None,
     topic: str,
     batches: Mapping[int, RecordColumns],
+    heads: spread.Heads | None = None,
+) -> dict[int, AppendResult]:
+    """Append ``batches`` (``encoded``: their per-partition payloads, or
+    None when the call is to be a spread row) inside a write transaction.
+
+    ``heads`` is given on SQLite, where a spread call, or any call to a
+    topic with spread rows pending, is stored as one spread row
+    (``spread.py``)."""
+    now = now_ms()
+    out = None
+    if heads is not None and (encoded is None or spread.pending(conn, tid)):
+        out = spread.append(conn, heads, tid, batches, now)
+        if out is None:
+            raise Stale()
+    else:
+        assert encoded is not None
+        out = _append_batches(conn, tid, encoded, now)
+    forward(conn, topic, batches, out)
+    return out
+
+
+def _append_batches(
+    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]], now: int
 ) -> dict[int, AppendResult]:
     """Reserve every partition's offsets in one statement (per 500), then
-    insert all batch rows at once: a batch spread over many partitions costs
-    a few statements, not two per partition."""
-    reserved = _reserve(conn, tid, encoded, now_ms())
+    insert all batch rows at once: a call over several partitions costs a
+    few statements, not two per partition."""
+    reserved = _reserve(conn, tid, encoded, now)
     out: dict[int, AppendResult] = {}
     rows = []
     for p, (payload, n) in encoded.items():
@@ -70,7 +94,6 @@ def append_txn(
         conn.copy_rows("batches", _BATCH_COLUMNS, rows)
     else:
         conn.executemany(_INSERT_BATCH, rows)
-    forward(conn, topic, batches, out)
     return out
 
 

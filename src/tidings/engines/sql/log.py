@@ -38,6 +38,7 @@ from ...ports.log import (
 )
 from .._common import check_batches, check_partition
 from . import recordbatch as rb
+from . import spread
 from .append import Stale, append_txn
 from .clock import LocalClock
 from .database import Writer
@@ -117,6 +118,8 @@ class SqlLog:
         self._path = location
         self._cache: dict[str, tuple[int, TopicConfig]] = {}
         self._cache_lock = threading.Lock()
+        # SQLite stores calls spread over many partitions as spread rows.
+        self._heads = spread.Heads() if dialect.name == "sqlite" else None
 
     def _reader(self) -> _Reader:
         return _Reader(self._connect_reader, self._translate)
@@ -179,7 +182,7 @@ class SqlLog:
             row = conn.execute("SELECT id FROM topics WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise TopicNotFound(f"topic {name!r} does not exist")
-            for table in ("batches", "partitions"):
+            for table in self._topic_tables():
                 conn.execute(f"DELETE FROM {table} WHERE topic_id=?", (row[0],))
             conn.execute("DELETE FROM topics WHERE id=?", (row[0],))
             conn.execute("DELETE FROM offsets WHERE topic=?", (name,))
@@ -187,6 +190,10 @@ class SqlLog:
         self._w.run(txn, channels=("log:" + name,))
         with self._cache_lock:
             self._cache.pop(name, None)
+
+    def _topic_tables(self) -> tuple[str, ...]:
+        spreads = ("spread_batches",) if self._heads is not None else ()
+        return ("batches", "partitions", *spreads)
 
     def get_topic(self, name: str) -> TopicConfig:
         return self._topic(name, refresh=True)[1]
@@ -221,6 +228,7 @@ class SqlLog:
 
     def describe_partitions(self, name: str) -> list[PartitionInfo]:
         tid, _ = self._topic(name, refresh=True)
+        self._merge_pending(tid)
         rows = self._reader().execute(
             "SELECT partition, first_offset, next_offset, bytes FROM partitions "
             "WHERE topic_id=? ORDER BY partition",
@@ -238,28 +246,50 @@ class SqlLog:
                 if attempt:
                     raise
                 continue
-            # Encode outside the write lock: only the inserts are serialised.
-            encoded = {
-                p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
-                for p, c in batches.items()
-                if c.values
-            }
+            encoded = self._encoded(batches)
             # Wake consumers of queues fed by this topic too (decided again,
             # atomically, inside the transaction).
             queues = bound_queues(self._reader(), topic)
             try:
                 return self._w.run(
-                    partial(append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches),
+                    partial(
+                        append_txn,
+                        tid=tid,
+                        encoded=encoded,
+                        topic=topic,
+                        batches=batches,
+                        heads=self._heads,
+                    ),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
                     locks=(
-                        *(("partition", tid, p) for p in encoded),
+                        *(("partition", tid, p) for p in batches),
                         *(("queue", q) for q in queues),
                     ),
                 )
             except Stale:
                 continue
         raise TopicNotFound(f"topic {topic!r} does not exist")
+
+    def _encoded(
+        self, batches: Mapping[int, RecordColumns]
+    ) -> dict[int, tuple[bytes, int]] | None:
+        """Each partition's payload, encoded outside the write lock (only
+        the inserts are serialised); None for a call to be stored as one
+        spread row (SQLite)."""
+        if self._heads is not None and spread.is_spread(batches):
+            return None
+        return {
+            p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
+            for p, c in sorted(batches.items(), key=lambda item: item[0])
+            if c.values
+        }
+
+    def _merge_pending(self, tid: int) -> None:
+        """Merge the topic's spread rows (SQLite) before reading its
+        partitions' records or counters."""
+        if self._heads is not None and spread.pending(self._reader(), tid):
+            self._w.run(partial(spread.merge, tid=tid), fsync=False)
 
     def append_in(
         self, conn: Any, topic: str, batches: Mapping[int, RecordColumns]
@@ -270,14 +300,17 @@ class SqlLog:
         offsets still follow commit order (L2)."""
         tid, config = self._topic(topic, refresh=True)
         check_batches(config, batches)
-        encoded = {  # partitions locked in order: concurrent appenders cannot deadlock
-            p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
-            for p, c in sorted(batches.items(), key=lambda item: item[0])
-            if c.values
-        }
+        encoded = self._encoded(batches)  # partitions in order: appenders cannot deadlock
         try:
             with self._dialect.borrow(conn) as ours:
-                result = append_txn(ours, tid=tid, encoded=encoded, topic=topic, batches=batches)
+                result = append_txn(
+                    ours,
+                    tid=tid,
+                    encoded=encoded,
+                    topic=topic,
+                    batches=batches,
+                    heads=self._heads,
+                )
                 self._dialect.notify_in(ours, "log:" + topic)
         except Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None
@@ -292,13 +325,20 @@ class SqlLog:
         tid, _ = self._checked(topic, partition)
         out: list[Record] = []
         conn = self._reader()
-        limit = 1
+        limit, merged = 1, False
         while True:
             rows = conn.execute(_READ, (tid, partition, offset, limit)).fetchall()
             if self._decode_rows(topic, partition, offset, rows, out, max_records):
                 return out
             if len(rows) < limit:
-                return out
+                # The log's end, or where its spread rows (SQLite) begin.
+                if merged or self._heads is None or not spread.pending(conn, tid):
+                    return out
+                self._merge_pending(tid)
+                merged = True
+                if rows:
+                    offset = rows[-1][1] + 1
+                continue
             offset = rows[-1][1] + 1
             per_batch = max(1, sum(r[4] for r in rows) // len(rows))
             limit = min(_MAX_BATCHES_PER_QUERY, (max_records - len(out)) // per_batch + 1)
@@ -334,6 +374,7 @@ class SqlLog:
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         tid, _ = self._checked(topic, partition)
+        self._merge_pending(tid)
         return read_retrying(
             self._connect_reader,
             lambda conn: offset_for_time(conn, tid, partition, timestamp_ms),
@@ -427,6 +468,7 @@ class SqlLog:
         """Remove what the topic's limits no longer keep, a page of batches
         per transaction (see ``RETENTION_PAGE``) so no writer waits long."""
         tid, config = self._topic(topic, refresh=True)
+        self._merge_pending(tid)
         removed = 0
         for p in range(config.partitions):
             more = True
@@ -443,6 +485,7 @@ class SqlLog:
         if not config.compact:
             raise ConfigurationError(f"topic {topic!r} is not compacted (create it with --compact)")
         keep_ms = int(config.tombstone_retention_s * 1000)
+        self._merge_pending(tid)
         # Read on a read connection, rewrite a page per write transaction:
         # producers wait for one page's rewrite at most (maintenance.py).
         results = [

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from functools import partial
+from itertools import repeat
 from typing import Any
 
 from ...config import TopicConfig
@@ -63,18 +64,56 @@ def retain_partition(
         if not (too_old or too_big):
             break
         doomed, removed, freed, last = doomed + 1, removed + count, freed + size, last_offset
-    if not doomed:
-        return 0, False
-    # The doomed batches are a prefix in offset order: one range delete.
+    if doomed:  # the doomed batches are a prefix in offset order: one range delete
+        conn.execute(
+            "DELETE FROM batches WHERE topic_id=? AND partition=? AND last_offset<=?",
+            (tid, partition, last),
+        )
+        conn.execute(
+            "UPDATE partitions SET first_offset=?, bytes=bytes-? WHERE topic_id=? AND partition=?",
+            (last + 1, freed, tid, partition),
+        )
+    if cutoff is not None and doomed < RETENTION_PAGE:
+        removed += _trim_head(conn, tid, partition, cutoff)
+    return removed, doomed == RETENTION_PAGE
+
+
+def _trim_head(conn: sqlite3.Connection, tid: int, partition: int, cutoff: int) -> int:
+    """Time retention inside the partition's first batch when it was merged
+    from several spread appends (``spread.py``: a time per record, the
+    row's ts its last record's): its records older than ``cutoff`` are a
+    prefix, removed by rewriting the batch from the first one kept, so time
+    retention stays exact. Returns how many records went."""
+    row = conn.execute(
+        "SELECT id, base_offset, ts, crc, payload FROM batches "
+        "WHERE topic_id=? AND partition=? ORDER BY last_offset LIMIT 1",
+        (tid, partition),
+    ).fetchone()
+    if row is None or not row[4][1] & rb.F_TIMES or rb.checksum(row[4]) != row[3]:
+        return 0  # none, one time for the whole batch, or damaged (reads report it)
+    row_id, base, ts, _crc, payload = row
+    d = rb.decode(payload)
+    assert d.backs is not None
+    k = sum(1 for back in d.backs if ts - back < cutoff)
+    if not k or k == len(d.values):
+        return 0
+    first = base + d.deltas[k]
+    new = rb.encode(
+        d.values[k:],
+        None if d.keys is None else d.keys[k:],
+        None if d.headers is None else d.headers[k:],
+        deltas=None if isinstance(d.deltas, range) else [x - d.deltas[k] for x in d.deltas[k:]],
+        backs=d.backs[k:],
+    )
     conn.execute(
-        "DELETE FROM batches WHERE topic_id=? AND partition=? AND last_offset<=?",
-        (tid, partition, last),
+        "UPDATE batches SET base_offset=?, count=?, crc=?, size=?, payload=? WHERE id=?",
+        (first, len(d.values) - k, rb.checksum(new), len(new), new, row_id),
     )
     conn.execute(
         "UPDATE partitions SET first_offset=?, bytes=bytes-? WHERE topic_id=? AND partition=?",
-        (last + 1, freed, tid, partition),
+        (first, len(payload) - len(new), tid, partition),
     )
-    return removed, doomed == RETENTION_PAGE
+    return k
 
 
 # Compaction pages: batches read per statement, and batches (or bytes of
@@ -100,16 +139,16 @@ def compact_partition(
     first pass is only compacted by the next compaction.
     """
     latest: dict[bytes, int] = {}
-    for _id, base, _ts, payload in _pages(read, tid, partition):
-        for delta, key, _value in _keyed(payload):
+    for _id, base, ts, payload in _pages(read, tid, partition):
+        for delta, key, _value, _ts in _keyed(payload, ts):
             latest[key] = base + delta
     removed, oldest = 0, None
     for page in _chunked(_pages(read, tid, partition)):
         doomed: list[tuple[int, int]] = []
         for row_id, base, ts, payload in page:
             drops, kept_tombstone = _plan(base, ts, payload, latest, horizon_ms)
-            if kept_tombstone:
-                oldest = ts if oldest is None else min(oldest, ts)
+            if kept_tombstone is not None:
+                oldest = kept_tombstone if oldest is None else min(oldest, kept_tombstone)
             if drops:
                 doomed.append((row_id, base))
         if doomed:
@@ -163,25 +202,31 @@ def _chunked(
         yield page
 
 
-def _keyed(payload: bytes) -> Iterator[tuple[int, bytes, bytes | None]]:
-    """(delta, key, value) of the batch's records that have a key."""
+def _keyed(payload: bytes, ts: int) -> Iterator[tuple[int, bytes, bytes | None, int]]:
+    """(delta, key, value, time) of the batch's records that have a key."""
     d = rb.decode(payload)
     if d.keys is not None:
-        for delta, key, value in zip(d.deltas, d.keys, d.values):
+        for delta, key, value, when in zip(d.deltas, d.keys, d.values, _times(d, ts)):
             if key is not None:
-                yield delta, key, value
+                yield delta, key, value, when
+
+
+def _times(d: rb.Decoded, ts: int) -> Iterator[int]:
+    """Each record's time: the batch's, or its own in a merged batch."""
+    return repeat(ts, len(d.values)) if d.backs is None else (ts - b for b in d.backs)
 
 
 def _plan(
     base: int, ts: int, payload: bytes, latest: dict[bytes, int], horizon_ms: int
-) -> tuple[bool, bool]:
-    """(whether the batch loses records, whether it keeps a tombstone)."""
-    drops = kept_tombstone = False
-    for delta, key, value in _keyed(payload):
-        if _dropped(key, value, base + delta, ts, latest, horizon_ms):
+) -> tuple[bool, int | None]:
+    """(whether the batch loses records, the time of the oldest tombstone
+    it keeps)."""
+    drops, kept_tombstone = False, None
+    for delta, key, value, when in _keyed(payload, ts):
+        if _dropped(key, value, base + delta, when, latest, horizon_ms):
             drops = True
-        elif value is None:
-            kept_tombstone = True
+        elif value is None and kept_tombstone is None:
+            kept_tombstone = when
     return drops, kept_tombstone
 
 
@@ -242,8 +287,8 @@ def _rewrite(
         return 0, 0
     keep = [
         i
-        for i, (delta, key) in enumerate(zip(d.deltas, d.keys))
-        if key is None or not _dropped(key, d.values[i], base + delta, ts, latest, horizon_ms)
+        for i, (delta, key, when) in enumerate(zip(d.deltas, d.keys, _times(d, ts)))
+        if key is None or not _dropped(key, d.values[i], base + delta, when, latest, horizon_ms)
     ]
     n = len(d.values)
     if len(keep) == n:
@@ -256,6 +301,7 @@ def _rewrite(
         [d.keys[i] for i in keep],
         None if d.headers is None else [d.headers[i] for i in keep],
         deltas=[d.deltas[i] for i in keep],
+        backs=None if d.backs is None else [d.backs[i] for i in keep],
     )
     conn.execute(
         "UPDATE batches SET last_offset=?, count=?, crc=?, size=?, payload=? WHERE id=?",

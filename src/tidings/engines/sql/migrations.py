@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .failed import FAILED_SCHEMA
+from .spread import SCHEMA as SPREAD_SCHEMA
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _LEASES = (  # the same text for both dialects
     "CREATE TABLE leases (queue_id BIGINT NOT NULL, first_id BIGINT NOT NULL, "
@@ -94,6 +95,10 @@ UPGRADES: dict[int, dict[str, tuple[str, ...]]] = {
         "postgresql": ("DROP INDEX IF EXISTS batches_by_time",),
         "sqlite": ("DROP INDEX IF EXISTS batches_by_time",),
     },
+    # Spread rows (spread.py): a send_batch over many partitions stored as
+    # one row on SQLite, merged into per-partition batches later.
+    # PostgreSQL keeps one batch row per partition.
+    6: {"postgresql": (), "sqlite": SPREAD_SCHEMA},
 }
 
 

@@ -5,13 +5,20 @@ read decodes a batch with a handful of C-level calls.
 Layout (little-endian)::
 
     u8  version (=1)
-    u8  flags            1 keys, 2 headers, 4 sparse offsets, 8 tombstones
+    u8  flags            1 keys, 2 headers, 4 sparse offsets, 8 tombstones,
+                         16 record times
     u32 count
     [u32 × count]        offset deltas from base_offset   (flag 4, after compaction)
     i32 × count          value lengths, -1 = None (tombstone)
     [i32 × count]        key lengths, -1 = None          (flag 1)
     [u32 × count]        header lengths, 0 = no headers   (flag 2)
+    [u32 × count]        ms before the row's ts           (flag 16)
     values … keys … headers (JSON objects)
+
+A batch appended by one call has one timestamp, the row's ``ts``. A batch
+merged from several spread appends (``spread.py``) has one per record: the
+row's ``ts`` is its last record's (the largest) and flag 16 stores how much
+earlier each record was appended.
 
 The row keeps a CRC-32 of the payload, checked on every read. The length
 and delta columns are built with ``array`` (one C call each), which works
@@ -35,7 +42,7 @@ from typing import NamedTuple
 from ...message import EMPTY_HEADERS, Headers, Record
 
 VERSION = 1
-F_KEYS, F_HEADERS, F_SPARSE, F_TOMBSTONES = 1, 2, 4, 8
+F_KEYS, F_HEADERS, F_SPARSE, F_TOMBSTONES, F_TIMES = 1, 2, 4, 8, 16
 _HEAD = struct.Struct("<BBI")
 # True on big-endian hosts: arrays are swapped to and from little-endian.
 _SWAP = sys.byteorder != "little"
@@ -47,15 +54,17 @@ _escape = json.encoder.encode_basestring_ascii
 
 
 class Decoded(NamedTuple):
-    """A batch's columns; ``offsets`` relative to the batch's base offset."""
+    """A batch's columns; ``deltas`` are offsets relative to the batch's
+    base offset, ``backs`` ms before the batch's ts (None: all at its ts)."""
 
     deltas: Sequence[int]
     keys: Sequence[bytes | None] | None
     values: list[bytes | None]
     headers: Sequence[Headers] | None
+    backs: Sequence[int] | None = None
 
 
-def _stored(column: array[int]) -> bytes:
+def column_bytes(column: array[int]) -> bytes:
     """A column as stored: little-endian whatever the host."""
     if _SWAP:
         column = array(column.typecode, column)
@@ -63,7 +72,7 @@ def _stored(column: array[int]) -> bytes:
     return column.tobytes()
 
 
-def _lengths(items: Sequence[bytes | None]) -> tuple[array[int], bool]:
+def lengths(items: Sequence[bytes | None]) -> tuple[array[int], bool]:
     try:
         return array("i", map(len, items)), False  # type: ignore[arg-type]
     except TypeError:
@@ -80,13 +89,15 @@ def encode(
     keys: Sequence[bytes | None] | None = None,
     headers: Sequence[Headers] | None = None,
     deltas: Sequence[int] | None = None,
+    backs: Sequence[int] | None = None,
 ) -> bytes:
-    """Encode one batch; ``deltas`` only for compacted (sparse) batches."""
-    if len(values) == 1 and headers is None and deltas is None:
+    """Encode one batch; ``deltas`` only for compacted (sparse) batches,
+    ``backs`` only for batches whose records have different times."""
+    if len(values) == 1 and headers is None and deltas is None and backs is None:
         one = _encode_one(values[0], None if keys is None else keys[0], keys is not None)
         if one is not None:
             return one
-    return encode_columns(values, keys, headers, deltas)
+    return encode_columns(values, keys, headers, deltas, backs)
 
 
 def encode_columns(
@@ -94,26 +105,60 @@ def encode_columns(
     keys: Sequence[bytes | None] | None = None,
     headers: Sequence[Headers] | None = None,
     deltas: Sequence[int] | None = None,
+    backs: Sequence[int] | None = None,
 ) -> bytes:
     """The general encoder (:func:`encode` shortcuts one-record batches)."""
-    vlens, tombs = _lengths(values)
+    vlens, tombs = lengths(values)
     flags = F_TOMBSTONES if tombs else 0
-    parts = [b"", _stored(vlens)]
+    parts = [b"", column_bytes(vlens)]
     tails = [_join(values, tombs)]
     if deltas is not None:
         flags |= F_SPARSE
-        parts.insert(1, _stored(array("I", deltas)))
+        parts.insert(1, column_bytes(array("I", deltas)))
     if keys is not None:
-        klens, knone = _lengths(keys)
+        klens, knone = lengths(keys)
         flags |= F_KEYS
-        parts.append(_stored(klens))
+        parts.append(column_bytes(klens))
         tails.append(_join(keys, knone))
     if headers is not None:
         blobs = [_encode_headers(h) for h in headers]
         flags |= F_HEADERS
-        parts.append(_stored(array("I", map(len, blobs))))
+        parts.append(column_bytes(array("I", map(len, blobs))))
         tails.append(b"".join(blobs))
+    if backs is not None:
+        flags |= F_TIMES
+        parts.append(column_bytes(array("I", backs)))
     parts[0] = _HEAD.pack(VERSION, flags, len(values))
+    return b"".join(parts + tails)
+
+
+def encode_range(
+    vlens: array[int],
+    klens: array[int] | None,
+    values: Sequence[bytes | None],
+    keys: Sequence[bytes | None] | None,
+    span: tuple[int, int],
+    backs: Sequence[int] | None,
+) -> bytes:
+    """Encode records ``span[0]``..``span[1] - 1`` of whole columns whose
+    lengths (:func:`lengths`) were computed once for all: the same bytes as
+    :func:`encode_columns` on the slices without headers, for the many
+    small batches of a merge (``spread.py``). Keys all None are left out."""
+    lo, hi = span
+    vl = vlens[lo:hi]
+    flags = F_TOMBSTONES if -1 in vl else 0
+    parts = [b"", column_bytes(vl)]
+    tails = [b"".join(filter(None, values[lo:hi]))]  # None and b"" add nothing
+    if klens is not None and keys is not None:
+        kl = klens[lo:hi]
+        if kl.count(-1) != hi - lo:
+            flags |= F_KEYS
+            parts.append(column_bytes(kl))
+            tails.append(b"".join(filter(None, keys[lo:hi])))
+    if backs is not None:
+        flags |= F_TIMES
+        parts.append(column_bytes(array("I", backs)))
+    parts[0] = _HEAD.pack(VERSION, flags, hi - lo)
     return b"".join(parts + tails)
 
 
@@ -159,13 +204,15 @@ def decode(payload: bytes) -> Decoded:
     pos = _HEAD.size
     deltas: Sequence[int] = range(n)
     if flags & F_SPARSE:
-        deltas, pos = _ints("I", payload, pos, n)
-    vlens, pos = _ints("i", payload, pos, n)
-    klens = hlens = None
+        deltas, pos = read_column("I", payload, pos, n)
+    vlens, pos = read_column("i", payload, pos, n)
+    klens = hlens = backs = None
     if flags & F_KEYS:
-        klens, pos = _ints("i", payload, pos, n)
+        klens, pos = read_column("i", payload, pos, n)
     if flags & F_HEADERS:
-        hlens, pos = _ints("I", payload, pos, n)
+        hlens, pos = read_column("I", payload, pos, n)
+    if flags & F_TIMES:
+        backs, pos = read_column("I", payload, pos, n)
     values, pos = _slices(payload, pos, vlens, bool(flags & F_TOMBSTONES))
     keys = headers = None
     if klens is not None:
@@ -173,10 +220,10 @@ def decode(payload: bytes) -> Decoded:
     if hlens is not None:
         blobs, pos = _slices(payload, pos, hlens, False)
         headers = [json.loads(b) if b else EMPTY_HEADERS for b in blobs if b is not None]
-    return Decoded(deltas, keys, values, headers)
+    return Decoded(deltas, keys, values, headers, backs)
 
 
-def _ints(code: str, buf: bytes, pos: int, n: int) -> tuple[array[int], int]:
+def read_column(code: str, buf: bytes, pos: int, n: int) -> tuple[array[int], int]:
     out = array(code)
     end = pos + out.itemsize * n
     out.frombytes(buf[pos:end])
@@ -209,7 +256,7 @@ def to_records(topic: str, partition: int, base: int, ts: int, d: Decoded) -> li
     they would trigger cost half of the decode time (measured, Python 3.11).
     See :class:`_CollectionPause` for how the application's own collector
     settings are left alone."""
-    with _PAUSE:
+    with PAUSE:
         return _records(topic, partition, base, ts, d)
 
 
@@ -250,7 +297,7 @@ class _CollectionPause:
                 gc.set_threshold(*self._saved)
 
 
-_PAUSE = _CollectionPause()
+PAUSE = _CollectionPause()
 
 
 def _records(topic: str, partition: int, base: int, ts: int, d: Decoded) -> list[Record]:
@@ -267,7 +314,7 @@ def _records(topic: str, partition: int, base: int, ts: int, d: Decoded) -> list
                 offsets,
                 d.keys if d.keys is not None else repeat(None, n),
                 d.values,
-                repeat(ts, n),
+                repeat(ts, n) if d.backs is None else [ts - b for b in d.backs],
                 d.headers if d.headers is not None else repeat(EMPTY_HEADERS, n),
             ),
         )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import recordbatch as rb
+
 _MID = "(s.lo + s.hi) / 2"
 _HIT = "m.ts >= ?"  # the probed batch is at or after the time
 _SEEK = f"""
@@ -41,8 +43,29 @@ SELECT best FROM s WHERE s.lo >= s.hi
 
 
 def offset_for_time(conn: Any, tid: int, partition: int, timestamp_ms: int) -> int:
-    """The base offset of the partition's first batch stored at or after
+    """The offset of the partition's first record stored at or after
     ``timestamp_ms``; the next offset when there is none."""
     at, when = (tid, partition), timestamp_ms
     row = conn.execute(_SEEK, (*at, when, when, when, *at, *at)).fetchone()
-    return int(row[0])
+    return _within(conn, tid, partition, int(row[0]), when)
+
+
+def _within(conn: Any, tid: int, partition: int, base: int, when: int) -> int:
+    """The first record at or after ``when`` in the batch at ``base``: a
+    batch merged from several spread appends (``spread.py``) has a time per
+    record, and its row's ts is its last record's."""
+    row = conn.execute(
+        "SELECT base_offset, ts, crc, payload FROM batches "
+        "WHERE topic_id=? AND partition=? AND last_offset>=? ORDER BY last_offset LIMIT 1",
+        (tid, partition, base),
+    ).fetchone()
+    if row is None or row[0] != base:
+        return base  # the log's end
+    payload = bytes(row[3])
+    if not payload[1] & rb.F_TIMES or rb.checksum(payload) != row[2]:
+        return base  # one time for the batch (or damaged: reads report it)
+    d = rb.decode(payload)
+    assert d.backs is not None
+    return base + next(
+        (delta for delta, back in zip(d.deltas, d.backs) if row[1] - back >= when), 0
+    )

@@ -1,0 +1,197 @@
+"""SQLite spread rows (``engines/sql/spread.py``): a call spread over many
+partitions is stored as one row and merged into per-partition batches
+later. Whoever appends, reads, rolls back or crashes, every acknowledged
+record is read back once, at the offset it was acknowledged with."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tidings import Client, CorruptDataError
+from tidings.engines.sql import spread
+from tidings.message import Record
+from tidings.partitioner import crc32_partition
+
+PARTITIONS = 64
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bus.db'}?maintenance_interval=0"
+
+
+def _keys(partitions: int, per_partition: int) -> list[bytes]:
+    """Keys the default partitioner sends to every partition in turn."""
+    by: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    i = 0
+    while min(map(len, by.values())) < per_partition:
+        key = f"k{i}".encode()
+        by[crc32_partition(key, partitions)].append(key)
+        i += 1
+    return [by[j % partitions][j // partitions] for j in range(partitions * per_partition)]
+
+
+def _read_partition(client: Client, topic: str, partition: int) -> list[Record]:
+    """Everything the partition holds, read as consumers read (L5)."""
+    out: list[Record] = []
+    while True:
+        got = client.engine.log.read(topic, partition, len(out), 100)
+        if not got:
+            return out
+        out += got
+
+
+def _pending(client: Client) -> int:
+    conn = client.engine._reader()  # type: ignore[attr-defined]
+    return int(conn.execute("SELECT count(*) FROM spread_batches").fetchone()[0])
+
+
+def test_two_clients_interleave_spread_single_appends_and_reads(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clients (each with its own cached heads) append spread calls and
+    single records to one file in random order, with reads merging in
+    between and producer merges every 5 rows: every partition holds exactly
+    what was acknowledged, densely, in order."""
+    monkeypatch.setattr(spread, "MERGE_ROWS", 5)
+    rng = random.Random(7)
+    model: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
+    keys = _keys(PARTITIONS, 2)
+    with Client(url) as a, Client(url) as b:
+        a.create_topic("t", partitions=PARTITIONS)
+        producers = [a.producer(), b.producer()]
+        for step in range(200):
+            client, producer = rng.choice([(a, producers[0]), (b, producers[1])])
+            kind = rng.random()
+            if kind < 0.5:
+                n = rng.randrange(PARTITIONS, len(keys))
+                values = [b"s%d-%d" % (step, i) for i in range(n)]
+                for meta, value in zip(producer.send_batch("t", values, keys=keys[:n]), values):
+                    assert meta.offset == len(model[meta.partition])
+                    model[meta.partition].append(value)
+            elif kind < 0.85:
+                p = rng.randrange(PARTITIONS)
+                value = b"one%d" % step
+                meta = producer.send_batch("t", [value], partition=p)[0]
+                assert meta.offset == len(model[p])
+                model[p].append(value)
+            else:
+                p = rng.randrange(PARTITIONS)
+                got = _read_partition(client, "t", p)
+                assert [r.value for r in got] == model[p]
+        assert [i.next_offset for i in a.partitions("t")] == [len(model[p]) for p in model]
+        for p in range(PARTITIONS):
+            got = _read_partition(b, "t", p)
+            assert [r.offset for r in got] == list(range(len(model[p])))
+            assert [r.value for r in got] == model[p]
+            assert all(x.timestamp <= y.timestamp for x, y in itertools.pairwise(got))
+        assert _pending(a) == 0
+
+
+def test_rolled_back_spread_append_leaves_no_trace(tmp_path: Path) -> None:
+    """A spread append in the caller's transaction that rolls back leaves
+    the process's cached head pointing at a row that never was: the next
+    append must notice and take the offsets from the database."""
+    path = tmp_path / "bus.db"
+    keys = _keys(PARTITIONS, 1)
+    with Client(f"sqlite:///{path}?maintenance_interval=0") as client:
+        client.create_topic("t", partitions=PARTITIONS)
+        producer = client.producer()
+        producer.send_batch("t", [b"first"] * len(keys), keys=keys)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        rolled = producer.send_batch("t", [b"gone"] * len(keys), keys=keys, connection=conn)
+        assert {m.offset for m in rolled} == {1}
+        conn.execute("ROLLBACK")
+        conn.close()
+        again = producer.send_batch("t", [b"second"] * len(keys), keys=keys)
+        assert {m.offset for m in again} == {1}
+        for p in (0, PARTITIONS - 1):
+            assert [r.value for r in _read_partition(client, "t", p)] == [b"first", b"second"]
+
+
+def test_damaged_spread_row_is_reported_and_nothing_is_merged(url: str) -> None:
+    keys = _keys(PARTITIONS, 1)
+    with Client(url) as client:
+        client.create_topic("t", partitions=PARTITIONS)
+        client.producer().send_batch("t", [b"v"] * len(keys), keys=keys)
+
+        def flip_last_byte(conn: sqlite3.Connection) -> None:
+            payload = bytearray(conn.execute("SELECT payload FROM spread_batches").fetchone()[0])
+            payload[-1] ^= 0xFF
+            conn.execute("UPDATE spread_batches SET payload=?", (bytes(payload),))
+
+        client.engine._writer.run(flip_last_byte)  # type: ignore[attr-defined]
+        with pytest.raises(CorruptDataError, match=r"spread row \d+ failed its checksum"):
+            client.engine.log.read("t", 0, 0, 10)
+        conn = client.engine._reader()  # type: ignore[attr-defined]
+        assert conn.execute("SELECT count(*) FROM batches").fetchone()[0] == 0
+        assert _pending(client) == 1
+
+
+def test_time_seek_lands_inside_a_merged_batch(url: str) -> None:
+    """A merged batch spans several appends, each with its own time: a
+    seek by time finds the first record at or after it, not the batch."""
+    keys = _keys(PARTITIONS, 1)
+    with Client(url) as client:
+        client.create_topic("t", partitions=PARTITIONS)
+        producer = client.producer()
+        stamps = []
+        for i in range(5):
+            stamps.append(producer.send_batch("t", [b"%d" % i] * len(keys), keys=keys)[0].timestamp)
+            time.sleep(0.003)
+        got = _read_partition(client, "t", 3)  # merges: one batch of 5 records
+        conn = client.engine._reader()  # type: ignore[attr-defined]
+        assert conn.execute("SELECT count(*) FROM batches WHERE partition=3").fetchone()[0] == 1
+        assert [r.timestamp for r in got] == stamps
+        log = client.engine.log
+        for ts in {*stamps, *(s + 1 for s in stamps), stamps[0] - 1, stamps[-1] + 1}:
+            expected = next((r.offset for r in got if r.timestamp >= ts), len(got))
+            assert log.offset_for_time("t", 3, ts) == expected, ts
+
+
+_CRASHING_PRODUCER = """
+import os, sys
+from tidings import Client
+from tidings.engines.sql import spread
+spread.MERGE_ROWS = 10**9  # everything stays in spread rows
+keys = [k.encode() for k in sys.argv[2].split(",")]
+with Client(sys.argv[1]) as client:
+    producer = client.producer()
+    for i in range(20):
+        metas = producer.send_batch("t", [b"c%d" % i] * len(keys), keys=keys)
+        print(i, flush=True)
+    os.kill(os.getpid(), 9)
+"""
+
+
+def test_spread_rows_survive_a_killed_producer(url: str) -> None:
+    """A producer killed with SIGKILL after its spread appends were
+    acknowledged, before any merge: a new process reads every record."""
+    keys = _keys(PARTITIONS, 1)
+    with Client(url) as client:
+        client.create_topic("t", partitions=PARTITIONS)
+    child = subprocess.run(
+        [sys.executable, "-c", _CRASHING_PRODUCER, url, ",".join(k.decode() for k in keys)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == -9, child.stderr
+    acked = len(child.stdout.split())
+    assert acked == 20
+    with Client(url) as client:
+        assert _pending(client) == acked
+        for p in (0, 17, PARTITIONS - 1):
+            got = _read_partition(client, "t", p)
+            assert [r.value for r in got] == [b"c%d" % i for i in range(acked)]
+        assert _pending(client) == 0
