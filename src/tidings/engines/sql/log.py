@@ -41,7 +41,7 @@ from . import recordbatch as rb
 from . import spread
 from .append import Stale, append_txn
 from .clock import LocalClock
-from .database import Writer
+from .database import LockKey, Writer
 from .dialect import SQLITE, Dialect
 from .forward import bound_queues
 from .group_rows import commit_txn, load_group_row, lock_group, shift_sessions, store_group
@@ -262,14 +262,21 @@ class SqlLog:
                     ),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
-                    locks=(
-                        *(("partition", tid, p) for p in batches),
-                        *(("queue", q) for q in queues),
-                    ),
+                    locks=self._append_locks(tid, batches, queues),
                 )
             except Stale:
                 continue
         raise TopicNotFound(f"topic {topic!r} does not exist")
+
+    def _append_locks(
+        self, tid: int, batches: Mapping[int, RecordColumns], queues: list[str]
+    ) -> tuple[LockKey, ...]:
+        """The rows an append locks, for the Writer to lock in one order
+        (PostgreSQL). SQLite's write transaction holds the whole file:
+        none, and no thousand keys to sort for a spread call."""
+        if self._heads is not None:
+            return ()
+        return (*(("partition", tid, p) for p in batches), *(("queue", q) for q in queues))
 
     def _encoded(
         self, batches: Mapping[int, RecordColumns]

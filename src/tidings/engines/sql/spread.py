@@ -57,7 +57,7 @@ from . import recordbatch as rb
 SPREAD_PARTITIONS = 16
 SPREAD_RECORDS = 8
 #: A spread append merges its topic's pending rows once there are this many
-#: (or this many payload bytes), in its own transaction: the per-partition
+#: (or this many payload bytes), inside that append's transaction: the per-partition
 #: costs are paid once for that many appends. 16 rows of 1,000 records
 #: hold the write lock ~40-90 ms (64: ~250 ms) for the same CPU per record.
 MERGE_ROWS = 16
