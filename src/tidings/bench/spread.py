@@ -14,6 +14,7 @@ merging the last ones.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 from ..client.client import Client
@@ -36,11 +37,13 @@ def append_spread(bench: Bench) -> Iterator[Line]:
     base = None
     spreads = BROKER_SPREADS if bench.url.startswith(("amqp:", "amqps:")) else SPREADS
     for partitions in spreads:
-        per_s, stored, written = _spread_once(bench, partitions, count)
+        per_s, cpu_s, stored, written = _spread_once(bench, partitions, count)
         base = base or per_s
-        extra = {}
+        # This process's CPU: the whole engine on SQLite, the client's part
+        # on a server.
+        extra = {"cpu_us_per_record": round(cpu_s / count * 1e6, 2)}
         if stored is not None and written is not None:  # a file of ours
-            extra = {"bytes_per_record": stored / count, "written_per_record": written / count}
+            extra |= {"bytes_per_record": stored / count, "written_per_record": written / count}
         yield bench.line(
             "log.append.spread",
             len(RECORD),
@@ -53,13 +56,16 @@ def append_spread(bench: Bench) -> Iterator[Line]:
         )
 
 
-def _spread_once(bench: Bench, partitions: int, count: int) -> tuple[float, int | None, int | None]:
+def _spread_once(
+    bench: Bench, partitions: int, count: int
+) -> tuple[float, float, int | None, int | None]:
     slots = _keys_per_partition(partitions)
     with bench.client() as (client, topic):
         client.create_topic(topic, partitions=partitions)
         producer = client.producer()
         before = _file_bytes(client)
         io_before = process_write_bytes()
+        cpu = time.process_time()
         with Stopwatch() as sw:
             for start in range(0, count, BATCH):
                 n = min(BATCH, count - start)
@@ -67,11 +73,12 @@ def _spread_once(bench: Bench, partitions: int, count: int) -> tuple[float, int 
             # Timed too: SQLite merges the spread rows still pending (what
             # the first read would do), so every record is in its partition.
             client.partitions(topic)
+        cpu = time.process_time() - cpu
         io_after = process_write_bytes()
         after = _file_bytes(client)
     stored = None if before is None or after is None else after - before
     written = None if io_before is None or io_after is None else io_after - io_before
-    return rate(count, sw.seconds), stored, written
+    return rate(count, sw.seconds), cpu, stored, written
 
 
 def _keys_per_partition(partitions: int) -> list[bytes]:
