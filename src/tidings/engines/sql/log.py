@@ -178,7 +178,7 @@ class SqlLog:
         self._w.run(txn)
 
     def delete_topic(self, name: str) -> None:
-        def txn(conn: sqlite3.Connection) -> None:
+        def txn(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT id FROM topics WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise TopicNotFound(f"topic {name!r} does not exist")
@@ -186,8 +186,11 @@ class SqlLog:
                 conn.execute(f"DELETE FROM {table} WHERE topic_id=?", (row[0],))
             conn.execute("DELETE FROM topics WHERE id=?", (row[0],))
             conn.execute("DELETE FROM offsets WHERE topic=?", (name,))
+            return int(row[0])
 
-        self._w.run(txn, channels=("log:" + name,))
+        tid = self._w.run(txn, channels=("log:" + name,))
+        if self._heads is not None:
+            self._heads.forget(tid)
         with self._cache_lock:
             self._cache.pop(name, None)
 

@@ -56,10 +56,11 @@ from . import recordbatch as rb
 #: spread row; docs/benchmarks.md).
 SPREAD_PARTITIONS = 16
 SPREAD_RECORDS = 8
-#: A spread append merges its topic's pending rows once there are this many
-#: (or this many payload bytes), inside that append's transaction: the per-partition
-#: costs are paid once for that many appends. Merging 16 rows of 1,000
-#: records took 58 ms (64: 179 ms) for the same CPU per record.
+#: A spread append merges its topic's pending rows once there are this
+#: many (or this many payload bytes), inside its own transaction: the
+#: per-partition costs are paid once for that many appends. Merging 16
+#: rows of 1,000 records took 58 ms (64: 179 ms) for the same CPU per
+#: record, and any other writer waits that long at most.
 MERGE_ROWS = 16
 MERGE_BYTES = 4 << 20
 #: Records per merged batch at most: a read decodes a whole batch.
