@@ -195,3 +195,38 @@ def test_spread_rows_survive_a_killed_producer(url: str) -> None:
             got = _read_partition(client, "t", p)
             assert [r.value for r in got] == [b"c%d" % i for i in range(acked)]
         assert _pending(client) == 0
+
+
+def test_retention_trims_a_compacted_merged_batch_keeping_offsets(url: str) -> None:
+    """A merged batch, then compacted (sparse offsets), then cut by time
+    retention in its middle: what stays keeps its offsets, values and
+    times, and the partition's first offset is the first record kept."""
+    keys = _keys(PARTITIONS, 1)
+    with Client(url) as client:
+        client.create_topic("t", partitions=PARTITIONS, compact=True, retention="1h")
+        producer = client.producer()
+        a, b = [k for k in (b"x%d" % i for i in range(10_000)) if crc32_partition(k, 64) == 5][:2]
+        stamps = []
+        for i in range(6):
+            # Partition 5 gets key a in even calls, b in odd ones.
+            ks = [k if j != 5 else (a if i % 2 == 0 else b) for j, k in enumerate(keys)]
+            sent = producer.send_batch("t", [b"v%d" % i] * len(ks), keys=ks)
+            stamps.append(sent[5].timestamp)
+            time.sleep(0.003)
+        log = client.engine.log
+        before = _read_partition(client, "t", 5)
+        assert [r.offset for r in before] == list(range(6))
+        assert log.compact("t", stamps[-1]) > 0  # partition 5 keeps offsets 4 (a) and 5 (b)
+        kept = _read_partition_from(client, "t", 5, 0)
+        assert [(r.offset, r.value) for r in kept] == [(4, b"v4"), (5, b"v5")]
+        # Retention at a cutoff between the two kept records' times.
+        cutoff = stamps[5]
+        removed = log.enforce_retention("t", cutoff + 3_600_000)
+        assert removed >= 1
+        left = _read_partition_from(client, "t", 5, 0)
+        assert [(r.offset, r.value, r.timestamp) for r in left] == [(5, b"v5", stamps[5])]
+        assert client.partitions("t")[5].first_offset == 5
+
+
+def _read_partition_from(client: Client, topic: str, partition: int, offset: int) -> list[Record]:
+    return client.engine.log.read(topic, partition, offset, 1_000)
