@@ -30,7 +30,7 @@ from ..message import Record, TopicPartition
 from ..ports.engine import Engine
 from .membership import Membership, commit_in
 from .readahead import ReadAhead
-from .starts import Start, lag, start_offset
+from .starts import Start, lag, start_offset, start_offsets
 
 log = logging.getLogger("tidings.consumer")
 #: Called with the partitions about to be taken away, before they are
@@ -135,11 +135,9 @@ class Consumer:
             return
         committed = self._engine.groups.committed(self._group) if self._group else {}
         starts = {}
-        for tp in sorted(new):
-            if tp in committed:
-                starts[tp] = self._committed[tp] = committed[tp]
-            else:
-                starts[tp] = start_offset(self._log, tp, self._start)
+        for tp in sorted(new & committed.keys()):
+            starts[tp] = self._committed[tp] = committed[tp]
+        starts |= start_offsets(self._log, new - committed.keys(), self._start)
         self._cursor.assign({**self._cursor.positions(), **starts})
         self._ahead.drop(new)
         self._assigned |= new
