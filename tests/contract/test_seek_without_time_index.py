@@ -102,9 +102,9 @@ def _at_version_4(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make this tidings create version-4 schemas (the time index kept)."""
     for module in (migrations, database, postgres):
         monkeypatch.setattr(module, "SCHEMA_VERSION", 4)
-    # Version 4 has no spread rows (version 6): appends go to batches.
-    monkeypatch.setattr(spread, "pending", lambda conn, tid: False)
-    monkeypatch.setattr(spread, "is_spread", lambda batches: False)
+    # Version 4 has no spread rows (version 6): the log keeps no heads and
+    # appends go to batches, as on PostgreSQL.
+    monkeypatch.setattr(spread, "Heads", lambda: None)
 
 
 def _has_time_index(client: Client) -> bool:

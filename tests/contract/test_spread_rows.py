@@ -57,8 +57,9 @@ def _pending(client: Client) -> int:
 def test_two_clients_interleave_spread_single_appends_and_reads(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two clients (each with its own cached heads) append spread calls and
-    single records to one file in random order, with reads merging in
+    """Two clients (each with its own cached heads) append spread calls,
+    calls over a few partitions and single records to one file in random
+    order, with reads merging in
     between and producer merges every 5 rows: every partition holds exactly
     what was acknowledged, densely, in order."""
     monkeypatch.setattr(spread, "MERGE_ROWS", 5)
@@ -75,6 +76,12 @@ def test_two_clients_interleave_spread_single_appends_and_reads(
                 n = rng.randrange(PARTITIONS, len(keys))
                 values = [b"s%d-%d" % (step, i) for i in range(n)]
                 for meta, value in zip(producer.send_batch("t", values, keys=keys[:n]), values):
+                    assert meta.offset == len(model[meta.partition])
+                    model[meta.partition].append(value)
+            elif kind < 0.65:  # a few partitions, many records: batch rows unless pending
+                few = [k for k in keys[:3] for _ in range(20)]
+                values = [b"f%d-%d" % (step, i) for i in range(len(few))]
+                for meta, value in zip(producer.send_batch("t", values, keys=few), values):
                     assert meta.offset == len(model[meta.partition])
                     model[meta.partition].append(value)
             elif kind < 0.85:

@@ -21,6 +21,15 @@ class Stale(Exception):
     """The cached topic id no longer exists (deleted by another process)."""
 
 
+class _Pending(Exception):
+    """The topic has spread rows (SQLite): the call must be one too."""
+
+
+# SQLite: the reservation itself checks that the topic has no spread rows
+# (no statement more for the common append).
+_NO_SPREAD_ROWS = " AND NOT EXISTS (SELECT 1 FROM spread_batches WHERE topic_id=?)"
+
+
 _INSERT_BATCH = (
     "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
     "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)"
@@ -63,24 +72,32 @@ def append_txn(
     (``spread.py``)."""
     now = now_ms()
     out = None
-    if heads is not None and (encoded is None or spread.pending(conn, tid)):
+    if encoded is not None:
+        try:
+            out = _append_batches(conn, tid, encoded, now, guarded=heads is not None)
+        except _Pending:
+            pass
+    if out is None:
+        assert heads is not None
         out = spread.append(conn, heads, tid, batches, now)
         if out is None:
             raise Stale()
-    else:
-        assert encoded is not None
-        out = _append_batches(conn, tid, encoded, now)
     forward(conn, topic, batches, out)
     return out
 
 
 def _append_batches(
-    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]], now: int
+    conn: sqlite3.Connection,
+    tid: int,
+    encoded: Mapping[int, tuple[bytes, int]],
+    now: int,
+    guarded: bool,
 ) -> dict[int, AppendResult]:
     """Reserve every partition's offsets in one statement (per 500), then
     insert all batch rows at once: a call over several partitions costs a
-    few statements, not two per partition."""
-    reserved = _reserve(conn, tid, encoded, now)
+    few statements, not two per partition. ``guarded`` (SQLite): raise
+    _Pending, storing nothing, when the topic has spread rows."""
+    reserved = _reserve(conn, tid, encoded, now, guarded)
     out: dict[int, AppendResult] = {}
     rows = []
     for p, (payload, n) in encoded.items():
@@ -98,21 +115,26 @@ def _append_batches(
 
 
 def _reserve(
-    conn: sqlite3.Connection, tid: int, encoded: Mapping[int, tuple[bytes, int]], now: int
+    conn: sqlite3.Connection,
+    tid: int,
+    encoded: Mapping[int, tuple[bytes, int]],
+    now: int,
+    guarded: bool,
 ) -> dict[int, tuple[int, int]]:
     """Add each partition's record count and bytes to its row; return its
     new ``(next_offset, last_ts)``. Partitions in ascending order, so two
     transactions lock PostgreSQL's rows in the same order."""
+    guard, extra = (_NO_SPREAD_ROWS, (tid,)) if guarded else ("", ())
     if len(encoded) == 1:
         ((p, (payload, n)),) = encoded.items()
         row = conn.execute(
             "UPDATE partitions SET next_offset=next_offset+?, bytes=bytes+?, "
-            "last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=? "
+            f"last_ts=max(last_ts, ?) WHERE topic_id=? AND partition=?{guard} "
             "RETURNING next_offset, last_ts",
-            (n, len(payload), now, tid, p),
+            (n, len(payload), now, tid, p, *extra),
         ).fetchone()
         if row is None:
-            raise Stale()
+            raise _Pending() if guarded and spread.pending(conn, tid) else Stale()
         return {p: (row[0], row[1])}
     ordered = sorted(encoded)
     if hasattr(conn, "copy_rows"):  # PostgreSQL: three array parameters, one plan
@@ -127,10 +149,12 @@ def _reserve(
             ),
         ).fetchall()
     else:
-        rows = _reserve_values(conn, tid, encoded, ordered, now)
+        rows = _reserve_values(conn, tid, encoded, ordered, now, guard, extra)
     out = {r[0]: (r[1], r[2]) for r in rows}
     if len(out) != len(encoded):
-        raise Stale()
+        # Nothing was reserved when the topic has spread rows (the guard
+        # holds for all partitions or none); else some partition is gone.
+        raise _Pending() if not out and guarded and spread.pending(conn, tid) else Stale()
     return out
 
 
@@ -140,6 +164,8 @@ def _reserve_values(
     encoded: Mapping[int, tuple[bytes, int]],
     ordered: list[int],
     now: int,
+    guard: str,
+    extra: tuple[int, ...],
 ) -> list[Any]:
     """SQLite has no arrays: a VALUES list per 500 partitions."""
     rows: list[Any] = []
@@ -152,8 +178,8 @@ def _reserve_values(
         rows += conn.execute(
             "UPDATE partitions SET next_offset=next_offset+v.column2, bytes=bytes+v.column3, "
             f"last_ts=max(last_ts, ?) FROM (VALUES {values}) AS v "
-            "WHERE topic_id=? AND partition=v.column1 "
+            f"WHERE topic_id=? AND partition=v.column1{guard} "
             "RETURNING partition, next_offset, last_ts",
-            [*params, tid],
+            [*params, tid, *extra],
         ).fetchall()
     return rows
