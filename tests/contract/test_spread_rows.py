@@ -125,19 +125,49 @@ def test_rolled_back_spread_append_leaves_no_trace(tmp_path: Path) -> None:
             assert [r.value for r in _read_partition(client, "t", p)] == [b"first", b"second"]
 
 
-def test_damaged_spread_row_is_reported_and_nothing_is_merged(url: str) -> None:
+def _damage(client: Client, column: str, row: int = 0) -> None:
+    """Flip the last byte of one spread row's ``column``."""
+
+    def flip(conn: sqlite3.Connection) -> None:
+        row_id, blob = conn.execute(
+            f"SELECT id, {column} FROM spread_batches ORDER BY id LIMIT 1 OFFSET ?", (row,)
+        ).fetchone()
+        damaged = bytearray(blob)
+        damaged[-1] ^= 0xFF
+        conn.execute(f"UPDATE spread_batches SET {column}=? WHERE id=?", (bytes(damaged), row_id))
+
+    client.engine._writer.run(flip)  # type: ignore[attr-defined]
+
+
+def test_damaged_spread_row_is_a_damaged_batch_the_rest_stays_readable(url: str) -> None:
+    """A spread row whose payload fails its checksum is merged as one
+    damaged batch per partition, at its offsets: a read reports them and
+    says where to seek past, as for any damaged batch, and the records of
+    the spread rows before and after it are intact."""
+    keys = _keys(PARTITIONS, 1)
+    with Client(url) as client:
+        client.create_topic("t", partitions=PARTITIONS)
+        producer = client.producer()
+        for i in range(3):
+            producer.send_batch("t", [b"v%d" % i] * len(keys), keys=keys)
+        _damage(client, "payload", row=1)
+        log = client.engine.log
+        assert [r.value for r in log.read("t", 0, 0, 10)] == [b"v0"]  # the good part first
+        damaged = r"offsets 1\.\.1 failed their checksum.*offset 2"
+        with pytest.raises(CorruptDataError, match=damaged):
+            log.read("t", 0, 1, 10)
+        assert [r.value for r in log.read("t", 7, 2, 10)] == [b"v2"]
+        assert [i.next_offset for i in client.partitions("t")] == [3] * PARTITIONS
+        assert _pending(client) == 0
+
+
+def test_damaged_spread_directory_is_reported_and_nothing_is_merged(url: str) -> None:
     keys = _keys(PARTITIONS, 1)
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
         client.producer().send_batch("t", [b"v"] * len(keys), keys=keys)
-
-        def flip_last_byte(conn: sqlite3.Connection) -> None:
-            payload = bytearray(conn.execute("SELECT payload FROM spread_batches").fetchone()[0])
-            payload[-1] ^= 0xFF
-            conn.execute("UPDATE spread_batches SET payload=?", (bytes(payload),))
-
-        client.engine._writer.run(flip_last_byte)  # type: ignore[attr-defined]
-        with pytest.raises(CorruptDataError, match=r"spread row \d+ failed its checksum"):
+        _damage(client, "directory")
+        with pytest.raises(CorruptDataError, match=r"spread row \d+'s directory failed"):
             client.engine.log.read("t", 0, 0, 10)
         conn = client.engine._reader()  # type: ignore[attr-defined]
         assert conn.execute("SELECT count(*) FROM batches").fetchone()[0] == 0

@@ -28,8 +28,13 @@ Invariants (SQLite only; PostgreSQL never writes spread rows):
 
 Spread row: ``directory`` holds u32 parts, then per part (ascending
 partition) its partition (u32), record count (u32) and base offset (i64),
-little-endian; ``payload`` is one record batch (``recordbatch.py``) of
-all the call's records, part after part; ``crc`` covers both.
+then a CRC-32 of those bytes, little-endian; ``payload`` is one record
+batch (``recordbatch.py``) of all the call's records, part after part;
+``crc`` is the payload's. A row whose payload fails its checksum is
+merged as one damaged batch per part (reads report its offsets and say
+where to seek past it, as for any damaged batch); one whose directory
+fails its own cannot be placed, and its merge fails with
+CorruptDataError.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ SCHEMA = (
     "CREATE INDEX spread_by_topic ON spread_batches (topic_id, id)",
 )
 _COUNT = struct.Struct("<I")
+_DAMAGED = -1  # a batch row's crc that no payload has: reads report it damaged
 _LAST_ROW = "SELECT id, token FROM spread_batches WHERE topic_id=? ORDER BY id DESC LIMIT 1"
 _INSERT = (
     "INSERT INTO spread_batches(topic_id, token, ts, records, crc, directory, payload) "
@@ -153,7 +159,7 @@ def _load(conn: Any, tid: int, with_pending: bool) -> Head | None:
             "WHERE topic_id=? ORDER BY id",
             (tid,),
         ):
-            parts, counts, bases = read_directory(directory)
+            parts, counts, bases = read_directory(directory, tid=tid, row_id=row_id)
             nxt.update(zip(parts, map(add, bases, counts)))
             ts, count, size, last = max(ts, row_ts), count + 1, size + row_size, (row_id, token)
     return Head(last, nxt, ts, count, size)
@@ -178,17 +184,10 @@ def append(
     ts = max(now, head.ts)  # a partition's times never go back (seek.py)
     nxt = dict(head.next)
     nxt.update(zip(flat.partitions, map(add, bases, flat.counts)))
-    directory = b"".join(
-        (
-            _COUNT.pack(len(flat.partitions)),
-            rb.column_bytes(array("I", flat.partitions)),
-            rb.column_bytes(array("I", flat.counts)),
-            rb.column_bytes(array("q", bases)),
-        )
-    )
+    directory = _directory(flat.partitions, flat.counts, bases)
     payload = rb.encode_columns(flat.flat_values, flat.flat_keys, flat.flat_headers)
     token = random.getrandbits(62)
-    crc = zlib.crc32(payload, zlib.crc32(directory))
+    crc = zlib.crc32(payload)
     (row_id,) = conn.execute(
         _INSERT, (tid, token, ts, len(flat.flat_values), crc, directory, payload)
     ).fetchone()
@@ -240,12 +239,35 @@ def _flat(batches: Mapping[int, RecordColumns]) -> PartitionedColumns:
     )
 
 
-def read_directory(directory: bytes) -> tuple[array[int], array[int], array[int]]:
+def _directory(partitions: list[int], counts: list[int], bases: list[int]) -> bytes:
+    body = b"".join(
+        (
+            _COUNT.pack(len(partitions)),
+            rb.column_bytes(array("I", partitions)),
+            rb.column_bytes(array("I", counts)),
+            rb.column_bytes(array("q", bases)),
+        )
+    )
+    return body + _COUNT.pack(zlib.crc32(body))
+
+
+def read_directory(
+    directory: bytes, *, tid: int = 0, row_id: int = 0
+) -> tuple[array[int], array[int], array[int]]:
     """(partitions, record counts, base offsets) of a spread row."""
-    (n,) = _COUNT.unpack_from(directory)
-    parts, pos = rb.read_column("I", directory, _COUNT.size, n)
-    counts, pos = rb.read_column("I", directory, pos, n)
-    bases, _ = rb.read_column("q", directory, pos, n)
+    body = directory[: -_COUNT.size]
+    if len(directory) < 2 * _COUNT.size or _COUNT.unpack_from(directory, len(body)) != (
+        zlib.crc32(body),
+    ):
+        raise CorruptDataError(
+            f"topic id {tid}: spread row {row_id}'s directory failed its checksum: which "
+            "partitions and offsets its records belong to is lost, and the topic's later "
+            "records cannot be merged; restore the file from a backup"
+        )
+    (n,) = _COUNT.unpack_from(body)
+    parts, pos = rb.read_column("I", body, _COUNT.size, n)
+    counts, pos = rb.read_column("I", body, pos, n)
+    bases, _ = rb.read_column("q", body, pos, n)
     return parts, counts, bases
 
 
@@ -276,18 +298,58 @@ def merge(conn: Any, *, tid: int) -> int:
 
 
 def _merge_rows(conn: Any, tid: int, rows: list[Any]) -> int:
+    """Merge intact rows together, in order; a row whose payload is
+    damaged becomes one damaged batch per part, between them."""
+    merged = 0
+    intact: list[Any] = []
+    for row in rows:
+        if zlib.crc32(row[4]) == row[2]:
+            intact.append(row)
+            continue
+        merged += _merge_intact(conn, tid, intact) + _mark_damaged(conn, tid, row)
+        intact = []
+    merged += _merge_intact(conn, tid, intact)
+    conn.execute("DELETE FROM spread_batches WHERE topic_id=? AND id<=?", (tid, rows[-1][0]))
+    return merged
+
+
+def _mark_damaged(conn: Any, tid: int, row: Any) -> int:
+    """Store a damaged row's parts as damaged batches at their offsets."""
+    row_id, ts, _crc, directory, _payload = row
+    parts, counts, bases = read_directory(directory, tid=tid, row_id=row_id)
+    found = _Pending(list(parts), [], [], None, None, dict(zip(parts, map(add, bases, counts))))
+    first = _merged_ends(conn, tid, found, Counter(dict(zip(parts, counts))))
+    conn.executemany(
+        _INSERT_BATCH,
+        [
+            (tid, p, first[p], first[p] + n - 1, n, ts, _DAMAGED, 0, b"")
+            for p, n in zip(parts, counts)
+            if n
+        ],
+    )
+    _grow(conn, tid, found, {p: (0, ts) for p in parts})
+    return sum(counts)
+
+
+def _grow(conn: Any, tid: int, found: _Pending, grown: dict[int, tuple[int, int]]) -> None:
+    """Move the partitions' counters past what was merged."""
+    conn.executemany(
+        "UPDATE partitions SET next_offset=?, bytes=bytes+?, last_ts=max(last_ts, ?) "
+        "WHERE topic_id=? AND partition=?",
+        [(found.end[p], size, ts, tid, p) for p, (size, ts) in grown.items()],
+    )
+
+
+def _merge_intact(conn: Any, tid: int, rows: list[Any]) -> int:
+    if not rows:
+        return 0
     found = _gather(tid, rows)
     counts = Counter(found.partitions)
     first = _merged_ends(conn, tid, found, counts)
     order = sorted(range(len(found.partitions)), key=found.partitions.__getitem__)
     batches, grown = _batches(tid, found, first, counts, order)
     conn.executemany(_INSERT_BATCH, batches)
-    conn.executemany(
-        "UPDATE partitions SET next_offset=?, bytes=bytes+?, last_ts=max(last_ts, ?) "
-        "WHERE topic_id=? AND partition=?",
-        [(found.end[p], size, ts, tid, p) for p, (size, ts) in grown.items()],
-    )
-    conn.execute("DELETE FROM spread_batches WHERE topic_id=? AND id<=?", (tid, rows[-1][0]))
+    _grow(conn, tid, found, grown)
     return len(order)
 
 
@@ -296,13 +358,8 @@ def _gather(tid: int, rows: list[Any]) -> _Pending:
     keyed = with_headers = False
     key_parts: list[Sequence[bytes | None]] = []
     header_parts: list[Sequence[Headers]] = []
-    for row_id, ts, crc, directory, payload in rows:
-        if zlib.crc32(payload, zlib.crc32(directory)) != crc:
-            raise CorruptDataError(
-                f"topic id {tid}: spread row {row_id} failed its checksum; its records "
-                "cannot be merged into their partitions"
-            )
-        parts, counts, bases = read_directory(directory)
+    for row_id, ts, _crc, directory, payload in rows:
+        parts, counts, bases = read_directory(directory, tid=tid, row_id=row_id)
         d = rb.decode(payload)
         n = len(d.values)
         found.partitions += chain.from_iterable(map(repeat, parts, counts))
