@@ -21,6 +21,20 @@ def crc32_partition(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
+def keys_in_turn(count: int, partitions: int) -> list[bytes]:
+    """``count`` keys that :func:`crc32_partition` sends to every partition
+    in turn (key ``j`` to partition ``j % partitions``): the widest spread
+    a keyed call can have, for benchmarks and tests."""
+    by_partition: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    share = -(-count // partitions)
+    i = 0
+    while min(map(len, by_partition.values())) < share:
+        key = b"k%d" % i
+        by_partition[crc32_partition(key, partitions)].append(key)
+        i += 1
+    return [by_partition[j % partitions][j // partitions] for j in range(count)]
+
+
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (seed 0x9747b28c), as an unsigned 32-bit int."""
     length = len(data)

@@ -13,20 +13,9 @@ import pytest
 from tidings import Client
 from tidings.engines.sql import postgres
 from tidings.message import TopicPartition
-from tidings.partitioner import crc32_partition
+from tidings.partitioner import keys_in_turn
 
 PARTITIONS = 1_000
-
-
-def _spread_keys(partitions: int, per_partition: int) -> list[bytes]:
-    """Keys the default partitioner sends to every partition in turn."""
-    by: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
-    i = 0
-    while min(map(len, by.values())) < per_partition:
-        key = f"k{i}".encode()
-        by[crc32_partition(key, partitions)].append(key)
-        i += 1
-    return [by[j % partitions][j // partitions] for j in range(partitions * per_partition)]
 
 
 def _check_spread(
@@ -35,7 +24,7 @@ def _check_spread(
     partitions: int,
     on_appended: Callable[[], object] | None = None,
 ) -> None:
-    keys = _spread_keys(partitions, 2)
+    keys = keys_in_turn(2 * partitions, partitions)
     producer = client.producer()
     first = producer.send_batch(topic, [b"a%d" % i for i in range(len(keys))], keys=keys)
     second = producer.send_batch(topic, [b"b%d" % i for i in range(len(keys))], keys=keys)

@@ -18,7 +18,7 @@ import pytest
 from tidings import Client, CorruptDataError
 from tidings.engines.sql import spread
 from tidings.message import Record
-from tidings.partitioner import crc32_partition
+from tidings.partitioner import crc32_partition, keys_in_turn
 
 PARTITIONS = 64
 
@@ -26,17 +26,6 @@ PARTITIONS = 64
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bus.db'}?maintenance_interval=0"
-
-
-def _keys(partitions: int, per_partition: int) -> list[bytes]:
-    """Keys the default partitioner sends to every partition in turn."""
-    by: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
-    i = 0
-    while min(map(len, by.values())) < per_partition:
-        key = f"k{i}".encode()
-        by[crc32_partition(key, partitions)].append(key)
-        i += 1
-    return [by[j % partitions][j // partitions] for j in range(partitions * per_partition)]
 
 
 def _read_partition(client: Client, topic: str, partition: int) -> list[Record]:
@@ -65,7 +54,7 @@ def test_two_clients_interleave_spread_single_appends_and_reads(
     monkeypatch.setattr(spread, "MERGE_ROWS", 5)
     rng = random.Random(7)
     model: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
-    keys = _keys(PARTITIONS, 2)
+    keys = keys_in_turn(2 * PARTITIONS, PARTITIONS)
     with Client(url) as a, Client(url) as b:
         a.create_topic("t", partitions=PARTITIONS)
         producers = [a.producer(), b.producer()]
@@ -108,7 +97,7 @@ def test_rolled_back_spread_append_leaves_no_trace(tmp_path: Path) -> None:
     the process's cached head pointing at a row that never was: the next
     append must notice and take the offsets from the database."""
     path = tmp_path / "bus.db"
-    keys = _keys(PARTITIONS, 1)
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(f"sqlite:///{path}?maintenance_interval=0") as client:
         client.create_topic("t", partitions=PARTITIONS)
         producer = client.producer()
@@ -144,7 +133,7 @@ def test_damaged_spread_row_is_a_damaged_batch_the_rest_stays_readable(url: str)
     damaged batch per partition, at its offsets: a read reports them and
     says where to seek past, as for any damaged batch, and the records of
     the spread rows before and after it are intact."""
-    keys = _keys(PARTITIONS, 1)
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
         producer = client.producer()
@@ -162,7 +151,7 @@ def test_damaged_spread_row_is_a_damaged_batch_the_rest_stays_readable(url: str)
 
 
 def test_damaged_spread_directory_is_reported_and_nothing_is_merged(url: str) -> None:
-    keys = _keys(PARTITIONS, 1)
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
         client.producer().send_batch("t", [b"v"] * len(keys), keys=keys)
@@ -177,7 +166,7 @@ def test_damaged_spread_directory_is_reported_and_nothing_is_merged(url: str) ->
 def test_time_seek_lands_inside_a_merged_batch(url: str) -> None:
     """A merged batch spans several appends, each with its own time: a
     seek by time finds the first record at or after it, not the batch."""
-    keys = _keys(PARTITIONS, 1)
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
         producer = client.producer()
@@ -213,7 +202,7 @@ with Client(sys.argv[1]) as client:
 def test_spread_rows_survive_a_killed_producer(url: str) -> None:
     """A producer killed with SIGKILL after its spread appends were
     acknowledged, before any merge: a new process reads every record."""
-    keys = _keys(PARTITIONS, 1)
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
     child = subprocess.run(
@@ -238,7 +227,7 @@ def test_retention_trims_a_compacted_merged_batch_keeping_offsets(url: str) -> N
     """A merged batch, then compacted (sparse offsets), then cut by time
     retention in its middle: what stays keeps its offsets, values and
     times, and the partition's first offset is the first record kept."""
-    keys = _keys(PARTITIONS, 1)
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS, compact=True, retention="1h")
         producer = client.producer()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tidings import Client
-from tidings.partitioner import crc32_partition
+from tidings.partitioner import keys_in_turn
 
 PARTITIONS = 64
 PRODUCERS = 3
@@ -57,13 +57,19 @@ for p, o, v in sorted(seen):
 """
 
 
-def _keys() -> list[str]:
-    by: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
-    i = 0
-    while min(map(len, by.values())) < 2:
-        by[crc32_partition(f"k{i}".encode(), PARTITIONS)].append(f"k{i}")
-        i += 1
-    return [by[j % PARTITIONS][j // PARTITIONS] for j in range(2 * PARTITIONS)]
+def _spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _producers(url: str, name: str) -> list[subprocess.Popen[str]]:
+    """PRODUCERS producer processes, keyed over every partition."""
+    keys = ",".join(k.decode() for k in keys_in_turn(2 * PARTITIONS, PARTITIONS))
+    return [_spawn(_PRODUCER, url, f"{name}{i}", keys, str(CALLS)) for i in range(PRODUCERS)]
 
 
 def _lines(out: str) -> set[tuple[int, int, str]]:
@@ -76,16 +82,7 @@ def test_producers_and_a_group_in_several_processes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bus.db'}"
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
-    keys = ",".join(_keys())
-    producers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PRODUCER, url, f"p{i}", keys, str(CALLS)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(PRODUCERS)
-    ]
+    producers = _producers(url, "p")
     acked: set[tuple[int, int, str]] = set()
     for proc in producers:
         out, err = proc.communicate(timeout=180)
@@ -121,26 +118,12 @@ def test_a_group_reads_while_producers_spread(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bus.db'}"
     with Client(url) as client:
         client.create_topic("t", partitions=PARTITIONS)
-    keys = ",".join(_keys())
     stop = tmp_path / "producers-done"
-    member = subprocess.Popen(
-        [sys.executable, "-c", _GROUP_MEMBER, url, "-1", str(stop)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    producers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PRODUCER, url, f"q{i}", keys, str(CALLS)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(PRODUCERS)
-    ]
+    member = _spawn(_GROUP_MEMBER, url, "-1", str(stop))
+    producers = _producers(url, "q")
     acked: set[tuple[int, int, str]] = set()
     try:
-        for proc in (*producers,):
+        for proc in producers:
             out, err = proc.communicate(timeout=180)
             assert proc.returncode == 0, err[-3000:]
             acked |= _lines(out)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 
 from ..client.client import Client
-from ..partitioner import crc32_partition
+from ..partitioner import keys_in_turn
 from .disk import process_write_bytes
 from .harness import Bench, Line, Stopwatch, rate
 
@@ -59,7 +59,7 @@ def append_spread(bench: Bench) -> Iterator[Line]:
 def _spread_once(
     bench: Bench, partitions: int, count: int
 ) -> tuple[float, float, int | None, int | None]:
-    slots = _keys_per_partition(partitions)
+    slots = keys_in_turn(BATCH, partitions)
     with bench.client() as (client, topic):
         client.create_topic(topic, partitions=partitions)
         producer = client.producer()
@@ -79,19 +79,6 @@ def _spread_once(
     stored = None if before is None or after is None else after - before
     written = None if io_before is None or io_after is None else io_after - io_before
     return rate(count, sw.seconds), cpu, stored, written
-
-
-def _keys_per_partition(partitions: int) -> list[bytes]:
-    """``BATCH`` keys that the default partitioner sends to every partition
-    in turn (the worst spread), found by trying candidate keys."""
-    by_partition: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
-    share = -(-BATCH // partitions)
-    i = 0
-    while min(map(len, by_partition.values())) < share:
-        key = f"k{i}".encode()
-        by_partition[crc32_partition(key, partitions)].append(key)
-        i += 1
-    return [by_partition[j % partitions][j // partitions] for j in range(BATCH)]
 
 
 def _file_bytes(client: Client) -> int | None:

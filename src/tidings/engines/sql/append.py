@@ -30,21 +30,6 @@ class _Pending(Exception):
 _NO_SPREAD_ROWS = " AND NOT EXISTS (SELECT 1 FROM spread_batches WHERE topic_id=?)"
 
 
-_INSERT_BATCH = (
-    "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
-    "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)"
-)
-_BATCH_COLUMNS = (
-    "topic_id",
-    "partition",
-    "base_offset",
-    "last_offset",
-    "count",
-    "ts",
-    "crc",
-    "size",
-    "payload",
-)
 # Partitions reserved per SQLite statement: 3 parameters each, well under
 # its 32,766 bound parameters.
 _RESERVE_CHUNK = 500
@@ -108,9 +93,9 @@ def _append_batches(
         )
         out[p] = AppendResult(base, n, ts)
     if len(rows) > 1 and hasattr(conn, "copy_rows"):  # PostgreSQL: one COPY round trip
-        conn.copy_rows("batches", _BATCH_COLUMNS, rows)
+        conn.copy_rows("batches", rb.BATCH_COLUMNS, rows)
     else:
-        conn.executemany(_INSERT_BATCH, rows)
+        conn.executemany(rb.INSERT_BATCH, rows)
     return out
 
 

@@ -255,14 +255,7 @@ class SqlLog:
             queues = bound_queues(self._reader(), topic)
             try:
                 return self._w.run(
-                    partial(
-                        append_txn,
-                        tid=tid,
-                        encoded=encoded,
-                        topic=topic,
-                        batches=batches,
-                        heads=self._heads,
-                    ),
+                    self._append_txn(tid, topic, batches, encoded),
                     fsync=config.durability == "fsync",
                     channels=("log:" + topic, *("queue:" + q for q in queues)),
                     locks=self._append_locks(tid, batches, queues),
@@ -270,6 +263,19 @@ class SqlLog:
             except Stale:
                 continue
         raise TopicNotFound(f"topic {topic!r} does not exist")
+
+    def _append_txn(
+        self,
+        tid: int,
+        topic: str,
+        batches: Mapping[int, RecordColumns],
+        encoded: dict[int, tuple[bytes, int]] | None,
+    ) -> Callable[[Any], dict[int, AppendResult]]:
+        """The append, to run inside a write transaction (ours or the
+        caller's)."""
+        return partial(
+            append_txn, tid=tid, encoded=encoded, topic=topic, batches=batches, heads=self._heads
+        )
 
     def _append_locks(
         self, tid: int, batches: Mapping[int, RecordColumns], queues: list[str]
@@ -281,9 +287,7 @@ class SqlLog:
             return ()
         return (*(("partition", tid, p) for p in batches), *(("queue", q) for q in queues))
 
-    def _encoded(
-        self, batches: Mapping[int, RecordColumns]
-    ) -> dict[int, tuple[bytes, int]] | None:
+    def _encoded(self, batches: Mapping[int, RecordColumns]) -> dict[int, tuple[bytes, int]] | None:
         """Each partition's payload, encoded outside the write lock (only
         the inserts are serialised); None for a call to be stored as one
         spread row (SQLite)."""
@@ -313,14 +317,7 @@ class SqlLog:
         encoded = self._encoded(batches)  # partitions in order: appenders cannot deadlock
         try:
             with self._dialect.borrow(conn) as ours:
-                result = append_txn(
-                    ours,
-                    tid=tid,
-                    encoded=encoded,
-                    topic=topic,
-                    batches=batches,
-                    heads=self._heads,
-                )
+                result = self._append_txn(tid, topic, batches, encoded)(ours)
                 self._dialect.notify_in(ours, "log:" + topic)
         except Stale:
             raise TopicNotFound(f"topic {topic!r} does not exist") from None

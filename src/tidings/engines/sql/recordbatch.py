@@ -46,6 +46,19 @@ F_KEYS, F_HEADERS, F_SPARSE, F_TOMBSTONES, F_TIMES = 1, 2, 4, 8, 16
 _HEAD = struct.Struct("<BBI")
 # True on big-endian hosts: arrays are swapped to and from little-endian.
 _SWAP = sys.byteorder != "little"
+# A stored batch's row in the ``batches`` table (appends and merges).
+BATCH_COLUMNS = (
+    "topic_id",
+    "partition",
+    "base_offset",
+    "last_offset",
+    "count",
+    "ts",
+    "crc",
+    "size",
+    "payload",
+)
+INSERT_BATCH = f"INSERT INTO batches({', '.join(BATCH_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)"
 # One record, no headers: header, value length[, key length] in one pack.
 _ONE = struct.Struct("<BBIi")
 _ONE_KEYED = struct.Struct("<BBIii")

@@ -84,10 +84,6 @@ _INSERT = (
     "INSERT INTO spread_batches(topic_id, token, ts, records, crc, directory, payload) "
     "VALUES (?,?,?,?,?,?,?) RETURNING id"
 )
-_INSERT_BATCH = (
-    "INSERT INTO batches(topic_id, partition, base_offset, last_offset, count, ts, "
-    "crc, size, payload) VALUES (?,?,?,?,?,?,?,?,?)"
-)
 
 
 def is_spread(batches: Mapping[int, RecordColumns]) -> bool:
@@ -252,7 +248,7 @@ def _directory(partitions: list[int], counts: list[int], bases: list[int]) -> by
 
 
 def read_directory(
-    directory: bytes, *, tid: int = 0, row_id: int = 0
+    directory: bytes, *, tid: int, row_id: int
 ) -> tuple[array[int], array[int], array[int]]:
     """(partitions, record counts, base offsets) of a spread row."""
     body = directory[: -_COUNT.size]
@@ -317,26 +313,27 @@ def _mark_damaged(conn: Any, tid: int, row: Any) -> int:
     """Store a damaged row's parts as damaged batches at their offsets."""
     row_id, ts, _crc, directory, _payload = row
     parts, counts, bases = read_directory(directory, tid=tid, row_id=row_id)
-    found = _Pending(list(parts), [], [], None, None, dict(zip(parts, map(add, bases, counts))))
-    first = _merged_ends(conn, tid, found, Counter(dict(zip(parts, counts))))
+    end = dict(zip(parts, map(add, bases, counts)))
+    first = _merged_ends(conn, tid, end, Counter(dict(zip(parts, counts))))
     conn.executemany(
-        _INSERT_BATCH,
+        rb.INSERT_BATCH,
         [
             (tid, p, first[p], first[p] + n - 1, n, ts, _DAMAGED, 0, b"")
             for p, n in zip(parts, counts)
             if n
         ],
     )
-    _grow(conn, tid, found, {p: (0, ts) for p in parts})
+    _grow(conn, tid, end, {p: (0, ts) for p in parts})
     return sum(counts)
 
 
-def _grow(conn: Any, tid: int, found: _Pending, grown: dict[int, tuple[int, int]]) -> None:
-    """Move the partitions' counters past what was merged."""
+def _grow(conn: Any, tid: int, end: dict[int, int], grown: dict[int, tuple[int, int]]) -> None:
+    """Move the partitions' counters to ``end``, past what was merged;
+    ``grown``: (bytes added, latest ts) per partition."""
     conn.executemany(
         "UPDATE partitions SET next_offset=?, bytes=bytes+?, last_ts=max(last_ts, ?) "
         "WHERE topic_id=? AND partition=?",
-        [(found.end[p], size, ts, tid, p) for p, (size, ts) in grown.items()],
+        [(end[p], size, ts, tid, p) for p, (size, ts) in grown.items()],
     )
 
 
@@ -345,11 +342,11 @@ def _merge_intact(conn: Any, tid: int, rows: list[Any]) -> int:
         return 0
     found = _gather(tid, rows)
     counts = Counter(found.partitions)
-    first = _merged_ends(conn, tid, found, counts)
+    first = _merged_ends(conn, tid, found.end, counts)
     order = sorted(range(len(found.partitions)), key=found.partitions.__getitem__)
     batches, grown = _batches(tid, found, first, counts, order)
-    conn.executemany(_INSERT_BATCH, batches)
-    _grow(conn, tid, found, grown)
+    conn.executemany(rb.INSERT_BATCH, batches)
+    _grow(conn, tid, found.end, grown)
     return len(order)
 
 
@@ -376,7 +373,7 @@ def _gather(tid: int, rows: list[Any]) -> _Pending:
     return found
 
 
-def _merged_ends(conn: Any, tid: int, found: _Pending, counts: Counter[int]) -> dict[int, int]:
+def _merged_ends(conn: Any, tid: int, end: dict[int, int], counts: Counter[int]) -> dict[int, int]:
     """Each partition's next offset in ``batches``, where its pending
     records start. They must end at the offset their spread rows say,
     without gap or overlap: anything else means the invariants above were
@@ -387,10 +384,10 @@ def _merged_ends(conn: Any, tid: int, found: _Pending, counts: Counter[int]) -> 
         ).fetchall()
     )
     for p, n in counts.items():
-        if p not in merged or merged[p] + n != found.end[p]:
+        if p not in merged or merged[p] + n != end[p]:
             raise CorruptDataError(
                 f"topic id {tid} partition {p}: {n} pending records end at offset "
-                f"{found.end[p]}, but its batches end at {merged.get(p)}"
+                f"{end[p]}, but its batches end at {merged.get(p)}"
             )
     return merged
 
