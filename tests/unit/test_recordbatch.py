@@ -287,3 +287,41 @@ def test_encode_range_writes_what_encode_columns_writes(batch: Batch, data: st.D
     got = rb.encode_range(vlens, klens, values, keys, (lo, hi), backs)
     ks = None if keys is None or keys[lo:hi].count(None) == hi - lo else keys[lo:hi]
     assert got == rb.encode_columns(values[lo:hi], ks, None, None, backs)
+
+
+@given(st.data())
+def test_encode_runs_writes_what_the_one_batch_encoders_write(data: st.DataObject) -> None:
+    """The many-batch encoder gives, for each run, the bytes of
+    :func:`rb.encode` on the run; with times, those of ``encode_range``
+    with backs from the run's last time (none when its times are all
+    equal); and each decodes to the run's records and times."""
+    counts = data.draw(st.lists(st.integers(1, 6), max_size=8))
+    n = sum(counts)
+    values = data.draw(st.lists(st.binary(max_size=12), min_size=n, max_size=n))
+    keys = data.draw(st.one_of(st.none(), st.lists(st.binary(max_size=5), min_size=n, max_size=n)))
+    times: list[int] = []
+    for c in counts:  # ascending within a run, anything between runs
+        start = data.draw(st.integers(0, 10**12))
+        times += sorted(start + data.draw(st.integers(0, 3)) for _ in range(c))
+    untimed = rb.encode_runs(values, keys, counts)
+    timed = rb.encode_runs(values, keys, counts, times)
+    assert untimed is not None and timed is not None and len(timed) == len(counts)
+    vlens, klens = rb.lengths(values)[0], None if keys is None else rb.lengths(keys)[0]
+    lo = 0
+    for c, plain, payload in zip(counts, untimed, timed):
+        hi, last = lo + c, times[lo + c - 1]
+        assert plain == rb.encode(values[lo:hi], None if keys is None else keys[lo:hi])
+        backs = None if times[lo] == last else [last - t for t in times[lo:hi]]
+        assert payload == rb.encode_range(vlens, klens, values, keys, (lo, hi), backs)
+        d = rb.decode(payload)
+        assert d.values == values[lo:hi] and list(d.keys or []) == (keys or [])[lo:hi]
+        assert [last - b for b in d.backs or [0] * c] == times[lo:hi]
+        lo = hi
+
+
+def test_encode_runs_leaves_tombstones_missing_keys_and_empty_runs_to_the_caller() -> None:
+    """A None value or key, or an empty run, needs a check per run: the
+    caller encodes those run by run."""
+    assert rb.encode_runs([b"a", None], None, [2]) is None
+    assert rb.encode_runs([b"a", b"b"], [b"k", None], [1, 1]) is None
+    assert rb.encode_runs([b"a"], None, [1, 0]) is None

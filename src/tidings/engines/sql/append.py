@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from itertools import repeat
+from operator import sub
 from typing import Any
 
 from ...ports.log import AppendResult, RecordColumns
@@ -15,6 +17,7 @@ from .._common import now_ms
 from . import recordbatch as rb
 from . import spread
 from .forward import forward
+from .pgtext import int_array
 
 
 class Stale(Exception):
@@ -82,21 +85,20 @@ def _append_batches(
     insert all batch rows at once: a call over several partitions costs a
     few statements, not two per partition. ``guarded`` (SQLite): raise
     _Pending, storing nothing, when the topic has spread rows."""
+    if not encoded:
+        return {}
     reserved = _reserve(conn, tid, encoded, now, guarded)
-    out: dict[int, AppendResult] = {}
-    rows = []
-    for p, (payload, n) in encoded.items():
-        nxt, ts = reserved[p]
-        base = nxt - n
-        rows.append(
-            (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload)
-        )
-        out[p] = AppendResult(base, n, ts)
-    if len(rows) > 1 and hasattr(conn, "copy_rows"):  # PostgreSQL: one COPY round trip
-        conn.copy_rows("batches", rb.BATCH_COLUMNS, rows)
+    parts = list(encoded)
+    payloads, counts = zip(*encoded.values())
+    nexts, times = zip(*map(reserved.__getitem__, parts))
+    bases = list(map(sub, nexts, counts))
+    columns = rb.batch_columns(tid, parts, bases, counts, times, payloads)
+    if len(parts) > 1 and hasattr(conn, "copy_columns"):  # PostgreSQL: one COPY round trip
+        conn.copy_columns("batches", rb.BATCH_COLUMNS, [list(c) for c in columns])
     else:
-        conn.executemany(rb.INSERT_BATCH, rows)
-    return out
+        conn.executemany(rb.INSERT_BATCH, zip(*columns))
+    results = map(tuple.__new__, repeat(AppendResult), zip(bases, counts, times))
+    return dict(zip(parts, results))
 
 
 def _reserve(
@@ -127,9 +129,9 @@ def _reserve(
             _RESERVE_ARRAYS,
             (
                 now,
-                ordered,
-                [encoded[p][1] for p in ordered],
-                [len(encoded[p][0]) for p in ordered],
+                int_array(ordered),
+                int_array(encoded[p][1] for p in ordered),
+                int_array(len(encoded[p][0]) for p in ordered),
                 tid,
             ),
         ).fetchall()

@@ -32,6 +32,7 @@ from ...ports.log import (
     AppendResult,
     Compaction,
     GroupTransition,
+    PartitionedColumns,
     PartitionInfo,
     RecordColumns,
     T,
@@ -293,6 +294,11 @@ class SqlLog:
         spread row (SQLite)."""
         if self._heads is not None and spread.is_spread(batches):
             return None
+        if isinstance(batches, PartitionedColumns) and batches.flat_headers is None:
+            # All partitions' batches in a few C-level passes (partitions ascending).
+            payloads = rb.encode_runs(batches.flat_values, batches.flat_keys, batches.counts)
+            if payloads is not None:
+                return dict(zip(batches.partitions, zip(payloads, batches.counts)))
         return {
             p: (rb.encode(c.values, c.keys, c.headers), len(c.values))
             for p, c in sorted(batches.items(), key=lambda item: item[0])

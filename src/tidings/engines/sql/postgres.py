@@ -68,6 +68,7 @@ from .log import SqlLog, read_retrying
 from .maintenance import claim_maintenance
 from .migrations import SCHEMA_VERSION, upgrade
 from .pg_wake import CHANNEL, Listener, Presence, WakeSender
+from .pgtext import copy_text, int_array
 from .queue import SqlQueues
 
 log = logging.getLogger("tidings.postgres")
@@ -125,6 +126,17 @@ class PgConnection:
         ):
             for row in rows:
                 copy.write_row(row)
+
+    def copy_columns(
+        self, table: str, names: Sequence[str], columns: Sequence[Sequence[int] | Sequence[bytes]]
+    ) -> None:
+        """Bulk insert given column by column (:func:`pgtext.copy_text`):
+        one round trip, and no Python call per row as ``write_row`` has."""
+        with (
+            self.raw.cursor() as cur,
+            cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy,
+        ):
+            copy.write(copy_text(columns))
 
     def db_now_ms(self) -> int:
         """The server's clock now, in ms since the epoch (one round trip)."""
@@ -227,7 +239,7 @@ def _row_locks(keys: list[LockKey]) -> list[sql.Composable]:
     if groups:
         out.append(sql.SQL(_LOCK_GROUPS).format(sql.Literal(groups)))
     if parts:
-        topics, numbers = [t for t, _ in parts], [n for _, n in parts]
+        topics, numbers = int_array(t for t, _ in parts), int_array(n for _, n in parts)
         out.append(sql.SQL(_LOCK_PARTITIONS).format(sql.Literal(topics), sql.Literal(numbers)))
     if queues:
         out.append(sql.SQL(_LOCK_QUEUES).format(sql.Literal(queues)))

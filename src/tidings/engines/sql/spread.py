@@ -46,8 +46,8 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import add
+from itertools import accumulate, chain, repeat
+from operator import add, sub
 from typing import Any
 
 from ...errors import CorruptDataError
@@ -401,6 +401,15 @@ def _batches(
     times = list(map(found.times.__getitem__, order))
     keys = None if found.keys is None else list(map(found.keys.__getitem__, order))
     headers = None if found.headers is None else list(map(found.headers.__getitem__, order))
+    parts = sorted(counts)
+    ns = list(map(counts.__getitem__, parts))
+    if headers is None and max(ns) <= MERGED_RECORDS:
+        payloads = rb.encode_runs(values, keys, ns, times)
+        if payloads is not None:  # one batch per partition, in C-level passes
+            lasts = list(map(times.__getitem__, map(sub, accumulate(ns), repeat(1))))
+            bases = list(map(first.__getitem__, parts))
+            rows = zip(*rb.batch_columns(tid, parts, bases, ns, lasts, payloads))
+            return list(rows), dict(zip(parts, zip(map(len, payloads), lasts)))
     encode = _encoder(values, keys, headers)
     out: list[tuple[Any, ...]] = []
     grown: dict[int, tuple[int, int]] = {}
