@@ -72,18 +72,18 @@ def test_postgres_spread_batch_costs_a_few_round_trips(
     with Client(pg_schema_url) as client:
         client.create_topic("spread", partitions=PARTITIONS)
         calls: Counter[str] = Counter()
-        execute, copy_rows = postgres.PgConnection.execute, postgres.PgConnection.copy_rows
+        execute, copy_columns = postgres.PgConnection.execute, postgres.PgConnection.copy_columns
 
         def counted_execute(self: postgres.PgConnection, sql: str, params=()):  # type: ignore[no-untyped-def]
             calls[" ".join(sql.split()[:3])] += 1
             return execute(self, sql, params)
 
-        def counted_copy(self: postgres.PgConnection, table, columns, rows):  # type: ignore[no-untyped-def]
+        def counted_copy(self: postgres.PgConnection, table, names, columns):  # type: ignore[no-untyped-def]
             calls["COPY " + table] += 1
-            return copy_rows(self, table, columns, rows)
+            return copy_columns(self, table, names, columns)
 
         monkeypatch.setattr(postgres.PgConnection, "execute", counted_execute)
-        monkeypatch.setattr(postgres.PgConnection, "copy_rows", counted_copy)
+        monkeypatch.setattr(postgres.PgConnection, "copy_columns", counted_copy)
         _check_spread(client, "spread", PARTITIONS)
     assert calls["UPDATE partitions SET"] <= 4
     assert calls["INSERT INTO batches(topic_id,"] == 0 and calls["COPY batches"] == 2
