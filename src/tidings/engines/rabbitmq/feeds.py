@@ -274,9 +274,10 @@ class Feeds:
                 return out
             feed = None
         if feed is None:
-            if await self._ready_count(channel, queue) == 0:
+            ready = await self._ready_count(channel, queue)
+            if ready == 0:
                 return out
-            feed = await self._open(raw, queue, prefetch_for(want, rest))
+            feed = await self._open(raw, queue, prefetch_for(want, rest), min(ready, rest))
         elif not feed.expecting():
             return out
         await feed.first()
@@ -304,8 +305,15 @@ class Feeds:
         await feed.stop()  # its buffer is empty: nothing to give back
         return True
 
-    async def _open(self, raw: RawChannel, queue: str, prefetch: int) -> Feed:
+    async def _open(self, raw: RawChannel, queue: str, prefetch: int, ready: int) -> Feed:
+        """A new feed, started; ``ready`` of the queue's messages are pushed
+        to it unless another consumer takes them first, so a claim waits for
+        them as for this engine's own publishes (expected before the
+        consumer starts: each arrival counts one off), not only until a gap
+        in the flow (a push paused longer than GAP_S on a loaded machine,
+        and a claim of 120 with 301 ready got fewer)."""
         feed = Feed(raw, queue, prefetch, self._late)
+        feed.expect(ready)
         self._feeds[queue] = feed
         await feed.start()
         self._arm()
