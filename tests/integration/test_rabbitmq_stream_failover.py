@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
@@ -249,10 +250,18 @@ def test_fifo_groups_and_dedup_survive_the_leaders_node(cluster: Cluster) -> Non
         )
         numbers = [n for n, _, _ in load.delivered]
         assert set(load.confirmed) <= set(numbers), "confirmed but never delivered"
-        firsts = [n for n, _, count in load.delivered if count == 1]
-        assert len(firsts) == len(set(firsts)), "a number stored twice (dedup)"
-        ids = {n: i for n, i, _ in load.delivered}
-        assert all(ids[n] == i for n, i in load.confirmed.items())
+        # A retried publish (a new call, same key) must not be stored
+        # again: every number has one id, the confirmed one. The same
+        # message may come twice (its one id twice): a publish in flight
+        # when the node died is resent until confirmed, at-least-once
+        # (docs/rabbitmq.md); a CI run got one such copy, both deliveries
+        # with a count of 1.
+        stored: dict[int, set[int]] = defaultdict(set)
+        for n, i, _ in load.delivered:
+            stored[n].add(i)
+        assert all(len(ids) == 1 for ids in stored.values()), "a retried publish stored twice"
+        assert all(stored[n] == {i} for n, i in load.confirmed.items())
+        firsts = list(dict.fromkeys(numbers))  # each number's first delivery
         for group in range(4):
             order = [n for n in firsts if n % 4 == group]
             assert order == sorted(order), f"group g{group} out of order: {order[:20]}"
