@@ -150,6 +150,28 @@ def test_damaged_spread_row_is_a_damaged_batch_the_rest_stays_readable(url: str)
         assert _pending(client) == 0
 
 
+def test_time_seek_and_retention_pass_a_damaged_merged_batch(url: str) -> None:
+    """A damaged spread row's batches (no payload left to read record
+    times from) are one batch to a time seek, which lands on their first
+    offset (a read there reports the damage), and to time retention, which
+    keeps them while their time is within the limit."""
+    keys = keys_in_turn(PARTITIONS, PARTITIONS)
+    with Client(url) as client:
+        client.create_topic("t", partitions=PARTITIONS, retention="1h")
+        producer = client.producer()
+        stamps = [
+            producer.send_batch("t", [b"v%d" % i] * len(keys), keys=keys)[0].timestamp
+            for i in range(2)
+        ]
+        _damage(client, "payload", row=0)
+        log = client.engine.log
+        assert log.offset_for_time("t", 0, stamps[0]) == 0
+        assert log.enforce_retention("t", stamps[0] + 1_000) == 0
+        with pytest.raises(CorruptDataError, match=r"offsets 0\.\.0 failed their checksum"):
+            log.read("t", 0, 0, 10)
+        assert [r.value for r in log.read("t", 0, 1, 10)] == [b"v1"]
+
+
 def test_damaged_spread_directory_is_reported_and_nothing_is_merged(url: str) -> None:
     keys = keys_in_turn(PARTITIONS, PARTITIONS)
     with Client(url) as client:

@@ -89,11 +89,10 @@ def _trim_head(conn: sqlite3.Connection, tid: int, partition: int, cutoff: int) 
         "WHERE topic_id=? AND partition=? ORDER BY last_offset LIMIT 1",
         (tid, partition),
     ).fetchone()
-    if row is None or not row[4][1] & rb.F_TIMES or rb.checksum(row[4]) != row[3]:
+    d = None if row is None else rb.with_times(row[4], row[3])
+    if d is None or d.backs is None:
         return 0  # none, one time for the whole batch, or damaged (reads report it)
     row_id, base, ts, _crc, payload = row
-    d = rb.decode(payload)
-    assert d.backs is not None
     k = sum(1 for back in d.backs if ts - back < cutoff)
     if not k or k == len(d.values):
         return 0

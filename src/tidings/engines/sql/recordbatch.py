@@ -319,6 +319,16 @@ def decode(payload: bytes) -> Decoded:
     return Decoded(deltas, keys, values, headers, backs)
 
 
+def with_times(payload: bytes, crc: int) -> Decoded | None:
+    """The batch decoded when it is intact and has a time per record (a
+    batch merged from several spread appends); else None: one time for the
+    whole batch, or damaged (an empty payload, for a damaged spread row's
+    batches), which reads report."""
+    if checksum(payload) != crc or not payload[1] & F_TIMES:
+        return None
+    return decode(payload)
+
+
 def read_column(code: str, buf: bytes, pos: int, n: int) -> tuple[array[int], int]:
     out = array(code)
     end = pos + out.itemsize * n

@@ -61,11 +61,9 @@ def _within(conn: Any, tid: int, partition: int, base: int, when: int) -> int:
     ).fetchone()
     if row is None or row[0] != base:
         return base  # the log's end
-    payload = bytes(row[3])
-    if not payload[1] & rb.F_TIMES or rb.checksum(payload) != row[2]:
-        return base  # one time for the batch (or damaged: reads report it)
-    d = rb.decode(payload)
-    assert d.backs is not None
+    d = rb.with_times(bytes(row[3]), row[2])
+    if d is None or d.backs is None:
+        return base  # one time for the whole batch (or damaged: reads report it)
     return base + next(
         (delta for delta, back in zip(d.deltas, d.backs) if row[1] - back >= when), 0
     )

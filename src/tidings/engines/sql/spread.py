@@ -269,8 +269,9 @@ def read_directory(
 
 # ---- merge --------------------------------------------------------------
 @dataclass
-class _Pending:
-    """Every pending record of a topic, in spread row order."""
+class _Gathered:
+    """Every pending record of a topic, in spread row order (what
+    :func:`_gather` read from its spread rows)."""
 
     partitions: list[int]
     times: list[int]
@@ -350,8 +351,8 @@ def _merge_intact(conn: Any, tid: int, rows: list[Any]) -> int:
     return len(order)
 
 
-def _gather(tid: int, rows: list[Any]) -> _Pending:
-    found = _Pending([], [], [], None, None, {})
+def _gather(tid: int, rows: list[Any]) -> _Gathered:
+    found = _Gathered([], [], [], None, None, {})
     keyed = with_headers = False
     key_parts: list[Sequence[bytes | None]] = []
     header_parts: list[Sequence[Headers]] = []
@@ -393,7 +394,7 @@ def _merged_ends(conn: Any, tid: int, end: dict[int, int], counts: Counter[int])
 
 
 def _batches(
-    tid: int, found: _Pending, first: dict[int, int], counts: Counter[int], order: list[int]
+    tid: int, found: _Gathered, first: dict[int, int], counts: Counter[int], order: list[int]
 ) -> tuple[list[tuple[Any, ...]], dict[int, tuple[int, int]]]:
     """The batch rows to insert, partition by partition (index order), and
     per partition (bytes added, latest ts)."""
@@ -414,10 +415,10 @@ def _batches(
     out: list[tuple[Any, ...]] = []
     grown: dict[int, tuple[int, int]] = {}
     at = 0
-    for p in sorted(counts):
+    for p, n_p in zip(parts, ns):
         base, size = first[p], 0
-        for lo in range(at, at + counts[p], MERGED_RECORDS):
-            hi = min(lo + MERGED_RECORDS, at + counts[p])
+        for lo in range(at, at + n_p, MERGED_RECORDS):
+            hi = min(lo + MERGED_RECORDS, at + n_p)
             ts = times[hi - 1]  # the largest: times never go back in a partition
             backs = None if times[lo] == ts else [ts - t for t in times[lo:hi]]
             payload = encode(lo, hi, backs)
@@ -425,7 +426,7 @@ def _batches(
             row = (tid, p, base, base + n - 1, n, ts, rb.checksum(payload), len(payload), payload)
             out.append(row)
             base, size = base + n, size + len(payload)
-        at += counts[p]
+        at += n_p
         grown[p] = (size, times[at - 1])
     return out, grown
 
